@@ -1,0 +1,123 @@
+"""Config helpers: the base config every experiment overrides, `parse_arg`, and validation.
+
+Configs live in `configs/*.py` as `get_config(arg) -> ConfigDict`; they start
+from `base_config()` so every key exists (ml-collections rejects overrides of
+unknown keys and of the wrong type).
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from aelab.errors import UsageError, choose
+
+
+def base_config() -> ml_collections.ConfigDict:
+    """Every key aelab reads, with defaults. Experiments override what they need."""
+    config = ml_collections.ConfigDict()
+    config.seed = 0
+    config.task = "autoencoder"
+    config.loss = "bce"  # reconstruction loss: bce (on logits) | mse | l1
+
+    config.data = ml_collections.ConfigDict()
+    config.data.name = "digits"  # digits | idx:DIR | npz:FILE | a TFDS name
+    config.data.data_dir = ""  # TFDS data_dir; "" = TFDS's default
+    config.data.download = True  # TFDS: download and prepare if missing
+    config.data.image_key = "image"  # TFDS feature names
+    config.data.label_key = "label"
+    config.data.val_fraction = 0.1  # carved from train when the data set has no validation split
+    config.data.test_fraction = 0.2  # carved from train when it has no test split
+    config.data.split_seed = 0  # fixes the carved splits independently of `seed`
+
+    config.model = ml_collections.ConfigDict()
+    config.model.arch = "mlp"  # mlp | conv
+    config.model.latent_dim = 16
+    config.model.activation = "relu"
+    config.model.hidden = (256, 128)  # mlp: encoder widths, mirrored in the decoder
+    config.model.channels = (32, 64)  # conv: channels per layer
+    config.model.strides = (2, 2)  # conv: one stride per layer
+    config.model.kernel_size = 3
+    config.model.upsample = "transpose"  # conv decoder: transpose | resize
+
+    config.optimizer = ml_collections.ConfigDict()
+    config.optimizer.name = "adam"  # adam | adamw | sgd
+    config.optimizer.learning_rate = 1e-3
+    config.optimizer.schedule = "constant"  # constant | cosine | warmup_cosine
+    config.optimizer.warmup_steps = 0
+    config.optimizer.end_lr_factor = 0.0  # cosine: final lr = factor * learning_rate
+    config.optimizer.weight_decay = 1e-4  # adamw only
+    config.optimizer.momentum = 0.9  # sgd only; 0 = plain SGD
+    config.optimizer.grad_clip_norm = 0.0  # 0 = no clipping
+
+    config.train = ml_collections.ConfigDict()
+    config.train.num_steps = 1000
+    config.train.batch_size = 128
+    config.train.eval_batch_size = 1000
+    config.train.log_every = 50
+    config.train.eval_every = 500  # on the validation split
+    config.train.checkpoint_every = 500
+    config.train.keep_checkpoints = 3
+    config.train.progress = True  # tqdm progress bar on stderr
+    config.train.tensorboard = True
+    return config
+
+
+def parse_arg(arg: str | None, **defaults):
+    """Parses a config arg like "latent=32,arch=conv,runlocal" (big_vision style).
+
+    Values are cast to the type of their default; a bare name means True.
+    Unknown names raise a UsageError listing the accepted ones.
+    """
+    parsed = ml_collections.ConfigDict(defaults)
+    for item in filter(None, (arg or "").split(",")):
+        key, sep, value = item.partition("=")
+        choose("config arg", key, defaults)
+        default = defaults[key]
+        if not sep:
+            value = True
+        elif isinstance(default, bool):
+            value = value.lower() in ("1", "true", "yes")
+        else:
+            try:
+                value = type(default)(value)
+            except ValueError:
+                raise UsageError(
+                    f"config arg {key}={value!r} is not a {type(default).__name__}") from None
+        parsed[key] = value
+    return parsed
+
+
+SCHEDULES = ("constant", "cosine", "warmup_cosine")
+OPTIMIZERS = ("adam", "adamw", "sgd")
+
+
+def validate(config: ml_collections.ConfigDict) -> None:
+    """Checks values that types alone cannot; raises a one-line UsageError.
+
+    Names of registries (models, losses, activations, data) are checked by the
+    registries themselves when the run is built, still before anything is written.
+    """
+    def positive(key: str, value) -> None:
+        if value <= 0:
+            raise UsageError(f"{key}={value} must be > 0")
+
+    model, train, opt = config.model, config.train, config.optimizer
+    positive("model.latent_dim", model.latent_dim)
+    for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
+                "checkpoint_every", "keep_checkpoints"):
+        positive(f"train.{key}", train[key])
+    positive("optimizer.learning_rate", opt.learning_rate)
+    positive("model.kernel_size", model.kernel_size)
+    for key in ("hidden", "channels", "strides"):
+        for v in model[key]:
+            if not isinstance(v, int) or v <= 0:
+                raise UsageError(f"model.{key}={tuple(model[key])} must hold positive integers")
+    choose("optimizer.name", opt.name, OPTIMIZERS)
+    choose("optimizer.schedule", opt.schedule, SCHEDULES)
+    if opt.warmup_steps < 0 or opt.grad_clip_norm < 0:
+        raise UsageError("optimizer.warmup_steps and optimizer.grad_clip_norm must be >= 0")
+    for key in ("val_fraction", "test_fraction"):
+        if not 0.0 < config.data[key] < 1.0:
+            raise UsageError(f"data.{key}={config.data[key]} must lie strictly between 0 and 1")
+    if not config.data.name:
+        raise UsageError("data.name is empty; accepted: digits, idx:DIR, npz:FILE or a TFDS name")

@@ -1,0 +1,54 @@
+"""Data: `load(data_config)` returns a Dataset of in-memory train/val/test splits.
+
+Names (contract): `digits`, `idx:DIR`, `npz:FILE`, or any TFDS name.
+"""
+
+from __future__ import annotations
+
+import ml_collections
+
+from aelab.data import sources
+from aelab.data.pipeline import TrainBatches, eval_batches
+from aelab.data.splits import Dataset, Split, carve
+from aelab.errors import UsageError
+
+LOCAL_READERS = {"idx": sources.read_idx, "npz": sources.read_npz}
+NAMED_READERS = {"digits": sources.read_digits}
+
+__all__ = ["Dataset", "Split", "TrainBatches", "eval_batches", "load", "read_splits"]
+
+
+def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
+    """Dispatches `data.name` to its reader."""
+    name = data.name
+    if name in NAMED_READERS:
+        return NAMED_READERS[name]()
+    prefix, sep, path = name.partition(":")
+    if sep:
+        if prefix not in LOCAL_READERS:
+            raise UsageError(
+                f"unknown data prefix {prefix!r} in {name!r}; accepted: "
+                + ", ".join(f"{p}:PATH" for p in sorted(LOCAL_READERS)))
+        if not path:
+            raise UsageError(f"data name {name!r} has no path after '{prefix}:'")
+        return LOCAL_READERS[prefix](path)
+    return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key)
+
+
+def load(data: ml_collections.ConfigDict) -> Dataset:
+    """Reads the data set and carves validation (and test, if missing) from train.
+
+    Carving uses `data.split_seed`, so the splits do not change with `seed`.
+    """
+    splits = read_splits(data)
+    train, val, test = splits["train"], splits.get("val"), splits.get("test")
+    if test is None:
+        train, test = carve(train, data.test_fraction, data.split_seed, "test")
+    if val is None:
+        train, val = carve(train, data.val_fraction, data.split_seed + 1, "validation")
+    for split_name, split in (("val", val), ("test", test)):
+        if split.images.shape[1:] != train.images.shape[1:]:
+            raise UsageError(
+                f"{data.name}: {split_name} images have shape {split.images.shape[1:]} but "
+                f"train images {train.images.shape[1:]}; all splits must share one shape")
+    return Dataset(data.name, train, val, test)

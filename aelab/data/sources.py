@@ -1,0 +1,150 @@
+"""Readers for every data name: `digits`, `idx:DIR`, `npz:FILE` and TFDS names.
+
+Each reader returns {split name: Split or None} with whatever splits the data
+set ships; `aelab.data.load` carves the missing ones.
+"""
+
+from __future__ import annotations
+
+import gzip
+import os
+import zlib
+
+import numpy as np
+
+from aelab.data.splits import Split, make_split
+from aelab.errors import UsageError
+
+Splits = dict[str, "Split | None"]
+
+
+def read_digits() -> Splits:
+    """scikit-learn's bundled 8x8 digits (1,797 images, values 0..16): no files, no network."""
+    from sklearn.datasets import load_digits
+
+    digits = load_digits()
+    images = (digits.images / 16.0).astype(np.float32)
+    return {"train": make_split(images, digits.target, "digits"), "val": None, "test": None}
+
+
+# --- idx:DIR ---------------------------------------------------------------
+
+_IDX_FILES = {
+    "train": ("train-images-idx3-ubyte", "train-labels-idx1-ubyte"),
+    "test": ("t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte"),
+}
+_IDX_MAGIC = {3: 2051, 1: 2049}  # uint8 data, rank 3 (images) or 1 (labels)
+
+
+def _find_idx_file(directory: str, stem: str) -> str:
+    for candidate in (stem + ".gz", stem):
+        path = os.path.join(directory, candidate)
+        if os.path.isfile(path):
+            return path
+    raise UsageError(f"idx:{directory}: missing {stem}[.gz]; expected the four MNIST-format IDX files")
+
+
+def read_idx_file(path: str, rank: int) -> np.ndarray:
+    """Reads one IDX file (gzip or not) of uint8 data with the given rank."""
+    try:
+        opener = gzip.open if path.endswith(".gz") else open
+        with opener(path, "rb") as f:
+            data = f.read()
+    except (OSError, EOFError, zlib.error) as e:
+        raise UsageError(f"{path}: cannot read ({e})") from None
+    if len(data) < 4 + 4 * rank:
+        raise UsageError(f"{path}: truncated header ({len(data)} bytes)")
+    magic = int.from_bytes(data[:4], "big")
+    if magic != _IDX_MAGIC[rank]:
+        raise UsageError(
+            f"{path}: IDX magic number {magic}; expected {_IDX_MAGIC[rank]} (uint8, rank {rank})")
+    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
+    if body.size != int(np.prod(dims)):
+        raise UsageError(
+            f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but the file holds {body.size}")
+    return body.reshape(dims)
+
+
+def read_idx(directory: str) -> Splits:
+    if not os.path.isdir(directory):
+        raise UsageError(f"idx:{directory}: no such directory; pass a folder with the four IDX files")
+    splits: Splits = {"val": None}
+    for name, (image_stem, label_stem) in _IDX_FILES.items():
+        image_path = _find_idx_file(directory, image_stem)
+        images = read_idx_file(image_path, rank=3)
+        labels = read_idx_file(_find_idx_file(directory, label_stem), rank=1)
+        splits[name] = make_split(images, labels, image_path)
+    return splits
+
+
+# --- npz:FILE --------------------------------------------------------------
+
+def read_npz(path: str) -> Splits:
+    """An .npz with `x_train` (required), `y_train`, and optionally `x_val`/`y_val`, `x_test`/`y_test`."""
+    if not os.path.isfile(path):
+        raise UsageError(f"npz:{path}: no such file")
+    try:
+        with np.load(path, allow_pickle=False) as archive:
+            arrays = {key: archive[key] for key in archive.files}
+    except (OSError, ValueError, zlib.error) as e:
+        raise UsageError(f"npz:{path}: cannot read ({e})") from None
+    if "x_train" not in arrays:
+        raise UsageError(f"npz:{path}: no 'x_train' array; found {sorted(arrays)}")
+    splits: Splits = {}
+    for name in ("train", "val", "test"):
+        x = arrays.get(f"x_{name}")
+        splits[name] = None if x is None else make_split(x, arrays.get(f"y_{name}"), f"{path}[x_{name}]")
+    return splits
+
+
+# --- TFDS ------------------------------------------------------------------
+
+def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
+              label_key: str) -> Splits:
+    """Any TFDS image data set, read with `tfds.data_source` (array_record) and grain.
+
+    No TensorFlow: `data_source` reads array_record files; with `download`,
+    a data set not yet on disk is downloaded and prepared first.
+    """
+    import grain
+    import tensorflow_datasets as tfds
+
+    try:
+        builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
+    except Exception as e:  # TFDS raises several types for an unknown name
+        raise UsageError(
+            f"unknown data name {name!r} ({type(e).__name__}); accepted: digits, idx:DIR, "
+            "npz:FILE or a TFDS name such as mnist, fashion_mnist, cifar10") from None
+    known_splits = set(builder.info.splits.keys())
+    splits: Splits = {}
+    for ours, theirs in (("train", "train"), ("val", "validation"), ("test", "test")):
+        if known_splits and theirs not in known_splits:
+            splits[ours] = None
+            continue
+        try:
+            source = tfds.data_source(name, split=theirs, data_dir=data_dir or None,
+                                      download=download)
+        except (ValueError, KeyError) as e:
+            if ours == "train":
+                raise UsageError(f"tfds:{name}: cannot read split 'train' ({e})") from None
+            splits[ours] = None
+            continue
+        except Exception as e:  # missing files, download failures
+            raise UsageError(
+                f"tfds:{name}: not available under data_dir={data_dir or '~/tensorflow_datasets'} "
+                f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
+        splits[ours] = _read_source(grain, source, name, theirs, image_key, label_key)
+    return splits
+
+
+def _read_source(grain, source, name, split, image_key, label_key) -> Split:
+    example = source[0]
+    if image_key not in example:
+        raise UsageError(f"tfds:{name}: no feature {image_key!r}; features: {sorted(example)}")
+    has_labels = label_key in example
+    dataset = grain.MapDataset.source(source).map(
+        lambda ex: (ex[image_key], ex[label_key] if has_labels else 0)).batch(1024)
+    images, labels = zip(*dataset)
+    return make_split(np.concatenate(images), np.concatenate(labels) if has_labels else None,
+                      f"tfds:{name}[{split}]")

@@ -1,0 +1,93 @@
+"""In-memory data splits and the deterministic carving of validation/test sets."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+
+from aelab.errors import UsageError
+
+
+@dataclasses.dataclass(frozen=True)
+class Split:
+    """Images as float32 (N, H, W, C) in [0, 1], with optional int labels (N,)."""
+
+    images: np.ndarray
+    labels: np.ndarray | None = None
+
+    def __len__(self) -> int:
+        return len(self.images)
+
+    def take(self, index: np.ndarray) -> "Split":
+        labels = None if self.labels is None else self.labels[index]
+        return Split(self.images[index], labels)
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+    """The three splits every task sees; `test` is what "eval" reports."""
+
+    name: str
+    train: Split
+    val: Split
+    test: Split
+
+    @property
+    def image_shape(self) -> tuple[int, ...]:
+        return tuple(self.train.images.shape[1:])
+
+    def split(self, name: str) -> Split:
+        if name not in ("train", "val", "test"):
+            raise UsageError(f"unknown split {name!r}; known: test, train, val")
+        return getattr(self, name)
+
+
+def to_unit_float(images: np.ndarray, where: str) -> np.ndarray:
+    """Scales images to float32 in [0, 1] and to rank 4 (N, H, W, C).
+
+    uint8 is divided by 255; floats must already lie in [0, 1].
+    """
+    images = np.asarray(images)
+    if images.ndim == 3:
+        images = images[..., None]
+    if images.ndim != 4:
+        raise UsageError(
+            f"{where}: images have shape {images.shape}; expected (N, H, W) or (N, H, W, C)")
+    if len(images) == 0:
+        raise UsageError(f"{where}: the data set is empty")
+    if images.dtype == np.uint8:
+        return images.astype(np.float32) / np.float32(255.0)
+    if not np.issubdtype(images.dtype, np.floating) and not np.issubdtype(images.dtype, np.integer):
+        raise UsageError(f"{where}: images have dtype {images.dtype}; expected uint8 or float")
+    images = images.astype(np.float32)
+    if not np.all(np.isfinite(images)) or images.min() < 0.0 or images.max() > 1.0:
+        raise UsageError(
+            f"{where}: pixel values span [{np.nanmin(images):g}, {np.nanmax(images):g}]; "
+            "expected uint8 or floats in [0, 1]")
+    return images
+
+
+def make_split(images, labels, where: str) -> Split:
+    images = to_unit_float(images, where)
+    if labels is not None:
+        labels = np.asarray(labels).astype(np.int64).reshape(-1)
+        if len(labels) != len(images):
+            raise UsageError(
+                f"{where}: {len(images)} images but {len(labels)} labels; the counts must match")
+    return Split(images, labels)
+
+
+def carve(split: Split, fraction: float, seed: int, what: str) -> tuple[Split, Split]:
+    """Splits off `fraction` of `split` with a permutation fixed by `seed`.
+
+    Returns (rest, carved). The seed is the data seed, not the training seed,
+    so every run of a sweep sees the same validation set.
+    """
+    n_carved = int(round(len(split) * fraction))
+    if not 0 < n_carved < len(split):
+        raise UsageError(
+            f"cannot carve a {what} split of fraction {fraction} from {len(split)} examples; "
+            "use a fraction that leaves at least one example on each side")
+    order = np.random.default_rng([seed, len(split)]).permutation(len(split))
+    return split.take(np.sort(order[n_carved:])), split.take(np.sort(order[:n_carved]))

@@ -1,0 +1,73 @@
+"""Reconstruction losses and metrics, per example (contract units).
+
+Every loss is summed over the dimensions of one example; callers average over
+examples. `bce` is in nats per example, `sse` is the sum of squared errors per
+example (Hinton & Salakhutdinov 2006's unit), `mse` the mean per element.
+"""
+
+from __future__ import annotations
+
+from typing import Callable, NamedTuple
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from aelab.errors import choose
+
+
+def _sum_per_example(x: jax.Array) -> jax.Array:
+    return x.reshape(x.shape[0], -1).sum(axis=1)
+
+
+def bce_with_logits(logits: jax.Array, target: jax.Array) -> jax.Array:
+    """Bernoulli negative log-likelihood of `target` in [0, 1], nats per example."""
+    return _sum_per_example(optax.losses.sigmoid_binary_cross_entropy(logits, target))
+
+
+def sse(prediction: jax.Array, target: jax.Array) -> jax.Array:
+    """Sum of squared errors per example."""
+    return _sum_per_example(jnp.square(prediction - target))
+
+
+def l1(prediction: jax.Array, target: jax.Array) -> jax.Array:
+    """Sum of absolute errors per example."""
+    return _sum_per_example(jnp.abs(prediction - target))
+
+
+class ReconLoss(NamedTuple):
+    """A loss on the decoder's raw output, and the link that maps that output to pixels."""
+
+    per_example: Callable[[jax.Array, jax.Array], jax.Array]
+    link: Callable[[jax.Array], jax.Array]
+
+
+def _identity(x: jax.Array) -> jax.Array:
+    return x
+
+
+RECON_LOSSES = {
+    "bce": ReconLoss(bce_with_logits, jax.nn.sigmoid),
+    "mse": ReconLoss(sse, _identity),
+    "l1": ReconLoss(l1, _identity),
+}
+
+
+def recon_loss(name: str) -> ReconLoss:
+    choose("loss", name, RECON_LOSSES)
+    return RECON_LOSSES[name]
+
+
+def recon_metrics(raw_output: jax.Array, target: jax.Array, loss_name: str) -> dict[str, jax.Array]:
+    """Per-example metrics of a reconstruction: `recon_sse`, `mse`, `l1` and (for bce) `bce`."""
+    loss = recon_loss(loss_name)
+    prediction = loss.link(raw_output)
+    squared = sse(prediction, target)
+    metrics = {
+        "recon_sse": squared,
+        "mse": squared / (target.size // target.shape[0]),
+        "l1": l1(prediction, target),
+    }
+    if loss_name == "bce":
+        metrics["bce"] = bce_with_logits(raw_output, target)
+    return metrics

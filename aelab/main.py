@@ -1,0 +1,119 @@
+"""The `aelab` command: thin. Parses flags, picks a subcommand, maps errors to exit codes.
+
+    aelab train --config=configs/digits_ae.py[:args] --workdir=DIR [--config.a.b=v ...]
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+from typing import Callable
+
+from absl import flags
+from ml_collections import config_flags
+
+from aelab.errors import UsageError
+
+USAGE = "usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]"
+SUBCOMMANDS = ("train",)
+
+
+def parse(argv: list[str]):
+    """Parses `argv` into (subcommand, config, workdir); raises UsageError with one line."""
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", None, "config file, path[:arg]",
+                                    flag_values=values, lock_config=True)
+    flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
+    _check_override_keys(argv)
+    try:
+        rest = values(argv)
+    except flags.Error as e:
+        raise UsageError(str(e).splitlines()[0]) from None
+    if len(rest) != 2 or rest[1] not in SUBCOMMANDS:
+        given = " ".join(rest[1:]) or "none"
+        raise UsageError(f"subcommand {given!r} not understood; accepted: {', '.join(SUBCOMMANDS)}. {USAGE}")
+    if values["config"].value is None:
+        raise UsageError(f"--config is required. {USAGE}")
+    if not values.workdir:
+        raise UsageError(f"--workdir is required. {USAGE}")
+    try:
+        config = values.config
+    except (OSError, ImportError, SyntaxError) as e:
+        raise UsageError(f"cannot load --config: {str(e).splitlines()[0]}") from None
+    return rest[1], config, values.workdir
+
+
+def _check_override_keys(argv: list[str]) -> None:
+    """Unknown `--config.a.b` keys get a one-line error listing the valid keys at that level."""
+    path = next((a.partition("=")[2] for a in argv if a.startswith("--config=")), None)
+    overrides = [a[len("--config."):].partition("=")[0] for a in argv if a.startswith("--config.")]
+    if not path or not overrides:
+        return
+    values = flags.FlagValues()
+    config_flags.DEFINE_config_file("config", path, "", flag_values=values)
+    try:
+        values(["aelab"])
+        base = values.config
+    except Exception as e:  # a broken config file is reported by the main parse
+        del e
+        return
+    for key in overrides:
+        node = base
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            if not hasattr(node, "keys") or part not in node:
+                where = ".".join(parts[:i]) or "config"
+                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a group)"
+                raise UsageError(f"unknown config key --config.{key}; keys under {where}: {known}")
+            node = node[part]
+
+
+def _stop_on_signals() -> Callable[[int], bool]:
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step."""
+    requested: list[int] = []
+
+    def handler(signum, frame):
+        if requested:  # a second signal: stop now
+            raise KeyboardInterrupt
+        requested.append(signum)
+        print(f"\naelab: got {signal.Signals(signum).name}; checkpointing after this step",
+              file=sys.stderr)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+    return lambda step: bool(requested)
+
+
+def main(argv: list[str]) -> int:
+    try:
+        command, config, workdir = parse(argv)
+        if command == "train":
+            from aelab import train
+
+            summary = train.train_and_evaluate(config, workdir, should_stop=_stop_on_signals())
+            if summary.get("stopped"):
+                print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "
+                      f"Rerun the same command to resume.", file=sys.stderr)
+                return 0
+            _print_summary(summary, workdir)
+        return 0
+    except UsageError as e:
+        print(f"aelab: error: {e}", file=sys.stderr)
+        return 2
+
+
+def _print_summary(summary: dict, workdir: str) -> None:
+    ev, pca = summary["eval"], summary["baselines"].get("pca", {})
+    line = f"aelab: step {summary['step']}: eval recon_sse {ev['recon_sse']:.4f}"
+    if "recon_sse" in pca:
+        line += f" (PCA-{pca['n_components']}: {pca['recon_sse']:.4f})"
+    print(line + f" [sum of squared errors per example]; workdir {workdir}")
+
+
+def run() -> None:
+    """Console-script entry point."""
+    sys.exit(main(sys.argv))
+
+
+if __name__ == "__main__":
+    run()

@@ -1,0 +1,32 @@
+"""The optax optimizer and learning-rate schedule of `config.optimizer`."""
+
+from __future__ import annotations
+
+import ml_collections
+import optax
+
+
+def learning_rate_schedule(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Schedule:
+    if opt.schedule == "constant":
+        if opt.warmup_steps:
+            return optax.linear_schedule(0.0, opt.learning_rate, opt.warmup_steps)
+        return optax.constant_schedule(opt.learning_rate)
+    warmup = opt.warmup_steps if opt.schedule == "warmup_cosine" else 0
+    return optax.warmup_cosine_decay_schedule(
+        init_value=0.0 if warmup else opt.learning_rate, peak_value=opt.learning_rate,
+        warmup_steps=warmup, decay_steps=max(num_steps, warmup + 1),
+        end_value=opt.learning_rate * opt.end_lr_factor)
+
+
+def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> optax.GradientTransformation:
+    """adam | adamw | sgd on the configured schedule, with optional global-norm clipping."""
+    lr = learning_rate_schedule(opt, num_steps)
+    if opt.name == "adam":
+        tx = optax.adam(lr)
+    elif opt.name == "adamw":
+        tx = optax.adamw(lr, weight_decay=opt.weight_decay)
+    else:
+        tx = optax.sgd(lr, momentum=opt.momentum or None)
+    if opt.grad_clip_norm:
+        tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
+    return tx

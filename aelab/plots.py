@@ -1,0 +1,62 @@
+"""Figures as PNG files (matplotlib, headless). Each is written atomically."""
+
+from __future__ import annotations
+
+import io
+from typing import Iterable, Mapping, Sequence
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+
+from aelab.workdir import atomic_write  # noqa: E402
+
+
+def save(fig, path: str) -> None:
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=100, bbox_inches="tight")
+    plt.close(fig)
+    atomic_write(path, buffer.getvalue())
+
+
+def image_rows(rows: Sequence[np.ndarray], row_titles: Sequence[str], path: str,
+               title: str = "") -> None:
+    """One row of images per array in `rows` (each (N, H, W, C) in [0, 1]), same N."""
+    n = len(rows[0])
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0), squeeze=False)
+    for r, (images, name) in enumerate(zip(rows, row_titles)):
+        for i in range(n):
+            ax = axes[r, i]
+            image = np.clip(images[i], 0.0, 1.0)
+            ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                      vmin=0.0, vmax=1.0, interpolation="nearest")
+            ax.set_xticks([])
+            ax.set_yticks([])
+        axes[r, 0].set_ylabel(name, rotation=0, ha="right", va="center")
+    if title:
+        fig.suptitle(title)
+    save(fig, path)
+
+
+def curves(records: Iterable[Mapping], metric: str, path: str, ylabel: str,
+           reference: Mapping[str, float] | None = None) -> None:
+    """`metric` against step, one line per split, with optional horizontal reference lines."""
+    by_split: dict[str, list[tuple[int, float]]] = {}
+    for record in records:
+        if record.get(metric) is not None:
+            by_split.setdefault(record["split"], []).append((record["step"], record[metric]))
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for split, points in sorted(by_split.items()):
+        steps, values = zip(*points)
+        ax.plot(steps, values, marker="o" if len(points) < 20 else None, label=split)
+    for name, value in (reference or {}).items():
+        ax.axhline(value, linestyle="--", color="gray")
+        ax.annotate(name, (0, value), textcoords="offset points", xytext=(4, 4), color="gray")
+    ax.set_xlabel("step")
+    ax.set_ylabel(ylabel)
+    ax.set_yscale("log")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save(fig, path)
