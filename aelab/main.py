@@ -9,6 +9,7 @@ import signal
 import sys
 from typing import Callable
 
+import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
@@ -21,25 +22,33 @@ SUBCOMMANDS = ("train",)
 def parse(argv: list[str]):
     """Parses `argv` into (subcommand, config, workdir); raises UsageError with one line."""
     values = flags.FlagValues()
+    # sys_argv: ml-collections reads override names from it (default: sys.argv).
     config_flags.DEFINE_config_file("config", None, "config file, path[:arg]",
-                                    flag_values=values, lock_config=True)
+                                    flag_values=values, lock_config=True, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
     _check_override_keys(argv)
     try:
         rest = values(argv)
     except flags.Error as e:
         raise UsageError(str(e).splitlines()[0]) from None
+    except Exception as e:  # raised by the config file's own code
+        raise UsageError(f"cannot load --config: {type(e).__name__}: {e}".splitlines()[0]) from None
     if len(rest) != 2 or rest[1] not in SUBCOMMANDS:
         given = " ".join(rest[1:]) or "none"
         raise UsageError(f"subcommand {given!r} not understood; accepted: {', '.join(SUBCOMMANDS)}. {USAGE}")
-    if values["config"].value is None:
+    if not any(a.startswith("--config=") for a in argv):
         raise UsageError(f"--config is required. {USAGE}")
     if not values.workdir:
         raise UsageError(f"--workdir is required. {USAGE}")
-    try:
-        config = values.config
-    except (OSError, ImportError, SyntaxError) as e:
-        raise UsageError(f"cannot load --config: {str(e).splitlines()[0]}") from None
+    config = values.config
+    if not isinstance(config, ml_collections.ConfigDict):
+        try:  # ml-collections defers a file's load failure to the first attribute access
+            config.keys()
+        except OSError as e:
+            raise UsageError(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}") from None
+        except AttributeError:
+            pass
+        raise UsageError(f"--config: get_config returned {type(config).__name__}; expected a ConfigDict")
     return rest[1], config, values.workdir
 
 
@@ -50,7 +59,7 @@ def _check_override_keys(argv: list[str]) -> None:
     if not path or not overrides:
         return
     values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", path, "", flag_values=values)
+    config_flags.DEFINE_config_file("config", path, "", flag_values=values, sys_argv=["aelab"])
     try:
         values(["aelab"])
         base = values.config
@@ -61,10 +70,13 @@ def _check_override_keys(argv: list[str]) -> None:
         node = base
         parts = key.split(".")
         for i, part in enumerate(parts):
-            if not hasattr(node, "keys") or part not in node:
-                where = ".".join(parts[:i]) or "config"
-                known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(not a group)"
-                raise UsageError(f"unknown config key --config.{key}; keys under {where}: {known}")
+            where = ".".join(parts[:i]) or "config"
+            if not hasattr(node, "keys"):
+                raise UsageError(f"unknown config key --config.{key}: config.{where} is a value, "
+                                 "not a group of keys")
+            if part not in node:
+                raise UsageError(f"unknown config key --config.{key}; keys under {where}: "
+                                 + ", ".join(sorted(node.keys())))
             node = node[part]
 
 

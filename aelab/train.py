@@ -192,10 +192,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
             if step % t.eval_every == 0 and step < t.num_steps:
                 writer.write(step, "val", evaluate_split(
                     eval_step, state, run.dataset.val, t.eval_batch_size, run.eval_key))
-            if step % t.checkpoint_every == 0 or step == t.num_steps:
+            stopping = should_stop is not None and should_stop(step) and step < t.num_steps
+            if step % t.checkpoint_every == 0 or step == t.num_steps or stopping:
                 ckpt.save(step, state)
-            if should_stop is not None and should_stop(step) and step < t.num_steps:
-                ckpt.save(step, state)
+            if stopping:
                 stopped = True
                 break
         if stopped:

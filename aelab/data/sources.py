@@ -119,7 +119,8 @@ def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
     known_splits = set(builder.info.splits.keys())
     splits: Splits = {}
     for ours, theirs in (("train", "train"), ("val", "validation"), ("test", "test")):
-        if known_splits and theirs not in known_splits:
+        # Without metadata (mock data) trust only train and test: a validation split is carved.
+        if (known_splits or ours == "val") and theirs not in known_splits:
             splits[ours] = None
             continue
         try:

@@ -1,0 +1,115 @@
+"""The `aelab` command: overrides, and every bad input gives one line, exit 2, and no workdir."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from aelab.main import main
+from conftest import REPO
+
+CONFIG = str(REPO / "configs" / "digits_ae.py")
+FAST = ["--config.train.num_steps=30", "--config.train.log_every=10", "--config.train.eval_every=10",
+        "--config.train.checkpoint_every=10", "--config.train.progress=False",
+        "--config.model.hidden=(16,)"]
+
+
+def run_main(workdir, *flags, config=CONFIG):
+    return main(["aelab", "train", f"--config={config}", f"--workdir={workdir}", *flags])
+
+
+def test_train_with_overrides_and_config_arg(tmp_path, capsys):
+    workdir = tmp_path / "run"
+    assert run_main(workdir, *FAST, "--config.seed=3", config=CONFIG + ":latent=3") == 0
+    config = json.loads((workdir / "config.json").read_text())
+    assert config["seed"] == 3 and config["model"]["latent_dim"] == 3
+    assert config["model"]["hidden"] == [16] and config["train"]["num_steps"] == 30
+    out = capsys.readouterr().out
+    assert "eval recon_sse" in out and "PCA-3" in out
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--config.model.latent_dimx=3"], "unknown config key --config.model.latent_dimx; keys under model:"),
+    (["--config.train.num_steps=ten"], "--config.train.num_steps=ten: invalid literal for int()"),
+    (["--config.model.latent_dim=0"], "model.latent_dim=0 must be > 0"),
+    (["--config.model.latent_dim=-4"], "model.latent_dim=-4 must be > 0"),
+    (["--config.model.arch=transformer"], "unknown model.arch 'transformer'; known: conv, mlp"),
+    (["--config.loss=huber"], "unknown loss 'huber'; known: bce, l1, mse"),
+    (["--config.model.activation=swishy"], "unknown activation 'swishy'"),
+    (["--config.optimizer.name=lion"], "unknown optimizer.name 'lion'; known: adam, adamw, sgd"),
+    (["--config.data.name=idx:/no/such/dir"], "idx:/no/such/dir: no such directory"),
+    (["--config.data.name=npz:/no/such/file.npz"], "npz:/no/such/file.npz: no such file"),
+    (["--config.data.name=not_a_dataset_xyz"], "unknown data name 'not_a_dataset_xyz'"),
+    (["--config.train.batch_size=5000"], "train.batch_size=5000 is larger than the training split (1294"),
+    (["--config.seed.x=1"], "config.seed is a value, not a group"),
+    (["--bogus=1"], "Unknown command line flag 'bogus'"),
+])
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(tmp_path, capsys, flags, message):
+    workdir = tmp_path / "run"
+    assert run_main(workdir, *FAST, *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("aelab: error: ") and message in err
+    assert len(err.splitlines()) == 1
+    assert not workdir.exists()
+
+
+def test_missing_flags_and_subcommand(tmp_path, capsys):
+    assert main(["aelab", "train", f"--workdir={tmp_path}/w"]) == 2
+    assert "--config is required" in capsys.readouterr().err
+    assert main(["aelab", "train", f"--config={CONFIG}"]) == 2
+    assert "--workdir is required" in capsys.readouterr().err
+    assert main(["aelab", "fly", f"--config={CONFIG}", f"--workdir={tmp_path}/w"]) == 2
+    assert "subcommand 'fly' not understood; accepted: train" in capsys.readouterr().err
+    assert main(["aelab", "train", "--config=/no/such/config.py", f"--workdir={tmp_path}/w"]) == 2
+    assert "cannot load --config" in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_console_script_exit_code(tmp_path):
+    """The installed entry point really exits 2 (not 1, not a traceback)."""
+    result = subprocess.run(
+        [sys.executable, "-m", "aelab.main", "train", f"--config={CONFIG}",
+         f"--workdir={tmp_path}/w", "--config.model.latent_dim=0"],
+        capture_output=True, text=True, cwd=tmp_path, env={**os.environ, "JAX_PLATFORMS": "cpu"})
+    assert result.returncode == 2
+    assert result.stderr.strip() == "aelab: error: model.latent_dim=0 must be > 0"
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("body,message", [
+    ("def get_config(arg=None):\n    return 1 / 0\n", "cannot load --config: ZeroDivisionError: division by zero"),
+    ("def get_config(arg=None):\n    return 1\n", "get_config returned int; expected a ConfigDict"),
+])
+def test_broken_config_files(tmp_path, capsys, body, message):
+    path = tmp_path / "broken.py"
+    path.write_text(body)
+    assert main(["aelab", "train", f"--config={path}", f"--workdir={tmp_path}/w"]) == 2
+    assert message in capsys.readouterr().err
+    assert not (tmp_path / "w").exists()
+
+
+def test_sigterm_checkpoints_and_the_rerun_resumes(tmp_path):
+    """SIGTERM: finish the step, checkpoint, exit 0 with a message; the same command resumes."""
+    import signal
+    import time
+
+    workdir = tmp_path / "run"
+    command = [sys.executable, "-m", "aelab.main", "train", f"--config={CONFIG}",
+               f"--workdir={workdir}", "--config.train.num_steps=1000000",
+               "--config.train.log_every=20", "--config.train.checkpoint_every=1000000",
+               "--config.train.eval_every=1000000", "--config.train.progress=False"]
+    process = subprocess.Popen(command, stderr=subprocess.PIPE, text=True, cwd=tmp_path)
+    metrics = workdir / "metrics.jsonl"
+    deadline = time.time() + 120
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 2):
+        assert time.time() < deadline and process.poll() is None, "training did not start"
+        time.sleep(0.2)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "got SIGTERM" in err and "Rerun the same command to resume" in err
+    saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
+    assert len(saved) == 1 and saved[0] >= 40
+    assert not (workdir / "summary.json").exists()

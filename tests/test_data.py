@@ -1,0 +1,167 @@
+"""Data sources, deterministic splits and batches, and bad-data errors."""
+
+import gzip
+import hashlib
+
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from aelab import data
+from aelab.config import base_config
+from aelab.data.pipeline import TrainBatches, eval_batches
+from aelab.data.splits import Split
+from aelab.errors import UsageError
+
+
+def data_config(name, **kw):
+    config = base_config().data
+    config.name = name
+    for k, v in kw.items():
+        config[k] = v
+    return config
+
+
+def write_idx(path, array, magic=None, compress=True):
+    array = np.asarray(array, dtype=np.uint8)
+    magic = magic if magic is not None else (2051 if array.ndim == 3 else 2049)
+    header = magic.to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in array.shape)
+    payload = header + array.tobytes()
+    if compress:
+        with gzip.open(str(path) + ".gz", "wb") as f:
+            f.write(payload)
+    else:
+        path.write_bytes(payload)
+
+
+def make_idx_dir(tmp_path, n_train=50, n_test=20, compress=True):
+    rng = np.random.default_rng(0)
+    for prefix, n in (("train", n_train), ("t10k", n_test)):
+        write_idx(tmp_path / f"{prefix}-images-idx3-ubyte", rng.integers(0, 256, (n, 6, 5)), compress=compress)
+        write_idx(tmp_path / f"{prefix}-labels-idx1-ubyte", rng.integers(0, 10, n), compress=compress)
+    return tmp_path
+
+
+def test_digits_is_embedded_scaled_and_split_deterministically():
+    a = data.load(data_config("digits"))
+    b = data.load(data_config("digits"))
+    assert a.image_shape == (8, 8, 1)
+    assert (len(a.train), len(a.val), len(a.test)) == (1294, 144, 359)
+    assert a.train.images.dtype == np.float32
+    assert 0.0 == a.train.images.min() and a.train.images.max() == 1.0
+    np.testing.assert_array_equal(a.test.images, b.test.images)
+    np.testing.assert_array_equal(a.val.labels, b.val.labels)
+    other = data.load(data_config("digits", split_seed=1))
+    assert not np.array_equal(a.test.labels, other.test.labels)
+
+
+@pytest.mark.parametrize("compress", [True, False])
+def test_idx_reader(tmp_path, compress):
+    ds = data.load(data_config(f"idx:{make_idx_dir(tmp_path, compress=compress)}"))
+    assert ds.image_shape == (6, 5, 1)
+    assert len(ds.test) == 20 and len(ds.train) + len(ds.val) == 50
+    assert ds.train.images.max() <= 1.0
+
+
+@pytest.mark.parametrize("corrupt,message", [
+    ("magic", "IDX magic number 2049; expected 2051"),
+    ("truncate", "header says"),
+    ("count", "50 images but 49 labels"),
+    ("gzip", "cannot read"),
+    ("missing", "missing t10k-labels-idx1-ubyte"),
+])
+def test_idx_bad_files_name_the_file_and_problem(tmp_path, corrupt, message):
+    make_idx_dir(tmp_path)
+    images = tmp_path / "train-images-idx3-ubyte.gz"
+    if corrupt == "magic":
+        write_idx(tmp_path / "train-images-idx3-ubyte", np.zeros((50, 6, 5)), magic=2049)
+    elif corrupt == "truncate":
+        with gzip.open(images) as f:
+            payload = f.read()
+        with gzip.open(images, "wb") as f:
+            f.write(payload[:-7])
+    elif corrupt == "count":
+        write_idx(tmp_path / "train-labels-idx1-ubyte", np.zeros(49))
+    elif corrupt == "gzip":
+        images.write_bytes(images.read_bytes()[:40])
+    elif corrupt == "missing":
+        (tmp_path / "t10k-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(UsageError, match=message):
+        data.load(data_config(f"idx:{tmp_path}"))
+
+
+def test_npz_reader_scales_and_checks(tmp_path):
+    rng = np.random.default_rng(0)
+    path = tmp_path / "d.npz"
+    np.savez(path, x_train=rng.integers(0, 256, (40, 4, 4), dtype=np.uint8),
+             y_train=np.arange(40) % 3, x_test=rng.random((10, 4, 4, 1), dtype=np.float32))
+    ds = data.load(data_config(f"npz:{path}"))
+    assert ds.image_shape == (4, 4, 1) and len(ds.test) == 10 and ds.test.labels is None
+    np.savez(path, x_train=rng.random((40, 4, 4)) * 5)
+    with pytest.raises(UsageError, match=r"pixel values span \[.*\]; expected uint8 or floats in \[0, 1\]"):
+        data.load(data_config(f"npz:{path}"))
+    np.savez(path, images=np.zeros((4, 4, 4)))
+    with pytest.raises(UsageError, match="no 'x_train' array; found \\['images'\\]"):
+        data.load(data_config(f"npz:{path}"))
+    np.savez(path, x_train=np.zeros((0, 4, 4), np.uint8))
+    with pytest.raises(UsageError, match="empty"):
+        data.load(data_config(f"npz:{path}"))
+    np.savez(path, x_train=np.zeros((10, 4, 4), np.uint8), x_test=np.zeros((10, 5, 4), np.uint8))
+    with pytest.raises(UsageError, match="all splits must share one shape"):
+        data.load(data_config(f"npz:{path}"))
+
+
+@pytest.mark.parametrize("name,message", [
+    ("idx:/nonexistent/dir", "no such directory"),
+    ("npz:/nonexistent/file.npz", "no such file"),
+    ("csvx:foo", "unknown data prefix 'csvx'"),
+    ("not_a_tfds_dataset_xyz", "unknown data name 'not_a_tfds_dataset_xyz'"),
+])
+def test_bad_data_names(name, message):
+    with pytest.raises(UsageError, match=message):
+        data.load(data_config(name))
+
+
+def test_tfds_path_on_mock_data():
+    with tfds.testing.mock_data(num_examples=30):
+        ds = data.load(data_config("mnist"))
+    assert ds.image_shape == (28, 28, 1)
+    assert len(ds.test) == 30 and len(ds.train) + len(ds.val) == 30
+    assert ds.train.labels is not None and ds.train.images.dtype == np.float32
+
+
+def test_train_batches_are_a_pure_function_of_seed_and_step():
+    split = Split(np.arange(10, dtype=np.float32).reshape(10, 1, 1, 1), np.arange(10))
+    a, b = TrainBatches(split, 3, seed=7), TrainBatches(split, 3, seed=7)
+    assert a.steps_per_epoch == 3
+    epoch0 = np.concatenate([a.indices(s) for s in range(3)])
+    assert len(set(epoch0)) == 9  # no repeats within an epoch; the remainder is dropped
+    # Random access in any order gives the same batches (what resume relies on).
+    for step in (5, 0, 4, 9, 1):
+        np.testing.assert_array_equal(a(step)["image"], b(step)["image"])
+    assert not np.array_equal(np.concatenate([a.indices(s) for s in range(3, 6)]), epoch0)
+    with pytest.raises(UsageError, match="train.batch_size=11 is larger than the training split"):
+        TrainBatches(split, 11, seed=0)
+
+
+def test_eval_batches_pad_to_a_fixed_shape_with_a_mask():
+    split = Split(np.ones((7, 2, 2, 1), np.float32), np.arange(7))
+    batches = list(eval_batches(split, 3))
+    assert [b["image"].shape for b in batches] == [(3, 2, 2, 1)] * 3
+    np.testing.assert_array_equal(batches[-1]["mask"], [1, 0, 0])
+    assert sum(b["mask"].sum() for b in batches) == 7
+
+
+@pytest.mark.shared_data
+def test_real_mnist_through_idx(shared_mnist):
+    ds = data.load(data_config(f"idx:{shared_mnist}"))
+    assert (len(ds.train) + len(ds.val), len(ds.test)) == (60000, 10000)
+    assert len(ds.val) == 6000
+    with gzip.open(shared_mnist / "t10k-images-idx3-ubyte.gz") as f:
+        payload = f.read()
+    assert hashlib.md5(payload).hexdigest() == "2646ac647ad5339dbf082846283269ea"
+    pixels = np.round(ds.test.images[..., 0] * 255).astype(np.uint8)
+    assert pixels.tobytes() == payload[16:]
+    labels = np.concatenate([ds.train.labels, ds.val.labels])
+    np.testing.assert_array_equal(np.bincount(labels),
+                                  [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])

@@ -1,0 +1,46 @@
+"""Losses and metrics against hand-computed values, in the contract's units."""
+
+import math
+
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from aelab import losses
+
+
+def test_bce_with_logits_is_nats_summed_per_example():
+    logits = jnp.array([[[[0.0]], [[2.0]]], [[[-1.0]], [[0.5]]]])  # (2, 2, 1, 1)
+    target = jnp.array([[[[1.0]], [[0.0]]], [[[0.25]], [[1.0]]]])
+    # -[t log s(l) + (1-t) log(1-s(l))] per pixel, summed per example.
+    def bce(l, t):
+        s = 1 / (1 + math.exp(-l))
+        return -(t * math.log(s) + (1 - t) * math.log(1 - s))
+    expected = [bce(0, 1) + bce(2, 0), bce(-1, 0.25) + bce(0.5, 1)]
+    np.testing.assert_allclose(losses.bce_with_logits(logits, target), expected, rtol=1e-6)
+    assert expected[0] == pytest.approx(math.log(2) + 2 + math.log(1 + math.exp(-2)))
+
+
+def test_sse_and_l1_sum_over_pixels():
+    prediction = jnp.array([[0.0, 0.5, 1.0], [1.0, 1.0, 1.0]])
+    target = jnp.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.5]])
+    np.testing.assert_allclose(losses.sse(prediction, target), [0.25 + 0 + 1, 1 + 0 + 0.25])
+    np.testing.assert_allclose(losses.l1(prediction, target), [0.5 + 0 + 1, 1 + 0 + 0.5])
+
+
+def test_recon_metrics_use_the_link_and_report_mse_per_element():
+    raw = jnp.zeros((2, 2, 2, 1))  # logits 0 -> prediction 0.5 everywhere
+    target = jnp.ones((2, 2, 2, 1))
+    metrics = losses.recon_metrics(raw, target, "bce")
+    np.testing.assert_allclose(metrics["recon_sse"], [4 * 0.25] * 2)
+    np.testing.assert_allclose(metrics["mse"], [0.25] * 2)
+    np.testing.assert_allclose(metrics["l1"], [2.0] * 2)
+    np.testing.assert_allclose(metrics["bce"], [4 * math.log(2)] * 2, rtol=1e-6)
+    identity = losses.recon_metrics(raw, target, "mse")
+    np.testing.assert_allclose(identity["recon_sse"], [4.0, 4.0])
+    assert "bce" not in identity
+
+
+def test_unknown_loss_lists_known_ones():
+    with pytest.raises(ValueError, match="unknown loss 'huber'; known: bce, l1, mse"):
+        losses.recon_loss("huber")

@@ -1,0 +1,67 @@
+"""Shapes of every model and code size."""
+
+import jax
+import jax.numpy as jnp
+import pytest
+from flax import nnx
+
+from aelab import models
+from aelab.config import base_config
+
+
+def build(arch, image_shape, latent_dim, loss="bce", **model):
+    config = base_config()
+    config.loss = loss
+    config.model.arch = arch
+    config.model.latent_dim = latent_dim
+    for k, v in model.items():
+        config.model[k] = v
+    return models.build_autoencoder(config, image_shape, nnx.Rngs(params=0))
+
+
+@pytest.mark.parametrize("image_shape", [(8, 8, 1), (28, 28, 1), (5, 7, 3)])
+@pytest.mark.parametrize("latent_dim", [1, 30])
+def test_mlp_shapes(image_shape, latent_dim):
+    model = build("mlp", image_shape, latent_dim, hidden=(20, 10))
+    x = jnp.zeros((3, *image_shape))
+    assert model.encode(x).shape == (3, latent_dim)
+    assert model(x).shape == (3, *image_shape)
+    assert model.decode(jnp.zeros((2, latent_dim))).shape == (2, *image_shape)
+
+
+@pytest.mark.parametrize("upsample", ["transpose", "resize"])
+@pytest.mark.parametrize("image_shape,strides", [((28, 28, 1), (2, 2)), ((8, 8, 1), (2, 2)),
+                                                  ((30, 30, 3), (2, 2, 2)), ((9, 13, 2), (1, 3))])
+def test_conv_shapes(upsample, image_shape, strides):
+    channels = tuple(8 * (i + 1) for i in range(len(strides)))
+    model = build("conv", image_shape, 6, channels=channels, strides=strides, upsample=upsample)
+    x = jnp.zeros((2, *image_shape))
+    assert model.encode(x).shape == (2, 6)
+    assert model(x).shape == (2, *image_shape)
+
+
+def test_bce_models_decode_to_probabilities_and_mse_models_to_raw_values():
+    x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))
+    bce = build("mlp", (8, 8, 1), 3)
+    out = bce.reconstruct(x)
+    assert jnp.all((out >= 0) & (out <= 1))
+    assert jnp.allclose(out, jax.nn.sigmoid(bce(x)))
+    mse = build("mlp", (8, 8, 1), 3, loss="mse")
+    assert jnp.allclose(mse.reconstruct(x), mse(x))
+
+
+def test_mlp_widths_follow_config_and_mirror():
+    model = build("mlp", (28, 28, 1), 30, hidden=(1000, 500, 250))
+    enc = [layer.kernel.shape for layer in model.encoder.mlp.layers]
+    dec = [layer.kernel.shape for layer in model.decoder.mlp.layers]
+    assert enc == [(784, 1000), (1000, 500), (500, 250), (250, 30)]
+    assert dec == [(30, 250), (250, 500), (500, 1000), (1000, 784)]
+
+
+def test_bad_architecture_names_are_rejected():
+    with pytest.raises(ValueError, match="unknown model.arch 'rnn'"):
+        build("rnn", (8, 8, 1), 2)
+    with pytest.raises(ValueError, match="unknown activation 'swishy'"):
+        build("mlp", (8, 8, 1), 2, activation="swishy")
+    with pytest.raises(ValueError, match="same length"):
+        build("conv", (8, 8, 1), 2, channels=(8, 16), strides=(2,))

@@ -1,0 +1,121 @@
+"""End to end: a tiny model learns, resumes bit-exactly, and writes the workdir contract."""
+
+import json
+import os
+
+import jax
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+
+from aelab import checkpoint, train
+from aelab.errors import UsageError
+from aelab.writer import read_metrics
+from conftest import tiny_config
+
+CONTRACT = ["config.json", "env.json", "metrics.jsonl", "checkpoints", "summary.json",
+            "figures/reconstructions.png", "figures/loss.png", "figures/recon_sse.png"]
+
+
+def params_of(workdir):
+    step, state = checkpoint.read_state(str(workdir))
+    return step, state
+
+
+def test_tiny_autoencoder_learns_and_beats_pca(tmp_path):
+    config = tiny_config(**{"train.num_steps": 800, "train.eval_every": 400,
+                            "train.checkpoint_every": 400, "train.log_every": 100,
+                            "optimizer.learning_rate": 3e-3,
+                            "train.tensorboard": True, "model.hidden": (64,)})
+    summary = train.train_and_evaluate(config, str(tmp_path))
+    for name in CONTRACT:
+        assert (tmp_path / name).exists(), name
+    assert any(p.name.startswith("events.out.tfevents") for p in (tmp_path / "tensorboard").iterdir())
+    records = list(read_metrics(str(tmp_path / "metrics.jsonl")))
+    train_loss = [r["loss"] for r in records if r["split"] == "train"]
+    assert train_loss[-1] < 0.8 * train_loss[0]
+    assert summary["eval"]["recon_sse"] < summary["baselines"]["pca"]["recon_sse"]
+    assert summary["baselines"]["pca"]["n_components"] == 4
+    on_disk = json.loads((tmp_path / "summary.json").read_text())
+    assert on_disk["eval"] == pytest.approx(summary["eval"])
+    assert {r["split"] for r in records} == {"train", "val", "eval"}
+    env = json.loads((tmp_path / "env.json").read_text())
+    assert env["versions"]["jax"] == jax.__version__ and env["devices"]
+    assert json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 4
+
+
+@pytest.mark.parametrize("arch", ["mlp", "conv"])
+def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, arch):
+    overrides = {"model.arch": arch, "model.channels": (4, 8), "optimizer.schedule": "cosine",
+                 "optimizer.grad_clip_norm": 1.0}
+    straight = tmp_path / "straight"
+    train.train_and_evaluate(tiny_config(**overrides), str(straight))
+    resumed = tmp_path / "resumed"
+    # Stop after step 27: not a checkpoint or log boundary, so the stop path saves it.
+    stopped = train.train_and_evaluate(tiny_config(**overrides), str(resumed),
+                                       should_stop=lambda step: step == 27)
+    assert stopped == {"step": 27, "stopped": True}
+    assert params_of(resumed)[0] == 27
+    # A stop on a checkpoint step saves once (a second save of a step would fail).
+    assert train.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "at20"),
+                                    should_stop=lambda step: step == 20)["step"] == 20
+    assert not (resumed / "summary.json").exists()
+    train.train_and_evaluate(tiny_config(**overrides), str(resumed))
+    (step_a, a), (step_b, b) = params_of(straight), params_of(resumed)
+    assert step_a == step_b == 40
+    leaves_a, leaves_b = jax.tree.leaves(a), jax.tree.leaves(b)
+    assert len(leaves_a) == len(leaves_b) > 0
+    for x, y in zip(leaves_a, leaves_b):
+        assert x.dtype == y.dtype and np.array_equal(x, y)  # bitwise, not approximately
+    steps = [(r["step"], r["split"]) for r in read_metrics(str(resumed / "metrics.jsonl"))]
+    assert len(steps) == len(set(steps)), "a resumed run must not log a step twice"
+    assert steps == [(r["step"], r["split"]) for r in read_metrics(str(straight / "metrics.jsonl"))]
+
+
+def test_rerunning_a_finished_run_changes_nothing(tmp_path):
+    first = train.train_and_evaluate(tiny_config(), str(tmp_path))
+    before = (tmp_path / "metrics.jsonl").read_text()
+    again = train.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert again["eval"] == pytest.approx(first["eval"])
+    assert (tmp_path / "metrics.jsonl").read_text() == before
+
+
+def test_more_steps_continue_a_finished_run(tmp_path):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+    summary = train.train_and_evaluate(tiny_config(**{"train.num_steps": 60}), str(tmp_path))
+    assert summary["step"] == 60
+    records = list(read_metrics(str(tmp_path / "metrics.jsonl")))
+    # The first run's final evaluation stays in the history; no step is logged twice.
+    assert [r["step"] for r in records if r["split"] == "eval"] == [40, 60]
+    keys = [(r["step"], r["split"]) for r in records]
+    assert len(keys) == len(set(keys))
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 60
+
+
+def test_resume_with_a_different_model_is_refused_and_changes_nothing(tmp_path):
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+    before = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    with pytest.raises(UsageError, match=r"model.latent_dim: 4 -> 5"):
+        train.train_and_evaluate(tiny_config(**{"model.latent_dim": 5}), str(tmp_path))
+    after = {p: p.read_bytes() for p in tmp_path.rglob("*") if p.is_file()}
+    assert before == after
+
+
+def test_tfds_training_on_mock_data(tmp_path):
+    with tfds.testing.mock_data(num_examples=64):
+        summary = train.train_and_evaluate(
+            tiny_config(**{"data.name": "mnist", "train.num_steps": 10, "train.batch_size": 16}),
+            str(tmp_path))
+    assert summary["data"]["image_shape"] == [28, 28, 1]
+    assert summary["data"]["num_test"] == 64
+    assert np.isfinite(summary["eval"]["recon_sse"])
+
+
+@pytest.mark.parametrize("name,schedule", [("adam", "constant"), ("adamw", "warmup_cosine"),
+                                           ("sgd", "cosine")])
+def test_every_optimizer_and_schedule_trains(tmp_path, name, schedule):
+    config = tiny_config(**{"optimizer.name": name, "optimizer.schedule": schedule,
+                            "optimizer.warmup_steps": 5, "train.num_steps": 20,
+                            "optimizer.learning_rate": 1e-2 if name != "sgd" else 0.1})
+    summary = train.train_and_evaluate(config, str(tmp_path))
+    assert np.isfinite(summary["eval"]["loss"])
