@@ -9,12 +9,19 @@ back with the target's shapes, dtypes and shardings.
 
 from __future__ import annotations
 
+import logging
 import os
+import shutil
+import time
 from typing import Any
 
 import jax
 import orbax.checkpoint as ocp
 from flax import nnx
+
+from aelab.errors import UsageError
+
+log = logging.getLogger("aelab")
 
 
 def _pure(state: nnx.State) -> dict:
@@ -38,14 +45,17 @@ def _unstringify_into(state: nnx.State, pure: dict) -> nnx.State:
 
 
 class Checkpointer:
-    """An Orbax CheckpointManager over `workdir/checkpoints` keeping the newest `keep`."""
+    """An Orbax CheckpointManager over `workdir/checkpoints` keeping the newest `keep`.
+
+    Orbax writes each step into a temporary directory and renames it when
+    complete, so a hard kill never leaves a half checkpoint that looks whole;
+    leftovers of interrupted saves are cleaned up on the next start.
+    """
 
     def __init__(self, directory: str, keep: int):
         self.directory = os.path.abspath(directory)
-        self.manager = ocp.CheckpointManager(
-            self.directory,
-            options=ocp.CheckpointManagerOptions(max_to_keep=keep, create=True),
-        )
+        self.manager = _manager(self.directory, ocp.CheckpointManagerOptions(
+            max_to_keep=keep, create=True, cleanup_tmp_directories=True))
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
@@ -63,6 +73,40 @@ class Checkpointer:
         fresh = jax.tree.map(lambda x: x, state)
         return _unstringify_into(fresh, restored["state"])
 
+    def restore_latest(self, state: nnx.State) -> tuple[int, nnx.State]:
+        """The newest checkpoint that restores, as (step, state); (0, state) when there is none.
+
+        A checkpoint that fails to read is moved aside (never deleted) with a
+        warning, and the next older one is tried. One whose shapes differ from
+        `state` is a different model, not damage: that raises a UsageError.
+        """
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            try:
+                shapes = _shapes(self.manager.item_metadata(step)["state"])
+            except Exception as e:  # unreadable metadata: damaged
+                self._quarantine(step, e)
+                continue
+            if shapes != _shapes(_pure(state)):
+                raise UsageError(
+                    f"checkpoint {self.directory}/{step} holds a model of other shapes than this "
+                    "config builds; use a new --workdir or the config it was trained with")
+            try:
+                return step, self.restore(step, state)
+            except Exception as e:  # truncated or corrupted array data
+                self._quarantine(step, e)
+        return 0, state
+
+    def _quarantine(self, step: int, error: Exception) -> None:
+        """Moves a damaged checkpoint to `checkpoints.corrupt/` so new saves cannot collide with it."""
+        target_dir = self.directory.rstrip("/") + ".corrupt"
+        os.makedirs(target_dir, exist_ok=True)
+        target = os.path.join(target_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
+        shutil.move(os.path.join(self.directory, str(step)), target)
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        log.warning("checkpoint step %d cannot be restored (%s); moved to %s, trying an older one",
+                    step, reason, target)
+        self.manager.reload()
+
     def wait(self) -> None:
         self.manager.wait_until_finished()
 
@@ -73,11 +117,25 @@ class Checkpointer:
 
 def read_state(workdir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
     """The raw saved state of a workdir (latest step by default), as numpy arrays, for inspection."""
-    manager = ocp.CheckpointManager(os.path.join(os.path.abspath(workdir), "checkpoints"),
-                                    options=ocp.CheckpointManagerOptions(read_only=True))
+    manager = _manager(os.path.join(os.path.abspath(workdir), "checkpoints"),
+                       ocp.CheckpointManagerOptions(read_only=True))
     step = manager.latest_step() if step is None else step
     if step is None:
         raise FileNotFoundError(f"no checkpoint under {workdir}/checkpoints")
     restored = manager.restore(step, args=ocp.args.Composite(state=ocp.args.StandardRestore()))
     manager.close()
     return step, jax.tree.map(jax.device_get, restored["state"])
+
+
+def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
+    # A handler for "state" lets item_metadata read shapes without restoring arrays.
+    return ocp.CheckpointManager(directory, options=options,
+                                 item_handlers={"state": ocp.StandardCheckpointHandler()})
+
+
+def _shapes(tree) -> dict[str, tuple[int, ...]]:
+    """{'a/b/c': shape} of a nested mapping of arrays or array metadata."""
+    flat = {}
+    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
+        flat["/".join(str(getattr(k, "key", k)) for k in path)] = tuple(leaf.shape)
+    return flat

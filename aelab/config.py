@@ -20,9 +20,10 @@ def base_config() -> ml_collections.ConfigDict:
     config.loss = "bce"  # reconstruction loss: bce (on logits) | mse | l1
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "digits"  # digits | idx:DIR | npz:FILE | a TFDS name
+    config.data.name = "digits"  # digits | idx:DIR | npz:FILE | csv:FILE | images:DIR | a TFDS name
     config.data.data_dir = ""  # TFDS data_dir; "" = TFDS's default
     config.data.download = True  # TFDS: download and prepare if missing
+    config.data.label_column = ""  # csv: header name or 0-based index of the labels; "" = none
     config.data.image_key = "image"  # TFDS feature names
     config.data.label_key = "label"
     config.data.val_fraction = 0.1  # carved from train when the data set has no validation split
@@ -59,6 +60,8 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 3
     config.train.progress = True  # tqdm progress bar on stderr
     config.train.tensorboard = True
+    config.train.skip_nonfinite = False  # True: drop updates with non-finite gradients, count them
+    config.train.max_consecutive_nonfinite = 10  # ...and stop after this many in a row
     return config
 
 
@@ -104,7 +107,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     model, train, opt = config.model, config.train, config.optimizer
     positive("model.latent_dim", model.latent_dim)
     for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
-                "checkpoint_every", "keep_checkpoints"):
+                "checkpoint_every", "keep_checkpoints", "max_consecutive_nonfinite"):
         positive(f"train.{key}", train[key])
     positive("optimizer.learning_rate", opt.learning_rate)
     positive("model.kernel_size", model.kernel_size)
@@ -120,4 +123,5 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if not 0.0 < config.data[key] < 1.0:
             raise UsageError(f"data.{key}={config.data[key]} must lie strictly between 0 and 1")
     if not config.data.name:
-        raise UsageError("data.name is empty; accepted: digits, idx:DIR, npz:FILE or a TFDS name")
+        raise UsageError("data.name is empty; accepted: digits, idx:DIR, npz:FILE, csv:FILE, "
+                         "images:DIR or a TFDS name")

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import logging
 import signal
 import sys
 from typing import Callable
@@ -14,6 +15,8 @@ from absl import flags
 from ml_collections import config_flags
 
 from aelab.errors import UsageError
+from aelab import train
+from aelab.train import NonFiniteError
 
 USAGE = "usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]"
 SUBCOMMANDS = ("train",)
@@ -97,11 +100,10 @@ def _stop_on_signals() -> Callable[[int], bool]:
 
 
 def main(argv: list[str]) -> int:
+    logging.basicConfig(format="aelab: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         command, config, workdir = parse(argv)
         if command == "train":
-            from aelab import train
-
             summary = train.train_and_evaluate(config, workdir, should_stop=_stop_on_signals())
             if summary.get("stopped"):
                 print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "
@@ -112,6 +114,9 @@ def main(argv: list[str]) -> int:
     except UsageError as e:
         print(f"aelab: error: {e}", file=sys.stderr)
         return 2
+    except NonFiniteError as e:
+        print(f"aelab: error: {e}", file=sys.stderr)
+        return 1
 
 
 def _print_summary(summary: dict, workdir: str) -> None:

@@ -8,6 +8,7 @@ randomness are functions of (seed, step), a resumed run continues bit-exactly.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import functools
 import os
@@ -27,9 +28,15 @@ from aelab import workdir as wd
 from aelab.errors import UsageError
 from aelab.writer import MetricWriter, read_metrics
 
-# Keys whose change would make a checkpoint mean something else: a resume that
-# changes one of them is refused. Everything else (num_steps, logging) may change.
-RESUME_LOCKED = ("seed", "task", "loss", "model", "data", "optimizer", "train.batch_size")
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite metric; the last good checkpoint is kept."""
+
+    def __init__(self, step: int, metric: str, value: float):
+        super().__init__(f"non-finite {metric}={value} at step {step}; training stopped, "
+                         "the last good checkpoint is kept (train.skip_nonfinite=True skips such steps)")
+        self.step = step
 
 
 @dataclasses.dataclass
@@ -58,6 +65,8 @@ def build(config: ml_collections.ConfigDict) -> Run:
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     model = task.build_model(dataset.image_shape, nnx.Rngs(params=init_key))
     tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
+    if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
+        tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
     return Run(config, dataset, task, graphdef, state, batches, train_key, eval_key)
@@ -105,42 +114,46 @@ def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng) ->
     return {k: float(v / count) for k, v in totals.items()}
 
 
-def locked_differences(old: dict, new: dict) -> list[str]:
-    """The RESUME_LOCKED keys whose values differ between two config dicts, as 'key: a -> b'."""
-    def flat(tree, prefix=""):
-        for key, value in tree.items():
-            if isinstance(value, dict):
-                yield from flat(value, f"{prefix}{key}.")
-            else:
-                yield f"{prefix}{key}", value
-    old_flat, new_flat = dict(flat(old)), dict(flat(new))
-    return [f"{key}: {old_flat.get(key)!r} -> {new_flat.get(key)!r}"
-            for key in sorted(set(old_flat) | set(new_flat))
-            if any(key == lock or key.startswith(lock + ".") for lock in RESUME_LOCKED)
-            and _canon(old_flat.get(key)) != _canon(new_flat.get(key))]
+class Window:
+    """Per-step metrics since the last log, kept on device until read (no per-step host sync)."""
 
+    def __init__(self, first_step: int, train: ml_collections.ConfigDict):
+        self.first_step = first_step
+        self.skip = train.skip_nonfinite
+        self.max_in_a_row = train.max_consecutive_nonfinite
+        self.in_a_row = 0  # carried across windows
+        self.metrics: list[dict] = []
+        self.start_time = time.perf_counter()
 
-def _canon(value):
-    return list(value) if isinstance(value, (list, tuple)) else value
+    def add(self, metrics: dict) -> None:
+        self.metrics.append(metrics)
 
+    def summarize(self) -> dict[str, float]:
+        """Means over the window's finite steps; raises NonFiniteError where training went bad."""
+        stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *self.metrics))
+        finite = np.all([np.isfinite(v) for v in stacked.values()], axis=0)
+        for i, ok in enumerate(finite):
+            self.in_a_row = 0 if ok else self.in_a_row + 1
+            if not ok and (not self.skip or self.in_a_row > self.max_in_a_row):
+                metric = next(k for k, v in sorted(stacked.items()) if not np.isfinite(v[i]))
+                raise NonFiniteError(self.first_step + i + 1, metric, float(stacked[metric][i]))
+        means = {k: float(np.mean(v[finite])) if finite.any() else float("nan")
+                 for k, v in stacked.items()}
+        if self.skip:
+            means["skipped_steps"] = float(np.sum(~finite))
+        return means
 
-def prepare_workdir(run: Run, workdir: str) -> None:
-    """Checks a resume is compatible, then writes config.json and env.json."""
-    config_path = os.path.join(workdir, wd.CONFIG)
-    new = run.config.to_dict()
-    if os.path.exists(os.path.join(workdir, wd.CHECKPOINTS)) and os.path.exists(config_path):
-        changed = locked_differences(wd.read_json(config_path), _json_roundtrip(new))
-        if changed:
-            raise UsageError(
-                f"{workdir} holds a run with a different config ({'; '.join(changed)}); "
-                "use a new --workdir or restore those values")
-    wd.write_json(config_path, new)
-    wd.write_json(os.path.join(workdir, wd.ENV), wd.environment())
+    def check(self) -> None:
+        """Raises NonFiniteError if any step of the window went bad (call before checkpointing)."""
+        if self.metrics:
+            self.summarize()
 
-
-def _json_roundtrip(obj):
-    import json
-    return json.loads(json.dumps(obj))
+    def restart(self, first_step: int) -> float:
+        """Starts the next window; returns the steps per second of the one that ended."""
+        now = time.perf_counter()
+        rate = len(self.metrics) / max(now - self.start_time, 1e-9)
+        self.first_step, self.metrics, self.start_time = first_step, [], now
+        return rate
 
 
 def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
@@ -149,61 +162,64 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
 
     `should_stop(step)` is polled after every step; when it returns True the
     loop checkpoints and returns early (signals use this). Returns the summary
-    (or, when stopped early, {"step": ..., "stopped": True}).
+    (or, when stopped early, {"step": ..., "stopped": True}). Raises
+    UsageError on bad input (before writing anything) and NonFiniteError when
+    training diverges.
     """
     run = build(config)
-    config = run.config
     is_chief = jax.process_index() == 0
-    if is_chief:
-        prepare_workdir(run, workdir)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), config.train.keep_checkpoints)
-    state, step = run.state, 0
-    if ckpt.latest_step() is not None:
-        step = ckpt.latest_step()
-        state = ckpt.restore(step, state)
-    summary_path = os.path.join(workdir, wd.SUMMARY)
-    if step >= config.train.num_steps and os.path.exists(summary_path):
-        ckpt.close()
-        return wd.read_json(summary_path)  # already complete: nothing to redo
-    writer = MetricWriter(workdir, step, config.train.num_steps, config.train.tensorboard,
-                          enabled=is_chief)
+    lock = wd.exclusive(workdir) if is_chief else contextlib.nullcontext()
+    with lock:
+        changes = wd.check_resume(workdir, run.config.to_dict()) if is_chief else []
+        ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS),
+                                       run.config.train.keep_checkpoints)
+        try:
+            step, state = ckpt.restore_latest(run.state)
+            summary_path = os.path.join(workdir, wd.SUMMARY)
+            if step >= run.config.train.num_steps and os.path.exists(summary_path):
+                return wd.read_json(summary_path)  # already complete: nothing to redo
+            if is_chief:
+                wd.record_start(workdir, run.config.to_dict(), step, changes)
+            return _loop(run, state, step, ckpt, workdir, should_stop, is_chief)
+        finally:
+            ckpt.close()
+
+
+def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: str,
+          should_stop, is_chief: bool) -> dict[str, Any]:
+    t = run.config.train
+    writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
     train_step = make_train_step(run.graphdef, run.task)
     eval_step = make_eval_step(run.graphdef, run.task)
-    t = config.train
-    stopped = False
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
-    pending: list[dict] = []  # device-side metrics since the last log: no per-step host sync
-    window_start, window_step = time.perf_counter(), step
+    window = Window(step, t)
+    multihost = jax.process_count() > 1  # preemption notices need the distributed runtime
     try:
         while step < t.num_steps:
             state, metrics = train_step(state, run.batches(step), run.train_key)
-            pending.append(metrics)
+            window.add(metrics)
             step += 1
             if step % t.log_every == 0 or step == t.num_steps:
-                means = {k: float(v) for k, v in jax.device_get(
-                    jax.tree.map(lambda *xs: jnp.mean(jnp.stack(xs)), *pending)).items()}
-                now = time.perf_counter()
-                means["steps_per_s"] = (step - window_step) / max(now - window_start, 1e-9)
-                window_start, window_step, pending = now, step, []
+                means = window.summarize()
+                means["steps_per_s"] = window.restart(step)
                 writer.write(step, "train", means)
                 bar.set_postfix(loss=f"{means['loss']:.4g}", steps_per_s=f"{means['steps_per_s']:.1f}")
                 bar.update(step - bar.n)
             if step % t.eval_every == 0 and step < t.num_steps:
                 writer.write(step, "val", evaluate_split(
                     eval_step, state, run.dataset.val, t.eval_batch_size, run.eval_key))
-            stopping = should_stop is not None and should_stop(step) and step < t.num_steps
+            stopping = step < t.num_steps and (
+                (should_stop is not None and should_stop(step))
+                or (multihost and ckpt.manager.reached_preemption(step)))
             if step % t.checkpoint_every == 0 or step == t.num_steps or stopping:
+                window.check()  # never checkpoint a diverged state
                 ckpt.save(step, state)
             if stopping:
-                stopped = True
-                break
-        if stopped:
-            return {"step": step, "stopped": True}
+                return {"step": step, "stopped": True}
         return finish(run, state, step, eval_step, workdir, writer, is_chief)
     finally:
         bar.close()
-        ckpt.close()
         writer.close()
 
 

@@ -6,13 +6,18 @@
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import os
 import platform
 import sys
 import tempfile
+import time
 from importlib import metadata
-from typing import Any
+from typing import Any, Iterator
+
+from aelab.errors import UsageError
 
 CONFIG = "config.json"
 ENV = "env.json"
@@ -21,6 +26,12 @@ CHECKPOINTS = "checkpoints"
 FIGURES = "figures"
 SUMMARY = "summary.json"
 TENSORBOARD = "tensorboard"
+RESUMES = "resumes.jsonl"
+LOCK = ".lock"
+
+# Keys whose change would make a checkpoint mean something else: a resume that
+# changes one of them is refused. Everything else (num_steps, logging) may change.
+RESUME_LOCKED = ("seed", "task", "loss", "model", "data", "optimizer", "train.batch_size")
 
 
 def atomic_write(path: str, data: bytes) -> None:
@@ -68,3 +79,73 @@ def environment(argv: list[str] | None = None) -> dict[str, Any]:
         "process_count": jax.process_count(),
         "command": list(sys.argv if argv is None else argv),
     }
+
+
+@contextlib.contextmanager
+def exclusive(workdir: str) -> Iterator[None]:
+    """Holds an advisory lock on `workdir` so a second process refuses at once.
+
+    The kernel drops the lock when the process dies, even by SIGKILL, so a
+    crashed run never leaves a stale lock behind.
+    """
+    os.makedirs(workdir, exist_ok=True)
+    path = os.path.join(workdir, LOCK)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.pread(fd, 32, 0).decode(errors="replace").strip() or "unknown"
+            raise UsageError(f"workdir {workdir} is in use by another aelab process (pid {holder}); "
+                             "wait for it to finish or use another --workdir") from None
+        os.ftruncate(fd, 0)
+        os.pwrite(fd, str(os.getpid()).encode(), 0)
+        yield
+    finally:
+        os.close(fd)  # closing releases the lock
+
+
+def flatten(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
+def config_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
+    """(locked, allowed) differences between two config dicts, each as 'key: a -> b'."""
+    def canon(value):
+        return list(value) if isinstance(value, (list, tuple)) else value
+    old_flat, new_flat = dict(flatten(old)), dict(flatten(new))
+    locked, allowed = [], []
+    for key in sorted(set(old_flat) | set(new_flat)):
+        a, b = canon(old_flat.get(key)), canon(new_flat.get(key))
+        if a != b:
+            is_locked = any(key == k or key.startswith(k + ".") for k in RESUME_LOCKED)
+            (locked if is_locked else allowed).append(f"{key}: {a!r} -> {b!r}")
+    return locked, allowed
+
+
+def check_resume(workdir: str, config: dict) -> list[str]:
+    """Refuses (UsageError) a resume that changes a locked key; returns the allowed changes."""
+    path = os.path.join(workdir, CONFIG)
+    if not (os.path.exists(os.path.join(workdir, CHECKPOINTS)) and os.path.exists(path)):
+        return []
+    locked, allowed = config_changes(read_json(path), json.loads(json.dumps(config)))
+    if locked:
+        raise UsageError(f"{workdir} holds a run with a different config ({'; '.join(locked)}); "
+                         "use a new --workdir or restore those values")
+    return allowed
+
+
+def record_start(workdir: str, config: dict, resumed_from: int, changes: list[str]) -> None:
+    """Writes config.json and env.json; a resume is also appended to resumes.jsonl."""
+    write_json(os.path.join(workdir, CONFIG), config)
+    env = environment()
+    write_json(os.path.join(workdir, ENV), env)
+    if resumed_from:
+        record = {"step": resumed_from, "time": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+                  "config_changes": changes, "command": env["command"]}
+        with open(os.path.join(workdir, RESUMES), "a") as f:
+            f.write(json.dumps(record) + "\n")

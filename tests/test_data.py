@@ -165,3 +165,74 @@ def test_real_mnist_through_idx(shared_mnist):
     labels = np.concatenate([ds.train.labels, ds.val.labels])
     np.testing.assert_array_equal(np.bincount(labels),
                                   [5923, 6742, 5958, 6131, 5842, 5421, 5918, 6265, 5851, 5949])
+
+
+def test_csv_reader_with_header_labels_and_scaling(tmp_path):
+    path = tmp_path / "t.csv"
+    rows = ["a,b,label,c"] + [f"{i},{2 * i + 1},{i % 3},5" for i in range(30)]
+    path.write_text("\n".join(rows) + "\n")
+    ds = data.load(data_config(f"csv:{path}", label_column="label"))
+    assert ds.image_shape == (1, 3, 1)
+    everything = np.concatenate([ds.train.images, ds.val.images, ds.test.images])
+    assert everything.min() == 0.0 and everything.max() == 1.0
+    assert np.all(everything[:, 0, 2, 0] == 0.0)  # a constant column maps to 0
+    assert sorted(np.concatenate([ds.train.labels, ds.val.labels, ds.test.labels])) == sorted(
+        i % 3 for i in range(30))
+
+
+@pytest.mark.parametrize("text,message", [
+    ("1,2\n3,x\n", "line 2, column '1': 'x' is not a number"),
+    ("a,b\n1,2\n3\n", "line 3 has 1 cells; expected 2"),
+    ("a,b\n", "empty"),
+    ("1,nan\n", "'nan' is not finite"),
+])
+def test_csv_bad_cells(tmp_path, text, message):
+    path = tmp_path / "bad.csv"
+    path.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        data.load(data_config(f"csv:{path}"))
+
+
+def test_csv_unknown_label_column(tmp_path):
+    path = tmp_path / "t.csv"
+    path.write_text("a,b\n1,2\n3,4\n5,6\n7,8\n9,10\n")
+    with pytest.raises(UsageError, match="no label column 'y'; columns: a, b"):
+        data.load(data_config(f"csv:{path}", label_column="y"))
+
+
+def _save_png(path, array):
+    from PIL import Image
+    path.parent.mkdir(parents=True, exist_ok=True)
+    Image.fromarray(np.asarray(array, np.uint8)).save(path)
+
+
+def test_image_folder_with_classes_and_splits(tmp_path):
+    rng = np.random.default_rng(0)
+    for split, n in (("train", 6), ("test", 2)):
+        for label in ("cat", "dog"):
+            for i in range(n):
+                _save_png(tmp_path / split / label / f"{i}.png", rng.integers(0, 256, (5, 4)))
+    ds = data.load(data_config(f"images:{tmp_path}"))
+    assert ds.image_shape == (5, 4, 1) and len(ds.test) == 4
+    assert sorted(ds.test.labels) == [0, 0, 1, 1]
+
+
+def test_image_folder_errors(tmp_path):
+    _save_png(tmp_path / "a.png", np.zeros((5, 4)))
+    _save_png(tmp_path / "b.png", np.zeros((6, 4)))
+    with pytest.raises(UsageError, match="b.png: image of shape \\(6, 4\\), but .*a.png has \\(5, 4\\)"):
+        data.load(data_config(f"images:{tmp_path}"))
+    (tmp_path / "b.png").write_bytes(b"not a png")
+    with pytest.raises(UsageError, match="b.png: cannot read image"):
+        data.load(data_config(f"images:{tmp_path}"))
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    with pytest.raises(UsageError, match="empty"):
+        data.load(data_config(f"images:{empty}"))
+
+
+def test_npz_with_pickled_objects_is_refused(tmp_path):
+    path = tmp_path / "objects.npz"
+    np.savez(path, x_train=np.array([{"a": 1}] * 4, dtype=object))
+    with pytest.raises(UsageError, match="cannot read"):
+        data.load(data_config(f"npz:{path}"))

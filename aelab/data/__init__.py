@@ -1,18 +1,23 @@
 """Data: `load(data_config)` returns a Dataset of in-memory train/val/test splits.
 
-Names (contract): `digits`, `idx:DIR`, `npz:FILE`, or any TFDS name.
+Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, or any TFDS name.
 """
 
 from __future__ import annotations
 
 import ml_collections
 
-from aelab.data import sources
+from aelab.data import files, sources
 from aelab.data.pipeline import TrainBatches, eval_batches
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
 
-LOCAL_READERS = {"idx": sources.read_idx, "npz": sources.read_npz}
+LOCAL_READERS = {
+    "idx": lambda path, data: sources.read_idx(path),
+    "npz": lambda path, data: sources.read_npz(path),
+    "csv": lambda path, data: files.read_csv(path, data.label_column),
+    "images": lambda path, data: files.read_images(path),
+}
 NAMED_READERS = {"digits": sources.read_digits}
 
 __all__ = ["Dataset", "Split", "TrainBatches", "eval_batches", "load", "read_splits"]
@@ -31,7 +36,7 @@ def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
                 + ", ".join(f"{p}:PATH" for p in sorted(LOCAL_READERS)))
         if not path:
             raise UsageError(f"data name {name!r} has no path after '{prefix}:'")
-        return LOCAL_READERS[prefix](path)
+        return LOCAL_READERS[prefix](path, data)
     return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key)
 
 

@@ -115,7 +115,7 @@ def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
     except Exception as e:  # TFDS raises several types for an unknown name
         raise UsageError(
             f"unknown data name {name!r} ({type(e).__name__}); accepted: digits, idx:DIR, "
-            "npz:FILE or a TFDS name such as mnist, fashion_mnist, cifar10") from None
+            "npz:FILE, csv:FILE, images:DIR or a TFDS name such as mnist, fashion_mnist, cifar10") from None
     known_splits = set(builder.info.splits.keys())
     splits: Splits = {}
     for ours, theirs in (("train", "train"), ("val", "validation"), ("test", "test")):

@@ -1,0 +1,113 @@
+"""Readers for user files: `csv:FILE` (numeric tables) and `images:DIR` (image folders)."""
+
+from __future__ import annotations
+
+import csv
+import os
+
+import numpy as np
+
+from aelab.data.splits import Split, make_split
+from aelab.errors import UsageError
+
+IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+
+
+def read_csv(path: str, label_column: str) -> dict[str, Split | None]:
+    """A numeric CSV, one example a row, as (N, 1, D, 1) "images" scaled per column to [0, 1].
+
+    A first row that is not all numbers is a header. `label_column` (a header
+    name, or a 0-based index) is taken out as integer labels; "" means none.
+    Scaling is min-max per column over the whole file (a constant column maps to 0).
+    """
+    if not os.path.isfile(path):
+        raise UsageError(f"csv:{path}: no such file")
+    with open(path, newline="") as f:
+        rows = [row for row in csv.reader(f) if row]
+    if not rows:
+        raise UsageError(f"csv:{path}: the data set is empty")
+    header = None
+    if not all(_is_number(cell) for cell in rows[0]):
+        header, rows = [cell.strip() for cell in rows[0]], rows[1:]
+    if not rows:
+        raise UsageError(f"csv:{path}: the data set is empty (only a header)")
+    width = len(header or rows[0])
+    names = header or [str(i) for i in range(width)]
+    table = np.empty((len(rows), width), dtype=np.float64)
+    for r, row in enumerate(rows):
+        line = r + (2 if header else 1)
+        if len(row) != width:
+            raise UsageError(f"csv:{path}: line {line} has {len(row)} cells; expected {width}")
+        for c, cell in enumerate(row):
+            try:
+                table[r, c] = float(cell)
+            except ValueError:
+                raise UsageError(
+                    f"csv:{path}: line {line}, column {names[c]!r}: {cell!r} is not a number") from None
+            if not np.isfinite(table[r, c]):
+                raise UsageError(f"csv:{path}: line {line}, column {names[c]!r}: {cell!r} is not finite")
+    labels = None
+    if label_column != "":
+        if label_column in names:
+            index = names.index(label_column)
+        elif label_column.isdigit() and int(label_column) < width:
+            index = int(label_column)
+        else:
+            raise UsageError(f"csv:{path}: no label column {label_column!r}; columns: {', '.join(names)}")
+        labels = table[:, index].astype(np.int64)
+        table = np.delete(table, index, axis=1)
+    low, high = table.min(axis=0), table.max(axis=0)
+    scaled = (table - low) / np.where(high > low, high - low, 1.0)
+    images = scaled.astype(np.float32)[:, None, :, None]
+    return {"train": make_split(images, labels, f"csv:{path}"), "val": None, "test": None}
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+        return True
+    except ValueError:
+        return False
+
+
+def read_images(directory: str) -> dict[str, Split | None]:
+    """An image folder: `DIR/<class>/*.png` (labels from sorted class names) or `DIR/*.png`.
+
+    With `train/` and `test/` (and optionally `val/`) subfolders, each is a split.
+    Greyscale images keep one channel, anything else becomes RGB; all must share one size.
+    """
+    if not os.path.isdir(directory):
+        raise UsageError(f"images:{directory}: no such directory")
+    splits: dict[str, Split | None] = {"train": None, "val": None, "test": None}
+    if os.path.isdir(os.path.join(directory, "train")):
+        for name, folder in (("train", "train"), ("val", "val"), ("test", "test")):
+            if os.path.isdir(os.path.join(directory, folder)):
+                splits[name] = _read_image_folder(os.path.join(directory, folder))
+    else:
+        splits["train"] = _read_image_folder(directory)
+    return splits
+
+
+def _read_image_folder(directory: str) -> Split:
+    from PIL import Image, UnidentifiedImageError
+
+    classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
+    entries = [(os.path.join(directory, c, f), i) for i, c in enumerate(classes)
+               for f in sorted(os.listdir(os.path.join(directory, c)))] if classes else \
+              [(os.path.join(directory, f), None) for f in sorted(os.listdir(directory))]
+    entries = [(p, label) for p, label in entries if p.lower().endswith(IMAGE_EXTENSIONS)]
+    if not entries:
+        raise UsageError(f"images:{directory}: the data set is empty (no {'/'.join(IMAGE_EXTENSIONS)} files)")
+    images = []
+    for path, _ in entries:
+        try:
+            with Image.open(path) as image:
+                array = np.asarray(image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB"))
+        except (OSError, UnidentifiedImageError) as e:
+            raise UsageError(f"{path}: cannot read image ({e})") from None
+        if images and array.shape != images[0].shape:
+            raise UsageError(f"{path}: image of shape {array.shape}, but {entries[0][0]} has "
+                             f"{images[0].shape}; all images must share one shape")
+        images.append(array)
+    labels = np.array([label for _, label in entries]) if classes else None
+    return make_split(np.stack(images), labels, f"images:{directory}")
