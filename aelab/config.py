@@ -39,6 +39,33 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.strides = (2, 2)  # conv: one stride per layer
     config.model.kernel_size = 3
     config.model.upsample = "transpose"  # conv decoder: transpose | resize
+    config.model.code_activation = "none"  # autoencoder code: none | sigmoid | relu
+
+    # Denoising: corrupt the input only, reconstruct the clean image (any task).
+    config.corruption = ml_collections.ConfigDict()
+    config.corruption.kind = "none"  # none | gaussian | mask | salt_and_pepper
+    config.corruption.level = 0.0  # gaussian: sigma; mask, salt_and_pepper: fraction of pixels
+
+    # Penalties of the plain autoencoder (weights; 0 = off).
+    config.penalty = ml_collections.ConfigDict()
+    config.penalty.l1 = 0.0  # sparse AE: l1 * sum|z| per example
+    config.penalty.kl_sparsity = 0.0  # sparse AE: weight of sum_j KL(rho || mean activation_j)
+    config.penalty.rho = 0.05  # target mean activation (needs model.code_activation=sigmoid)
+    config.penalty.contractive = 0.0  # contractive AE: weight of ||d code / d x||_F^2
+
+    config.vae = ml_collections.ConfigDict()
+    config.vae.beta = 1.0  # weight of the KL term (beta-VAE)
+    config.vae.kl_warmup_steps = 0  # linear KL annealing from 0 to beta over these steps
+    config.vae.free_bits = 0.0  # nats per latent dimension below which KL is not penalized
+    config.vae.sigma = 0.1  # loss=mse: the Gaussian likelihood's fixed pixel standard deviation
+    config.vae.binarize = False  # dynamic binarization of training inputs; eval splits fixed once
+    config.vae.iw_samples = 1000  # k of the importance-sampled NLL bound (final evaluation)
+    config.vae.iw_chunk = 100  # samples per chunk, so memory stays bounded
+
+    config.vq = ml_collections.ConfigDict()
+    config.vq.codebook_size = 64
+    config.vq.embedding_dim = 4  # the code is split into latent_dim / embedding_dim tokens
+    config.vq.commitment = 0.25  # beta of the commitment loss
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # adam | adamw | sgd

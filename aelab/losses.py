@@ -71,3 +71,24 @@ def recon_metrics(raw_output: jax.Array, target: jax.Array, loss_name: str) -> d
     if loss_name == "bce":
         metrics["bce"] = bce_with_logits(raw_output, target)
     return metrics
+
+
+# --- Gaussian latent variables (nats) ------------------------------------------
+
+LOG_2PI = float(jnp.log(2 * jnp.pi))
+
+
+def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """KL(N(mean, exp(logvar)) || N(0, I)) per latent dimension, shape of `mean`."""
+    return 0.5 * (jnp.square(mean) + jnp.exp(logvar) - 1.0 - logvar)
+
+
+def log_normal(z: jax.Array, mean: jax.Array | float = 0.0, logvar: jax.Array | float = 0.0) -> jax.Array:
+    """log N(z; mean, exp(logvar)) summed over the last axis."""
+    return -0.5 * jnp.sum(LOG_2PI + logvar + jnp.square(z - mean) / jnp.exp(logvar), axis=-1)
+
+
+def gaussian_nll(prediction: jax.Array, target: jax.Array, sigma: float) -> jax.Array:
+    """-log N(target; prediction, sigma^2 I) per example, nats."""
+    d = target.size // target.shape[0]
+    return sse(prediction, target) / (2 * sigma ** 2) + d * (jnp.log(sigma) + 0.5 * LOG_2PI)

@@ -60,3 +60,29 @@ def curves(records: Iterable[Mapping], metric: str, path: str, ylabel: str,
     ax.grid(True, alpha=0.3)
     ax.legend()
     save(fig, path)
+
+
+def interpolation(model, images: np.ndarray, path: str, pairs: int = 4, steps: int = 10) -> None:
+    """Rows of `steps` images decoded along the line between the codes of two test images."""
+    rows = [np.asarray(model.interpolate(images[2 * i], images[2 * i + 1], steps))
+            for i in range(min(pairs, len(images) // 2))]
+    image_rows(rows, [f"pair {i}" for i in range(len(rows))], path,
+               title="interpolation between the codes of two test images")
+
+
+def sample_grid(samples: np.ndarray, path: str, title: str = "samples from the prior") -> None:
+    """A square-ish grid of generated images."""
+    n = len(samples)
+    cols = int(np.ceil(np.sqrt(n)))
+    rows = [samples[i:i + cols] for i in range(0, n - n % cols or n, cols)]
+    fig, axes = plt.subplots(len(rows), cols, figsize=(cols * 0.8, len(rows) * 0.8), squeeze=False)
+    for r, row in enumerate(rows):
+        for c in range(cols):
+            ax = axes[r, c]
+            ax.axis("off")
+            if c < len(row):
+                image = np.clip(row[c], 0.0, 1.0)
+                ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray",
+                          vmin=0.0, vmax=1.0, interpolation="nearest")
+    fig.suptitle(title)
+    save(fig, path)

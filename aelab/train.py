@@ -60,7 +60,7 @@ def build(config: ml_collections.ConfigDict) -> Run:
     """
     config_lib.validate(config)
     task = tasks.get_task(config)
-    dataset = data.load(config.data)
+    dataset = task.prepare(data.load(config.data))
     batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     model = task.build_model(dataset.image_shape, nnx.Rngs(params=init_key))
@@ -80,8 +80,9 @@ def make_train_step(graphdef: nnx.GraphDef, task) -> Callable:
     @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state, batch, rng):
         model, optimizer = nnx.merge(graphdef, state)
-        step_rng = jax.random.fold_in(rng, optimizer.step[...])
-        (_, metrics), grads = nnx.value_and_grad(task.loss_fn, has_aux=True)(model, batch, step_rng)
+        step = optimizer.step[...]
+        (_, metrics), grads = nnx.value_and_grad(task.loss_fn, has_aux=True)(
+            model, batch, jax.random.fold_in(rng, step), step)
         optimizer.update(model, grads)
         metrics["grad_norm"] = optax.global_norm(grads)
         return nnx.state((model, optimizer)), metrics
@@ -89,29 +90,35 @@ def make_train_step(graphdef: nnx.GraphDef, task) -> Callable:
     return train_step
 
 
-def make_eval_step(graphdef: nnx.GraphDef, task) -> Callable:
-    """(state, batch, rng) -> masked sums of the task's per-example metrics, plus `count`."""
+def make_eval_step(graphdef: nnx.GraphDef, task, final: bool = False) -> Callable:
+    """(state, batch, rng) -> masked sums over the batch of the task's per-example metrics, plus `count`.
+
+    `final` asks the task for its expensive metrics too (e.g. a VAE's importance-sampled NLL).
+    """
     @jax.jit
     def eval_step(state, batch, rng):
         model, _ = nnx.merge(graphdef, state)
-        per_example = task.eval_metrics(model, batch, rng)
+        per_example = task.eval_metrics(model, batch, rng, final)
         mask = batch["mask"]
-        sums = {k: jnp.sum(v * mask) for k, v in per_example.items()}
+        sums = {k: jnp.tensordot(mask, v, axes=1) for k, v in per_example.items()}
         sums["count"] = jnp.sum(mask)
         return sums
 
     return eval_step
 
 
-def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng) -> dict[str, float]:
-    """Means over every example of `split` (padding masked out)."""
+def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng, task) -> dict[str, float]:
+    """Means over every example of `split` (padding masked out), summarized by the task.
+
+    Batch i draws its randomness from fold_in(rng, i): the same at every evaluation.
+    """
     totals = None
-    for batch in data.eval_batches(split, batch_size):
-        sums = eval_step(state, batch, rng)
+    for i, batch in enumerate(data.eval_batches(split, batch_size)):
+        sums = eval_step(state, batch, jax.random.fold_in(rng, i))
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
     count = totals.pop("count")
-    return {k: float(v / count) for k, v in totals.items()}
+    return task.summarize({k: np.asarray(v) / count for k, v in totals.items()})
 
 
 class Window:
@@ -208,7 +215,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 bar.update(step - bar.n)
             if step % t.eval_every == 0 and step < t.num_steps:
                 writer.write(step, "val", evaluate_split(
-                    eval_step, state, run.dataset.val, t.eval_batch_size, run.eval_key))
+                    eval_step, state, run.dataset.val, t.eval_batch_size, run.eval_key, run.task))
             stopping = step < t.num_steps and (
                 (should_stop is not None and should_stop(step))
                 or (multihost and ckpt.manager.reached_preemption(step)))
@@ -217,7 +224,8 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 ckpt.save(step, state)
             if stopping:
                 return {"step": step, "stopped": True}
-        return finish(run, state, step, eval_step, workdir, writer, is_chief)
+        return finish(run, state, step, make_eval_step(run.graphdef, run.task, final=True),
+                      workdir, writer, is_chief)
     finally:
         bar.close()
         writer.close()
@@ -227,9 +235,11 @@ def finish(run: Run, state, step: int, eval_step, workdir: str, writer: MetricWr
            is_chief: bool) -> dict[str, Any]:
     """Final evaluation on val and test ("eval"), baselines, figures and summary.json."""
     t = run.config.train
-    results = {split: evaluate_split(eval_step, state, run.dataset.split(name), t.eval_batch_size,
-                                     run.eval_key)
-               for split, name in (("val", "val"), ("eval", "test"))}
+    results = {  # the expensive final metrics (e.g. IWAE NLL) on the test split only
+        "val": evaluate_split(make_eval_step(run.graphdef, run.task), state, run.dataset.val,
+                              t.eval_batch_size, run.eval_key, run.task),
+        "eval": evaluate_split(eval_step, state, run.dataset.test, t.eval_batch_size,
+                               run.eval_key, run.task)}
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
                "baselines": run.task.baselines(run.dataset),
                "data": {"name": run.dataset.name, "image_shape": list(run.dataset.image_shape),

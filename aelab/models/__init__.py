@@ -9,34 +9,49 @@ from flax import nnx
 
 from aelab import losses
 from aelab.errors import UsageError, choose
-from aelab.models.autoencoder import Autoencoder
+from aelab.models.autoencoder import VAE, Autoencoder
 from aelab.models.conv import ConvDecoder, ConvEncoder
 from aelab.models.mlp import MLPDecoder, MLPEncoder
+from aelab.models.vq import VQVAE, VectorQuantizer
 
 
-def _mlp(m: ml_collections.ConfigDict, image_shape, rngs):
-    kwargs = dict(image_shape=image_shape, latent_dim=m.latent_dim, hidden=tuple(m.hidden),
-                  activation=m.activation, rngs=rngs)
-    return MLPEncoder(**kwargs), MLPDecoder(**kwargs)
+def _mlp(m: ml_collections.ConfigDict, image_shape, code_size, rngs):
+    kwargs = dict(image_shape=image_shape, hidden=tuple(m.hidden), activation=m.activation, rngs=rngs)
+    return MLPEncoder(latent_dim=code_size, **kwargs), MLPDecoder(latent_dim=m.latent_dim, **kwargs)
 
 
-def _conv(m: ml_collections.ConfigDict, image_shape, rngs):
+def _conv(m: ml_collections.ConfigDict, image_shape, code_size, rngs):
     if len(m.channels) != len(m.strides) or not m.channels:
         raise UsageError(
             f"model.channels={tuple(m.channels)} and model.strides={tuple(m.strides)} must be "
             "non-empty and of the same length (one stride per conv layer)")
-    kwargs = dict(image_shape=image_shape, latent_dim=m.latent_dim, channels=tuple(m.channels),
-                  strides=tuple(m.strides), kernel_size=m.kernel_size, activation=m.activation,
-                  rngs=rngs)
-    return ConvEncoder(**kwargs), ConvDecoder(upsample=m.upsample, **kwargs)
+    kwargs = dict(image_shape=image_shape, channels=tuple(m.channels), strides=tuple(m.strides),
+                  kernel_size=m.kernel_size, activation=m.activation, rngs=rngs)
+    return (ConvEncoder(latent_dim=code_size, **kwargs),
+            ConvDecoder(latent_dim=m.latent_dim, upsample=m.upsample, **kwargs))
 
 
 ARCHITECTURES = {"mlp": _mlp, "conv": _conv}
 
 
 def build_autoencoder(config: ml_collections.ConfigDict, image_shape: Sequence[int],
-                      rngs: nnx.Rngs) -> Autoencoder:
-    """The autoencoder of `config.model` for images of `image_shape`, linked for `config.loss`."""
-    choose("model.arch", config.model.arch, ARCHITECTURES)
-    encoder, decoder = ARCHITECTURES[config.model.arch](config.model, tuple(image_shape), rngs)
-    return Autoencoder(encoder, decoder, losses.recon_loss(config.loss).link)
+                      rngs: nnx.Rngs, kind: str = "ae") -> Autoencoder:
+    """The autoencoder of `config.model` for images of `image_shape`, linked for `config.loss`.
+
+    kind: "ae" (deterministic code), "vae" (the encoder emits mean and
+    log-variance), or "vqvae" (the code is quantized against `config.vq`'s codebook).
+    """
+    m = config.model
+    choose("model.arch", m.arch, ARCHITECTURES)
+    code_size = 2 * m.latent_dim if kind == "vae" else m.latent_dim
+    encoder, decoder = ARCHITECTURES[m.arch](m, tuple(image_shape), code_size, rngs)
+    link = losses.recon_loss(config.loss).link
+    if kind == "vae":
+        return VAE(encoder, decoder, link, m.latent_dim)
+    if kind == "vqvae":
+        if m.latent_dim % config.vq.embedding_dim:
+            raise UsageError(f"model.latent_dim={m.latent_dim} must be a multiple of "
+                             f"vq.embedding_dim={config.vq.embedding_dim} (codes are split into tokens)")
+        quantizer = VectorQuantizer(config.vq.codebook_size, config.vq.embedding_dim, rngs=rngs)
+        return VQVAE(encoder, decoder, link, m.latent_dim, quantizer)
+    return Autoencoder(encoder, decoder, link, m.latent_dim, m.code_activation)

@@ -1,11 +1,13 @@
 """Task registry. A task owns its math: model, loss, metrics, baselines and figures.
 
 The trainer only calls these methods:
+    prepare(dataset) -> dataset                                        # e.g. fixed binarization
     build_model(image_shape, rngs) -> nnx.Module
-    loss_fn(model, batch, rng) -> (scalar loss, {name: scalar})     # traced under jit
-    eval_metrics(model, batch, rng) -> {name: per-example values}   # traced under jit
+    loss_fn(model, batch, rng, step) -> (scalar loss, {name: scalar})    # traced under jit
+    eval_metrics(model, batch, rng, final) -> {name: per-example values} # traced under jit
+    summarize({name: mean over the split}) -> {name: float}
     baselines(dataset) -> {baseline: {metric: value}}
-    figures(model, dataset, records, figure_dir) -> None
+    figures(model, dataset, records, figure_dir, baselines) -> None
 """
 
 from __future__ import annotations
@@ -14,8 +16,10 @@ import ml_collections
 
 from aelab.errors import choose
 from aelab.tasks.autoencoder import AutoencoderTask
+from aelab.tasks.vae import VAETask
+from aelab.tasks.vqvae import VQVAETask
 
-TASKS = {"autoencoder": AutoencoderTask}
+TASKS = {"autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask}
 
 
 def get_task(config: ml_collections.ConfigDict):

@@ -1,16 +1,23 @@
-"""The autoencoder task: reconstruct the input; recon_sse beside PCA at the same size."""
+"""The autoencoder task: reconstruct the (clean) input, beside PCA at the same size.
+
+One task covers the plain, denoising (`config.corruption`), sparse
+(`penalty.l1`, `penalty.kl_sparsity`) and contractive (`penalty.contractive`)
+autoencoders: they differ only in the input they see and the penalty they pay.
+"""
 
 from __future__ import annotations
 
 import os
 
 import jax
+import jax.numpy as jnp
 import ml_collections
 import numpy as np
 from flax import nnx
 
-from aelab import evaluate, losses, models, plots
+from aelab import corruption, evaluate, losses, models, plots
 from aelab.data import Dataset
+from aelab.errors import UsageError
 
 UNITS = {
     "loss": "training objective per example",
@@ -18,27 +25,91 @@ UNITS = {
     "bce": "nats per example",
     "mse": "mean squared error per pixel",
     "l1": "sum of absolute errors per example",
+    "psnr": "dB",
 }
+NEAR_ZERO = 0.01  # |code unit| below this counts as inactive (sparse AE report)
+
+
+def kl_sparsity(rho: float, rho_hat: jax.Array) -> jax.Array:
+    """sum_j KL(Bernoulli(rho) || Bernoulli(rho_hat_j)), Ng's sparse-autoencoder penalty."""
+    rho_hat = jnp.clip(rho_hat, 1e-6, 1 - 1e-6)
+    return jnp.sum(rho * jnp.log(rho / rho_hat) + (1 - rho) * jnp.log((1 - rho) / (1 - rho_hat)))
+
+
+def jacobian_frobenius_sq(encode, x: jax.Array) -> jax.Array:
+    """||d encode(x) / d x||_F^2 per example, exactly (reverse mode, one pass per code unit)."""
+    def single(xi):
+        jac = jax.jacrev(lambda v: encode(v[None])[0])(xi)
+        return jnp.sum(jnp.square(jac))
+    return jax.vmap(single)(x)
 
 
 class AutoencoderTask:
+    kind = "ae"
+
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.loss = losses.recon_loss(config.loss)
+        corruption.check(config.corruption.kind, config.corruption.level)
+        p = config.penalty
+        for key in ("l1", "kl_sparsity", "contractive"):
+            if p[key] < 0:
+                raise UsageError(f"penalty.{key}={p[key]} must be >= 0")
+        if p.kl_sparsity and not 0 < p.rho < 1:
+            raise UsageError(f"penalty.rho={p.rho} must lie strictly between 0 and 1")
+        if p.kl_sparsity and config.model.code_activation != "sigmoid":
+            raise UsageError("penalty.kl_sparsity needs codes in (0, 1): set model.code_activation=sigmoid")
+
+    def prepare(self, dataset: Dataset) -> Dataset:
+        return dataset
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.Autoencoder:
-        return models.build_autoencoder(self.config, image_shape, rngs)
+        return models.build_autoencoder(self.config, image_shape, rngs, kind=self.kind)
 
-    def loss_fn(self, model: models.Autoencoder, batch, rng: jax.Array):
+    def _corrupt(self, x, rng):
+        return corruption.corrupt(x, rng, self.config.corruption.kind, self.config.corruption.level)
+
+    def _penalty(self, model, x_in, z):
+        """Per-example penalty and the batch-level sparsity term."""
+        p = self.config.penalty
+        per_example = jnp.zeros(x_in.shape[0])
+        if p.l1:
+            per_example += p.l1 * jnp.sum(jnp.abs(z), axis=-1)
+        if p.contractive:
+            per_example += p.contractive * jacobian_frobenius_sq(model.encode, x_in)
+        batch = p.kl_sparsity * kl_sparsity(p.rho, z.mean(axis=0)) if p.kl_sparsity else 0.0
+        return per_example, batch
+
+    def loss_fn(self, model: models.Autoencoder, batch, rng: jax.Array, step):
         x = batch["image"]
-        raw = model(x)
-        loss = self.loss.per_example(raw, x).mean()
+        x_in = self._corrupt(x, rng)
+        z = model.encode(x_in)
+        raw = model.decoder(z)
+        per_example, batch_penalty = self._penalty(model, x_in, z)
+        loss = (self.loss.per_example(raw, x) + per_example).mean() + batch_penalty
         return loss, {"loss": loss, "recon_sse": losses.sse(self.loss.link(raw), x).mean()}
 
-    def eval_metrics(self, model: models.Autoencoder, batch, rng: jax.Array):
+    def eval_metrics(self, model: models.Autoencoder, batch, rng: jax.Array, final: bool):
         x = batch["image"]
-        raw = model(x)
-        return {"loss": self.loss.per_example(raw, x), **losses.recon_metrics(raw, x, self.config.loss)}
+        x_in = self._corrupt(x, rng)
+        z = model.encode(x_in)
+        raw = model.decoder(z)
+        per_example, _ = self._penalty(model, x_in, z)
+        metrics = {"loss": self.loss.per_example(raw, x) + per_example,
+                   **losses.recon_metrics(raw, x, self.config.loss)}
+        if self.config.corruption.kind != "none":
+            metrics["psnr_noisy"] = corruption.psnr(x_in, x)
+            metrics["psnr"] = corruption.psnr(self.loss.link(raw), x)
+        p = self.config.penalty
+        if p.l1 or p.kl_sparsity:
+            metrics["mean_activation"] = jnp.mean(jnp.abs(z), axis=-1)
+            metrics["frac_near_zero"] = jnp.mean(jnp.abs(z) < NEAR_ZERO, axis=-1)
+        if p.contractive:
+            metrics["jacobian_frobenius_sq"] = jacobian_frobenius_sq(model.encode, x_in)
+        return metrics
+
+    def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
+        return {k: float(v) for k, v in means.items()}
 
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         return {"pca": evaluate.pca_baseline(dataset.train, dataset.test,
@@ -47,15 +118,18 @@ class AutoencoderTask:
     def figures(self, model: models.Autoencoder, dataset: Dataset, records, figure_dir: str,
                 baselines=None) -> None:
         images = dataset.test.images[:16]
-        reconstruction = np.asarray(model.reconstruct(images))
+        inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed)))
+        reconstruction = np.asarray(model.reconstruct(inputs))
         pca = evaluate.pca_reconstruction(dataset.train, dataset.test.take(np.arange(16)),
                                           self.config.model.latent_dim, self.config.seed)
-        plots.image_rows([images, reconstruction, pca],
-                         ["input", "autoencoder", f"PCA-{self.config.model.latent_dim}"],
-                         os.path.join(figure_dir, "reconstructions.png"),
+        rows, names = [images, reconstruction, pca], ["input", self.kind, f"PCA-{self.config.model.latent_dim}"]
+        if self.config.corruption.kind != "none":
+            rows, names = [images, inputs, reconstruction], ["clean", "corrupted", "denoised"]
+        plots.image_rows(rows, names, os.path.join(figure_dir, "reconstructions.png"),
                          title="test inputs and reconstructions")
         reference = {"PCA (test)": baselines["pca"]["recon_sse"]} if baselines else None
         plots.curves(records, "recon_sse", os.path.join(figure_dir, "recon_sse.png"),
                      f"recon_sse ({UNITS['recon_sse']})", reference)
         plots.curves(records, "loss", os.path.join(figure_dir, "loss.png"),
                      f"loss: {self.config.loss} ({UNITS['loss']})")
+        plots.interpolation(model, dataset.test.images, os.path.join(figure_dir, "interpolation.png"))

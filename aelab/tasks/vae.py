@@ -1,0 +1,136 @@
+"""The VAE / beta-VAE task: ELBO training; neg_elbo, recon, kl and the IWAE NLL in nats per example.
+
+Training minimizes recon + beta_t * KL, with beta_t annealed linearly over
+`vae.kl_warmup_steps` and free bits (Kingma et al. 2016) per latent dimension.
+Reported `neg_elbo` is always the true bound (beta = 1, no free bits), so runs
+with different training tricks compare on one scale. The final evaluation adds
+`nll`, the importance-weighted bound of Burda et al. (2016) with k =
+`vae.iw_samples`, computed `vae.iw_chunk` samples at a time.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aelab import losses, plots
+from aelab.data import Dataset, Split
+from aelab.errors import UsageError
+from aelab.tasks.autoencoder import AutoencoderTask
+
+
+def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: int,
+                           log_likelihood) -> jax.Array:
+    """-log p(x) estimated by log (1/k) sum_i p(x|z_i) p(z_i) / q(z_i|x), z_i ~ q(z|x), per example.
+
+    An upper bound on the true NLL that tightens as k grows (k = 1 is the
+    negative ELBO). `chunk` samples are decoded at a time; a running
+    logsumexp keeps memory independent of k.
+    """
+    mean, logvar = model.posterior(x)
+    batch, latent = mean.shape
+
+    def body(running, key):
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, (chunk, batch, latent))
+        raw = model.decoder(z.reshape(chunk * batch, latent)).reshape(chunk, *x.shape)
+        log_w = (jax.vmap(log_likelihood, in_axes=(0, None))(raw, x)
+                 + losses.log_normal(z) - losses.log_normal(z, mean, logvar))
+        return jnp.logaddexp(running, jax.scipy.special.logsumexp(log_w, axis=0)), None
+
+    keys = jax.random.split(rng, k // chunk)
+    total, _ = jax.lax.scan(body, jnp.full((batch,), -jnp.inf), keys)
+    return -(total - jnp.log(k))
+
+
+class VAETask(AutoencoderTask):
+    kind = "vae"
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(config)
+        v = config.vae
+        if config.loss not in ("bce", "mse"):
+            raise UsageError(f"a VAE needs loss=bce (Bernoulli) or loss=mse (Gaussian); got {config.loss!r}")
+        for key in ("beta", "free_bits", "kl_warmup_steps"):
+            if v[key] < 0:
+                raise UsageError(f"vae.{key}={v[key]} must be >= 0")
+        if v.iw_samples < 1 or v.iw_chunk < 1:
+            raise UsageError(f"vae.iw_samples={v.iw_samples} and vae.iw_chunk={v.iw_chunk} must be >= 1")
+        if v.iw_samples % min(v.iw_chunk, v.iw_samples):
+            raise UsageError(f"vae.iw_samples={v.iw_samples} must be a multiple of vae.iw_chunk={v.iw_chunk}")
+        if v.sigma <= 0:
+            raise UsageError(f"vae.sigma={v.sigma} must be > 0")
+        if v.binarize and config.loss != "bce":
+            raise UsageError("vae.binarize=True needs loss=bce (a Bernoulli likelihood)")
+
+    def prepare(self, dataset: Dataset) -> Dataset:
+        """With binarization, val and test are binarized once (fixed seed): a fixed test set."""
+        if not self.config.vae.binarize:
+            return dataset
+        rng = np.random.default_rng([self.config.data.split_seed, 2])
+
+        def fixed(split: Split) -> Split:
+            draws = rng.random(split.images.shape, dtype=np.float32)
+            return Split((draws < split.images).astype(np.float32), split.labels)
+        return dataclasses.replace(dataset, val=fixed(dataset.val), test=fixed(dataset.test))
+
+    def log_likelihood(self, raw: jax.Array, x: jax.Array) -> jax.Array:
+        """log p(x|z) per example, from the decoder's raw output."""
+        if self.config.loss == "bce":
+            return -losses.bce_with_logits(raw, x)
+        return -losses.gaussian_nll(raw, x, self.config.vae.sigma)
+
+    def _terms(self, model, x, rng):
+        """(recon nats, KL per dimension, raw output) for one posterior sample per example."""
+        mean, logvar = model.posterior(self._corrupt(x, jax.random.fold_in(rng, 1)))
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+        raw = model.decoder(z)
+        return -self.log_likelihood(raw, x), losses.gaussian_kl(mean, logvar), raw
+
+    def loss_fn(self, model, batch, rng: jax.Array, step):
+        x = batch["image"]
+        sample_rng, binarize_rng = jax.random.split(rng)
+        if self.config.vae.binarize:
+            x = jax.random.bernoulli(binarize_rng, x).astype(x.dtype)
+        recon, kl_dims, _ = self._terms(model, x, sample_rng)
+        v = self.config.vae
+        beta = v.beta * (jnp.minimum(1.0, step / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0)
+        if v.free_bits:
+            kl_penalty = jnp.sum(jnp.maximum(kl_dims.mean(axis=0), v.free_bits))
+        else:
+            kl_penalty = kl_dims.sum(axis=-1).mean()
+        kl = kl_dims.sum(axis=-1)
+        loss = recon.mean() + beta * kl_penalty
+        return loss, {"loss": loss, "neg_elbo": (recon + kl).mean(), "recon": recon.mean(),
+                      "kl": kl.mean(), "beta": beta}
+
+    def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
+        x = batch["image"]
+        recon, kl_dims, _ = self._terms(model, x, rng)
+        kl = kl_dims.sum(axis=-1)
+        mean_reconstruction = model.decode(model.encode(x))
+        metrics = {"neg_elbo": recon + kl, "recon": recon, "kl": kl,
+                   "recon_sse": losses.sse(mean_reconstruction, x),
+                   "active_units": kl_dims}  # summarized: dimensions with mean KL > 0.01 nats
+        if final:
+            v = self.config.vae
+            metrics["nll"] = importance_sampled_nll(model, x, jax.random.fold_in(rng, 7), v.iw_samples,
+                                                    min(v.iw_chunk, v.iw_samples), self.log_likelihood)
+        return metrics
+
+    def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
+        kl_per_dim = means.pop("active_units")
+        out = {k: float(v) for k, v in means.items()}
+        out["active_units"] = float(np.sum(kl_per_dim > 0.01))
+        return out
+
+    def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
+        super().figures(model, dataset, records, figure_dir, baselines)
+        plots.curves(records, "neg_elbo", os.path.join(figure_dir, "neg_elbo.png"),
+                     "neg_elbo (nats per example)")
+        samples = np.asarray(model.sample(64, jax.random.key(self.config.seed)))
+        plots.sample_grid(samples, os.path.join(figure_dir, "samples.png"))

@@ -1,0 +1,59 @@
+"""The VQ-VAE task (van den Oord et al. 2017): reconstruction + codebook + commitment losses.
+
+Reports codebook usage: `perplexity` (exp of the entropy of code usage over the
+split; K means every code is used equally) and `dead_codes` (never used).
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+
+from aelab import losses
+from aelab.errors import UsageError
+from aelab.tasks.autoencoder import AutoencoderTask
+
+
+class VQVAETask(AutoencoderTask):
+    kind = "vqvae"
+
+    def __init__(self, config: ml_collections.ConfigDict):
+        super().__init__(config)
+        q = config.vq
+        if q.codebook_size < 2:
+            raise UsageError(f"vq.codebook_size={q.codebook_size} must be >= 2")
+        if q.embedding_dim < 1 or q.commitment < 0:
+            raise UsageError(f"vq.embedding_dim={q.embedding_dim} must be >= 1 and "
+                             f"vq.commitment={q.commitment} >= 0")
+
+    def _forward(self, model, x, rng):
+        z_e = model.encoder(self._corrupt(x, rng))
+        z_q, q = model.quantizer.quantize(z_e)
+        return z_e, z_q, q, model.decoder(z_q)
+
+    def loss_fn(self, model, batch, rng: jax.Array, step):
+        x = batch["image"]
+        z_e, _, q, raw = self._forward(model, x, rng)
+        recon = self.loss.per_example(raw, x).mean()
+        codebook = jnp.sum(jnp.square(jax.lax.stop_gradient(z_e) - q), axis=-1).mean()
+        commitment = jnp.sum(jnp.square(z_e - jax.lax.stop_gradient(q)), axis=-1).mean()
+        loss = recon + codebook + self.config.vq.commitment * commitment
+        return loss, {"loss": loss, "recon": recon, "commitment": commitment,
+                      "recon_sse": losses.sse(self.loss.link(raw), x).mean()}
+
+    def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
+        x = batch["image"]
+        z_e, _, _, raw = self._forward(model, x, rng)
+        usage = jax.nn.one_hot(model.quantizer.indices(z_e), self.config.vq.codebook_size).mean(axis=1)
+        return {"loss": self.loss.per_example(raw, x), **losses.recon_metrics(raw, x, self.config.loss),
+                "code_usage": usage}
+
+    def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
+        usage = means.pop("code_usage")
+        out = {k: float(v) for k, v in means.items()}
+        used = usage[usage > 0]
+        out["perplexity"] = float(np.exp(-np.sum(used * np.log(used))))
+        out["dead_codes"] = float(np.sum(usage == 0))
+        return out

@@ -1,0 +1,174 @@
+"""The autoencoder family: VAE math, corruptions, penalties, vector quantization, and that each learns."""
+
+import math
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+from flax import nnx
+
+from aelab import corruption, losses, train
+from aelab.errors import UsageError
+from aelab.models.vq import VectorQuantizer
+from aelab.tasks.autoencoder import jacobian_frobenius_sq, kl_sparsity
+from aelab.tasks.vae import importance_sampled_nll
+from conftest import tiny_config
+
+
+def test_gaussian_kl_against_the_closed_form_by_hand():
+    # KL(N(1, 4) || N(0, 1)) = 0.5 * (mu^2 + s^2 - 1 - log s^2) = 0.5 * (1 + 4 - 1 - log 4)
+    kl = losses.gaussian_kl(jnp.array([1.0, 0.0]), jnp.log(jnp.array([4.0, 1.0])))
+    np.testing.assert_allclose(kl, [0.5 * (4 - math.log(4)), 0.0], rtol=1e-6)
+    # log N(0; 0, 1) in 2-D = -log(2 pi)
+    assert float(losses.log_normal(jnp.zeros(2))) == pytest.approx(-math.log(2 * math.pi))
+    # Gaussian NLL of a perfect prediction with sigma=1 over 3 pixels = 1.5 log(2 pi)
+    nll = losses.gaussian_nll(jnp.zeros((1, 3)), jnp.zeros((1, 3)), 1.0)
+    assert float(nll[0]) == pytest.approx(1.5 * math.log(2 * math.pi), rel=1e-6)
+
+
+def test_kl_sparsity_by_hand():
+    rho, rho_hat = 0.1, jnp.array([0.1, 0.5])
+    expected = 0.1 * math.log(0.1 / 0.5) + 0.9 * math.log(0.9 / 0.5)
+    assert float(kl_sparsity(rho, rho_hat)) == pytest.approx(expected, rel=1e-5)
+
+
+class TinyVAE(nnx.Module):
+    """A 1-D latent VAE on 3 binary pixels: its exact marginal likelihood is a 1-D integral."""
+
+    def __init__(self):
+        rngs = nnx.Rngs(params=3)
+        self.encoder = nnx.Linear(3, 2, rngs=rngs)
+        self.decoder = nnx.Linear(1, 3, rngs=rngs)
+
+    def posterior(self, x):
+        mean, logvar = jnp.split(self.encoder(x), 2, axis=-1)
+        return 0.5 * mean, 0.1 * logvar  # a broad proposal, so k = 2000 gets close to exact
+
+
+def exact_log_marginal(model, x):
+    """log p(x) = log integral p(x|z) N(z; 0, 1) dz by quadrature on a fine grid."""
+    z = jnp.linspace(-10, 10, 20001)[:, None]
+    log_px_z = -losses.bce_with_logits(model.decoder(z), jnp.broadcast_to(x, (len(z), 3)))
+    log_prior = losses.log_normal(z)
+    dz = float(z[1, 0] - z[0, 0])
+    return jax.scipy.special.logsumexp(log_px_z + log_prior) + math.log(dz)
+
+
+def test_elbo_below_is_bound_below_true_likelihood_and_the_bound_tightens():
+    model = TinyVAE()
+    patterns = jnp.array([[1.0, 0.0, 1.0], [0.0, 0.0, 0.0], [1.0, 1.0, 0.0], [0.0, 1.0, 1.0]])
+    true_nll = -jnp.array([exact_log_marginal(model, xi) for xi in patterns])
+    x = jnp.repeat(patterns, 250, axis=0)  # many draws per pattern: the estimators' noise averages out
+    log_lik = lambda raw, target: -losses.bce_with_logits(raw, target)  # noqa: E731
+    rng = jax.random.key(0)
+    bound = {k: importance_sampled_nll(model, x, rng, k, min(k, 100), log_lik).mean()
+             for k in (1, 10, 100, 2000)}
+    # The negative ELBO, by Monte Carlo with many samples: E_q[-log p(x|z)] + KL(q || p).
+    mean, logvar = model.posterior(x)
+    z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(jax.random.key(1), (4000, *mean.shape))
+    recon = jax.vmap(lambda zi: losses.bce_with_logits(model.decoder(zi), x))(z).mean(axis=0)
+    elbo_samples = (recon + losses.gaussian_kl(mean, logvar).sum(-1)).mean()
+    assert elbo_samples > bound[10] > bound[100] > bound[2000]
+    assert float(bound[2000]) >= float(true_nll.mean()) - 1e-3
+    assert float(bound[2000]) == pytest.approx(float(true_nll.mean()), abs=0.01)
+    assert float(bound[1]) == pytest.approx(float(elbo_samples), abs=0.05)
+
+
+def test_corruption_statistics():
+    x = jnp.full((200, 20, 20, 1), 0.5)
+    rng = jax.random.key(0)
+    noisy = corruption.gaussian(x, rng, 0.1)
+    assert float(jnp.std(noisy - x)) == pytest.approx(0.1, rel=0.02)
+    masked = corruption.mask(x, rng, 0.3)
+    assert float(jnp.mean(masked == 0)) == pytest.approx(0.3, abs=0.01)
+    sp = corruption.salt_and_pepper(x, rng, 0.2)
+    changed = sp != x
+    assert float(jnp.mean(changed)) == pytest.approx(0.2, abs=0.01)
+    assert float(jnp.mean(sp[changed] == 1.0)) == pytest.approx(0.5, abs=0.02)
+    assert jnp.array_equal(corruption.mask(x, rng, 0.3), masked)  # seeded: reproducible
+    assert not jnp.array_equal(corruption.mask(x, jax.random.key(1), 0.3), masked)
+    assert float(corruption.psnr(jnp.full((1, 4), 0.6), jnp.full((1, 4), 0.5))[0]) == pytest.approx(20.0)
+    with pytest.raises(UsageError, match="corruption.level=1.5 must lie strictly between 0 and 1"):
+        corruption.check("mask", 1.5)
+    assert corruption.parse("gaussian:0.3") == ("gaussian", 0.3)
+
+
+def test_contractive_penalty_matches_a_brute_force_jacobian():
+    rngs = nnx.Rngs(params=0)
+    layer1, layer2 = nnx.Linear(5, 7, rngs=rngs), nnx.Linear(7, 3, rngs=rngs)
+    encode = lambda x: layer2(jnp.tanh(layer1(x)))  # noqa: E731
+    x = jax.random.normal(jax.random.key(1), (4, 5))
+    brute = np.zeros(4)
+    for n in range(4):  # one directional derivative per input coordinate, example by example
+        for i in range(5):
+            basis = jnp.zeros(5).at[i].set(1.0)
+            _, column = jax.jvp(lambda v: encode(v[None])[0], (x[n],), (basis,))
+            brute[n] += float(jnp.sum(column ** 2))
+    np.testing.assert_allclose(jacobian_frobenius_sq(encode, x), brute, rtol=1e-5)
+
+
+def test_vector_quantizer_picks_the_nearest_code_and_passes_gradients_straight_through():
+    vq = VectorQuantizer(4, 2, rngs=nnx.Rngs(params=0))
+    vq.codebook[...] = jnp.array([[0.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    z_e = jnp.array([[0.9, 0.1, 0.2, 0.8], [0.1, 0.1, 0.9, 0.9]])  # two tokens per example
+    np.testing.assert_array_equal(vq.indices(z_e), [[1, 2], [0, 3]])
+    z_q, q = vq.quantize(z_e)
+    np.testing.assert_allclose(z_q, [[1, 0, 0, 1], [0, 0, 1, 1]])
+    weights = jnp.arange(8.0).reshape(2, 4)
+    grad = jax.grad(lambda z: jnp.sum(vq.quantize(z)[0] * weights))(z_e)
+    np.testing.assert_allclose(grad, weights)  # identity: straight through
+
+
+FAMILY = {
+    "autoencoder": {},
+    "denoising": {"corruption.kind": "mask", "corruption.level": 0.3},
+    "sparse": {"penalty.l1": 0.01, "penalty.kl_sparsity": 0.1, "model.code_activation": "sigmoid"},
+    "contractive": {"penalty.contractive": 0.01},
+    "vae": {"task": "vae", "vae.iw_samples": 10, "vae.iw_chunk": 5, "vae.kl_warmup_steps": 20,
+            "vae.free_bits": 0.01},
+    "beta_vae_binarized": {"task": "vae", "vae.beta": 4.0, "vae.binarize": True, "vae.iw_samples": 10},
+    "gaussian_vae": {"task": "vae", "loss": "mse", "vae.iw_samples": 5, "vae.iw_chunk": 5},
+    "vqvae": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2},
+}
+
+
+@pytest.mark.parametrize("name", sorted(FAMILY))
+def test_every_model_learns(tmp_path, name):
+    config = tiny_config(**{"train.num_steps": 150, "train.eval_every": 150,
+                            "optimizer.learning_rate": 3e-3, **FAMILY[name]})
+    run = train.build(config)
+    metric = "neg_elbo" if config.task == "vae" else "loss"
+    untrained = train.evaluate_split(train.make_eval_step(run.graphdef, run.task), run.state,
+                                     run.dataset.test, 256, run.eval_key, run.task)[metric]
+    summary = train.train_and_evaluate(config, str(tmp_path))
+    assert summary["eval"][metric] < 0.8 * untrained
+    assert (tmp_path / "figures" / "interpolation.png").exists()
+    if config.task == "vae":
+        assert summary["eval"]["nll"] <= summary["eval"]["neg_elbo"] + 0.5
+        assert (tmp_path / "figures" / "samples.png").exists()
+    if config.task == "vqvae":
+        assert 1.0 <= summary["eval"]["perplexity"] <= 16 and 0 <= summary["eval"]["dead_codes"] < 16
+    if name == "denoising":
+        assert summary["eval"]["psnr"] > summary["eval"]["psnr_noisy"]
+    if name == "sparse":
+        assert 0 <= summary["eval"]["frac_near_zero"] <= 1
+
+
+@pytest.mark.parametrize("overrides,message", [
+    ({"task": "vae", "vae.beta": -1.0}, "vae.beta=-1.0 must be >= 0"),
+    ({"task": "vae", "vae.iw_samples": 0}, "vae.iw_samples=0 and vae.iw_chunk=100 must be >= 1"),
+    ({"task": "vae", "vae.iw_samples": 150}, "must be a multiple of vae.iw_chunk=100"),
+    ({"task": "vae", "loss": "l1"}, "a VAE needs loss=bce"),
+    ({"penalty.kl_sparsity": 0.1, "penalty.rho": 1.5, "model.code_activation": "sigmoid"},
+     "penalty.rho=1.5 must lie strictly between 0 and 1"),
+    ({"penalty.kl_sparsity": 0.1}, "needs codes in \\(0, 1\\)"),
+    ({"task": "vqvae", "vq.codebook_size": 1}, "vq.codebook_size=1 must be >= 2"),
+    ({"task": "vqvae", "model.latent_dim": 5, "vq.embedding_dim": 2}, "must be a multiple of vq.embedding_dim"),
+    ({"corruption.kind": "blur"}, "unknown corruption.kind 'blur'"),
+    ({"task": "gan"}, "unknown task 'gan'; known: autoencoder, vae, vqvae"),
+])
+def test_bad_family_values_are_rejected(tmp_path, overrides, message):
+    with pytest.raises(UsageError, match=message):
+        train.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
