@@ -1,6 +1,10 @@
 """The `aelab` command: thin. Parses flags, picks a subcommand, maps errors to exit codes.
 
     aelab train --config=configs/digits_ae.py[:args] --workdir=DIR [--config.a.b=v ...]
+    aelab sample --workdir=DIR [--num_samples=64] [--seed=0]
+
+Exit codes: 0 done (or stopped by a signal, checkpointed), 1 training
+diverged, 2 bad input (nothing written).
 """
 
 from __future__ import annotations
@@ -18,17 +22,24 @@ from aelab.errors import UsageError
 from aelab import train
 from aelab.train import NonFiniteError
 
-USAGE = "usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]"
-SUBCOMMANDS = ("train",)
+USAGE = ("usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] | "
+         "aelab sample --workdir=DIR [--num_samples=N] [--seed=S]")
+SUBCOMMANDS = ("train", "sample")
 
 
 def parse(argv: list[str]):
-    """Parses `argv` into (subcommand, config, workdir); raises UsageError with one line."""
+    """Parses `argv` into (subcommand, flag values); raises UsageError with one line.
+
+    For `train`, `values.config` is the loaded, overridden ConfigDict.
+    """
     values = flags.FlagValues()
     # sys_argv: ml-collections reads override names from it (default: sys.argv).
     config_flags.DEFINE_config_file("config", None, "config file, path[:arg]",
                                     flag_values=values, lock_config=True, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
+    flags.DEFINE_integer("num_samples", 64, "sample: how many images", lower_bound=1,
+                         flag_values=values)
+    flags.DEFINE_integer("seed", 0, "sample: random seed", flag_values=values)
     _check_override_keys(argv)
     try:
         rest = values(argv)
@@ -39,10 +50,12 @@ def parse(argv: list[str]):
     if len(rest) != 2 or rest[1] not in SUBCOMMANDS:
         given = " ".join(rest[1:]) or "none"
         raise UsageError(f"subcommand {given!r} not understood; accepted: {', '.join(SUBCOMMANDS)}. {USAGE}")
-    if not any(a.startswith("--config=") for a in argv):
-        raise UsageError(f"--config is required. {USAGE}")
     if not values.workdir:
         raise UsageError(f"--workdir is required. {USAGE}")
+    if rest[1] != "train":
+        return rest[1], values
+    if not any(a.startswith("--config=") for a in argv):
+        raise UsageError(f"--config is required. {USAGE}")
     config = values.config
     if not isinstance(config, ml_collections.ConfigDict):
         try:  # ml-collections defers a file's load failure to the first attribute access
@@ -52,7 +65,7 @@ def parse(argv: list[str]):
         except AttributeError:
             pass
         raise UsageError(f"--config: get_config returned {type(config).__name__}; expected a ConfigDict")
-    return rest[1], config, values.workdir
+    return rest[1], values
 
 
 def _check_override_keys(argv: list[str]) -> None:
@@ -102,14 +115,20 @@ def _stop_on_signals() -> Callable[[int], bool]:
 def main(argv: list[str]) -> int:
     logging.basicConfig(format="aelab: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
-        command, config, workdir = parse(argv)
-        if command == "train":
-            summary = train.train_and_evaluate(config, workdir, should_stop=_stop_on_signals())
-            if summary.get("stopped"):
-                print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "
-                      f"Rerun the same command to resume.", file=sys.stderr)
-                return 0
-            _print_summary(summary, workdir)
+        command, values = parse(argv)
+        if command == "sample":
+            from aelab import generate
+
+            for path in generate.sample(values.workdir, values.num_samples, values.seed):
+                print(f"aelab: wrote {path}")
+            return 0
+        summary = train.train_and_evaluate(values.config, values.workdir,
+                                           should_stop=_stop_on_signals())
+        if summary.get("stopped"):
+            print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "
+                  f"Rerun the same command to resume.", file=sys.stderr)
+            return 0
+        _print_summary(summary, values.workdir)
         return 0
     except UsageError as e:
         print(f"aelab: error: {e}", file=sys.stderr)
@@ -121,10 +140,11 @@ def main(argv: list[str]) -> int:
 
 def _print_summary(summary: dict, workdir: str) -> None:
     ev, pca = summary["eval"], summary["baselines"].get("pca", {})
-    line = f"aelab: step {summary['step']}: eval recon_sse {ev['recon_sse']:.4f}"
+    parts = [f"{k} {ev[k]:.4f}" for k in ("neg_elbo", "nll", "recon_sse") if k in ev]
+    line = f"aelab: step {summary['step']}: eval " + ", ".join(parts)
     if "recon_sse" in pca:
-        line += f" (PCA-{pca['n_components']}: {pca['recon_sse']:.4f})"
-    print(line + f" [sum of squared errors per example]; workdir {workdir}")
+        line += f" (PCA-{pca['n_components']} recon_sse: {pca['recon_sse']:.4f})"
+    print(line + f"; units in README; workdir {workdir}")
 
 
 def run() -> None:

@@ -253,3 +253,22 @@ def finish(run: Run, state, step: int, eval_step, workdir: str, writer: MetricWr
                          os.path.join(workdir, wd.FIGURES), summary["baselines"])
         wd.write_json(os.path.join(workdir, wd.SUMMARY), summary)
     return summary
+
+
+def load_trained(workdir: str) -> tuple[Run, nnx.Module, int]:
+    """(run, model, step) of a workdir's latest checkpoint, rebuilt from its config.json."""
+    config_path = os.path.join(workdir, wd.CONFIG)
+    if not os.path.exists(config_path):
+        raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
+    if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
+        raise UsageError(f"{workdir}: no checkpoints yet; train first")
+    run = build(ml_collections.ConfigDict(wd.read_json(config_path)))
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), run.config.train.keep_checkpoints)
+    try:
+        step, state = ckpt.restore_latest(run.state)
+    finally:
+        ckpt.close()
+    if step == 0:
+        raise UsageError(f"{workdir}: no checkpoint restores; train first")
+    model, _ = nnx.merge(run.graphdef, state)
+    return run, model, step

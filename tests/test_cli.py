@@ -113,3 +113,24 @@ def test_sigterm_checkpoints_and_the_rerun_resumes(tmp_path):
     saved = sorted(int(p.name) for p in (workdir / "checkpoints").iterdir() if p.name.isdigit())
     assert len(saved) == 1 and saved[0] >= 40
     assert not (workdir / "summary.json").exists()
+
+
+def test_sample_writes_prior_samples_and_interpolations(tmp_path, capsys):
+    workdir = tmp_path / "vae"
+    vae = str(REPO / "configs" / "digits_vae.py")
+    assert main(["aelab", "train", f"--config={vae}", f"--workdir={workdir}", *FAST,
+                 "--config.vae.iw_samples=10", "--config.vae.iw_chunk=10"]) == 0
+    (workdir / "figures" / "samples.png").unlink()
+    assert main(["aelab", "sample", f"--workdir={workdir}", "--num_samples=16", "--seed=3"]) == 0
+    assert (workdir / "figures" / "samples.png").exists()
+    assert (workdir / "figures" / "interpolation.png").exists()
+    assert "wrote" in capsys.readouterr().out
+
+
+def test_sample_refuses_models_without_a_prior_and_missing_workdirs(tmp_path, capsys):
+    workdir = tmp_path / "ae"
+    assert run_main(workdir, *FAST) == 0
+    assert main(["aelab", "sample", f"--workdir={workdir}"]) == 2
+    assert "has no prior to sample; train with --config.task=vae" in capsys.readouterr().err
+    assert main(["aelab", "sample", f"--workdir={tmp_path}/nothing"]) == 2
+    assert "no config.json" in capsys.readouterr().err
