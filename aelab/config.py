@@ -92,6 +92,30 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+# Sizes that suit each shipped data set; experiment configs start from one.
+PRESETS = {
+    "digits": dict(name="digits", hidden=(256, 128), latent_dim=8, num_steps=3000, batch_size=64,
+                   log_every=100, eval_every=1000),
+    "mnist": dict(name="mnist", hidden=(1000, 500, 250), latent_dim=30, num_steps=20000,
+                  batch_size=256, log_every=200, eval_every=2000),
+}
+
+
+def preset(name: str) -> ml_collections.ConfigDict:
+    """`base_config()` sized for a shipped data set ("digits" or "mnist")."""
+    choose("preset", name, PRESETS)
+    p = PRESETS[name]
+    config = base_config()
+    config.data.name = p["name"]
+    config.model.hidden = p["hidden"]
+    config.model.latent_dim = p["latent_dim"]
+    config.train.num_steps = p["num_steps"]
+    config.train.batch_size = p["batch_size"]
+    config.train.log_every = p["log_every"]
+    config.train.eval_every = config.train.checkpoint_every = p["eval_every"]
+    return config
+
+
 def parse_arg(arg: str | None, **defaults):
     """Parses a config arg like "latent=32,arch=conv,runlocal" (big_vision style).
 

@@ -29,7 +29,6 @@ from aelab.errors import UsageError
 from aelab.writer import MetricWriter, read_metrics
 
 
-
 class NonFiniteError(RuntimeError):
     """Training produced a non-finite metric; the last good checkpoint is kept."""
 

@@ -31,7 +31,9 @@ LOCK = ".lock"
 
 # Keys whose change would make a checkpoint mean something else: a resume that
 # changes one of them is refused. Everything else (num_steps, logging) may change.
-RESUME_LOCKED = ("seed", "task", "loss", "model", "data", "optimizer", "train.batch_size")
+RESUME_LOCKED = ("seed", "task", "loss", "model", "data", "optimizer", "corruption", "penalty",
+                 "vae.beta", "vae.kl_warmup_steps", "vae.free_bits", "vae.sigma", "vae.binarize",
+                 "vq", "train.batch_size", "train.skip_nonfinite")
 
 
 def atomic_write(path: str, data: bytes) -> None:

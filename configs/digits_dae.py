@@ -6,21 +6,13 @@
 Reports PSNR (dB) of the corrupted input and of the reconstruction against the clean image.
 """
 
-import ml_collections
-
-from aelab.config import base_config, parse_arg
+from aelab.config import parse_arg, preset
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def get_config(arg=None):
     args = parse_arg(arg, latent=8, noise="mask", level=0.3)
-    config = base_config()
-    config.data.name = "digits"
+    config = preset("digits")
     config.model.latent_dim = args.latent
-    config.model.hidden = (256, 128)
     config.corruption.kind = args.noise
     config.corruption.level = args.level
-    config.train.num_steps = 3000
-    config.train.batch_size = 64
-    config.train.eval_every = 1000
-    config.train.checkpoint_every = 1000
     return config

@@ -5,25 +5,14 @@
     aelab sample --workdir=runs/digits_vae
 """
 
-import ml_collections
-
-from aelab.config import base_config, parse_arg
+from aelab.config import parse_arg, preset
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def get_config(arg=None):
     args = parse_arg(arg, latent=8, beta=1.0)
-    config = base_config()
+    config = preset("digits")
     config.task = "vae"
-    config.data.name = "digits"
-    config.loss = "bce"
     config.model.latent_dim = args.latent
-    config.model.hidden = (256, 128)
     config.vae.beta = args.beta
     config.vae.kl_warmup_steps = 500
-    config.vae.iw_samples = 1000
-    config.train.num_steps = 3000
-    config.train.batch_size = 64
-    config.train.log_every = 100
-    config.train.eval_every = 1000
-    config.train.checkpoint_every = 1000
     return config

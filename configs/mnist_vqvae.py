@@ -7,22 +7,14 @@ Straight-through gradients, codebook and commitment losses (beta = vq.commitment
 reports codebook perplexity and dead codes.
 """
 
-import ml_collections
-
-from aelab.config import base_config, parse_arg
+from aelab.config import parse_arg, preset
 
 
-def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
+def get_config(arg=None):
     args = parse_arg(arg, tokens=15, dim=4, codes=64)
-    config = base_config()
+    config = preset("mnist")
     config.task = "vqvae"
-    config.data.name = "mnist"
     config.model.latent_dim = args.tokens * args.dim
-    config.model.hidden = (1000, 500, 250)
     config.vq.embedding_dim = args.dim
     config.vq.codebook_size = args.codes
-    config.train.num_steps = 20000
-    config.train.batch_size = 256
-    config.train.eval_every = 1000
-    config.train.checkpoint_every = 1000
     return config
