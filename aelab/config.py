@@ -29,6 +29,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.val_fraction = 0.1  # carved from train when the data set has no validation split
     config.data.test_fraction = 0.2  # carved from train when it has no test split
     config.data.split_seed = 0  # fixes the carved splits independently of `seed`
+    config.data.normal_classes = ()  # one-class protocol: train/val keep only these labels
 
     config.model = ml_collections.ConfigDict()
     config.model.arch = "mlp"  # mlp | conv
@@ -66,6 +67,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.vq.codebook_size = 64
     config.vq.embedding_dim = 4  # the code is split into latent_dim / embedding_dim tokens
     config.vq.commitment = 0.25  # beta of the commitment loss
+
+    # `aelab anomaly`: which per-example score flags anomalies, and the false-positive
+    # rate on (normal) validation data that sets the threshold.
+    config.anomaly = ml_collections.ConfigDict()
+    config.anomaly.score = ""  # "" = neg_elbo for a VAE, else the reconstruction loss
+    config.anomaly.target_fpr = 0.05
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # adam | adamw | sgd
@@ -173,6 +180,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("val_fraction", "test_fraction"):
         if not 0.0 < config.data[key] < 1.0:
             raise UsageError(f"data.{key}={config.data[key]} must lie strictly between 0 and 1")
+    if not 0.0 < config.anomaly.target_fpr < 1.0:
+        raise UsageError(f"anomaly.target_fpr={config.anomaly.target_fpr} must lie strictly between 0 and 1")
     if not config.data.name:
         raise UsageError("data.name is empty; accepted: digits, idx:DIR, npz:FILE, csv:FILE, "
                          "images:DIR or a TFDS name")

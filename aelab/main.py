@@ -2,6 +2,10 @@
 
     aelab train --config=configs/digits_ae.py[:args] --workdir=DIR [--config.a.b=v ...]
     aelab sample --workdir=DIR [--num_samples=64] [--seed=0]
+    aelab embed --workdir=DIR [--split=test] --out=FILE.npz
+    aelab probe --workdir=DIR [--probe_examples=10000]
+    aelab denoise --workdir=DIR --noise=gaussian:0.1,0.3 [--noise=mask:0.5 ...]
+    aelab anomaly --workdir=DIR
 
 Exit codes: 0 done (or stopped by a signal, checkpointed), 1 training
 diverged, 2 bad input (nothing written).
@@ -23,8 +27,8 @@ from aelab import train
 from aelab.train import NonFiniteError
 
 USAGE = ("usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] | "
-         "aelab sample --workdir=DIR [--num_samples=N] [--seed=S]")
-SUBCOMMANDS = ("train", "sample")
+         "aelab sample|embed|probe|denoise|anomaly --workdir=DIR [...]")
+SUBCOMMANDS = ("train", "sample", "embed", "probe", "denoise", "anomaly")
 
 
 def parse(argv: list[str]):
@@ -39,7 +43,13 @@ def parse(argv: list[str]):
     flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
     flags.DEFINE_integer("num_samples", 64, "sample: how many images", lower_bound=1,
                          flag_values=values)
-    flags.DEFINE_integer("seed", 0, "sample: random seed", flag_values=values)
+    flags.DEFINE_integer("seed", 0, "sample, denoise: random seed", flag_values=values)
+    flags.DEFINE_string("split", "test", "embed: train | val | test", flag_values=values)
+    flags.DEFINE_string("out", None, "embed: the .npz file to write", flag_values=values)
+    flags.DEFINE_integer("probe_examples", 10000, "probe: training examples for the probes",
+                         lower_bound=10, flag_values=values)
+    flags.DEFINE_multi_string("noise", ["gaussian:0.1,0.3,0.5"], "denoise: KIND:LEVEL[,LEVEL...]",
+                              flag_values=values)
     _check_override_keys(argv)
     try:
         rest = values(argv)
@@ -116,10 +126,8 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(format="aelab: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         command, values = parse(argv)
-        if command == "sample":
-            from aelab import generate
-
-            for path in generate.sample(values.workdir, values.num_samples, values.seed):
+        if command != "train":
+            for path in _use(command, values):
                 print(f"aelab: wrote {path}")
             return 0
         summary = train.train_and_evaluate(values.config, values.workdir,
@@ -136,6 +144,24 @@ def main(argv: list[str]) -> int:
     except NonFiniteError as e:
         print(f"aelab: error: {e}", file=sys.stderr)
         return 1
+
+
+def _use(command: str, values) -> list[str]:
+    """Runs a subcommand that uses a trained workdir; returns the files it wrote."""
+    from aelab import generate
+    from aelab.uses import anomaly, codes, denoise
+
+    if command == "sample":
+        return generate.sample(values.workdir, values.num_samples, values.seed)
+    if command == "embed":
+        if not values.out:
+            raise UsageError(f"embed needs --out=FILE.npz. {USAGE}")
+        return codes.embed(values.workdir, values.split, values.out)
+    if command == "probe":
+        return [codes.probe(values.workdir, values.probe_examples)]
+    if command == "denoise":
+        return denoise.denoise(values.workdir, values.noise, values.seed)
+    return anomaly.anomaly(values.workdir)
 
 
 def _print_summary(summary: dict, workdir: str) -> None:

@@ -86,3 +86,46 @@ def sample_grid(samples: np.ndarray, path: str, title: str = "samples from the p
                           vmin=0.0, vmax=1.0, interpolation="nearest")
     fig.suptitle(title)
     save(fig, path)
+
+
+def scatter(points: np.ndarray, labels, path: str, title: str) -> None:
+    """2-D points, coloured by integer label when there are labels."""
+    fig, ax = plt.subplots(figsize=(6, 5))
+    if labels is None:
+        ax.scatter(points[:, 0], points[:, 1], s=3, alpha=0.6)
+    else:
+        sc = ax.scatter(points[:, 0], points[:, 1], c=labels, cmap="tab10", s=3, alpha=0.7)
+        fig.colorbar(sc, ax=ax, label="label")
+    ax.set_title(title)
+    save(fig, path)
+
+
+def manifold(decode, codes: np.ndarray, path: str, n: int = 15) -> None:
+    """Images decoded on an n x n grid spanning the 1st-99th percentiles of 2-D codes."""
+    low, high = np.percentile(codes, 1, axis=0), np.percentile(codes, 99, axis=0)
+    xs, ys = np.linspace(low[0], high[0], n), np.linspace(high[1], low[1], n)
+    grid = np.array([[x, y] for y in ys for x in xs], dtype=np.float32)
+    images = decode(grid)
+    h, w, c = images.shape[1:]
+    canvas = images.reshape(n, n, h, w, c).transpose(0, 2, 1, 3, 4).reshape(n * h, n * w, c)
+    canvas = canvas[..., 0] if c == 1 else canvas
+    fig, ax = plt.subplots(figsize=(7, 7))
+    ax.imshow(np.clip(canvas, 0, 1), cmap="gray", extent=(low[0], high[0], low[1], high[1]), aspect="auto")
+    ax.set_xlabel("z[0]")
+    ax.set_ylabel("z[1]")
+    ax.set_title("decoded latent manifold")
+    save(fig, path)
+
+
+def histograms(normal: np.ndarray, anomalous: np.ndarray, threshold: float, path: str,
+               xlabel: str) -> None:
+    """Score histograms of normal and anomalous test examples with the chosen threshold."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    bins = np.histogram_bin_edges(np.concatenate([normal, anomalous]), bins=60)
+    ax.hist(normal, bins=bins, alpha=0.6, density=True, label=f"normal ({len(normal)})")
+    ax.hist(anomalous, bins=bins, alpha=0.6, density=True, label=f"anomalous ({len(anomalous)})")
+    ax.axvline(threshold, color="black", linestyle="--", label="threshold")
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("density")
+    ax.legend()
+    save(fig, path)

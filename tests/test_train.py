@@ -119,3 +119,12 @@ def test_every_optimizer_and_schedule_trains(tmp_path, name, schedule):
                             "optimizer.learning_rate": 1e-2 if name != "sgd" else 0.1})
     summary = train.train_and_evaluate(config, str(tmp_path))
     assert np.isfinite(summary["eval"]["loss"])
+
+
+def test_workdir_files_get_the_usual_permissions(tmp_path):
+    """Regression: atomic writes went through mkstemp and left files readable by the owner only."""
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+    mask = os.umask(0)
+    os.umask(mask)
+    for name in ("config.json", "env.json", "summary.json", "figures/loss.png"):
+        assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name

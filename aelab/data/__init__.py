@@ -6,6 +6,7 @@ Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, or 
 from __future__ import annotations
 
 import ml_collections
+import numpy as np
 
 from aelab.data import files, sources
 from aelab.data.pipeline import TrainBatches, eval_batches
@@ -51,9 +52,22 @@ def load(data: ml_collections.ConfigDict) -> Dataset:
         train, test = carve(train, data.test_fraction, data.split_seed, "test")
     if val is None:
         train, val = carve(train, data.val_fraction, data.split_seed + 1, "validation")
+    if data.normal_classes:  # one-class protocol: learn "normal" from these classes only
+        train, val = (_keep_classes(s, tuple(data.normal_classes), data.name, n)
+                      for s, n in ((train, "train"), (val, "val")))
     for split_name, split in (("val", val), ("test", test)):
         if split.images.shape[1:] != train.images.shape[1:]:
             raise UsageError(
                 f"{data.name}: {split_name} images have shape {split.images.shape[1:]} but "
                 f"train images {train.images.shape[1:]}; all splits must share one shape")
     return Dataset(data.name, train, val, test)
+
+
+def _keep_classes(split: Split, classes: tuple[int, ...], name: str, split_name: str) -> Split:
+    if split.labels is None:
+        raise UsageError(f"data.normal_classes needs labels, but {name} has none")
+    kept = split.take(np.flatnonzero(np.isin(split.labels, classes)))
+    if len(kept) == 0:
+        raise UsageError(f"{name}: no {split_name} example has a label in data.normal_classes={classes}; "
+                         f"labels present: {sorted(set(split.labels.tolist()))}")
+    return kept

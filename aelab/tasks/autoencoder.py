@@ -122,7 +122,8 @@ class AutoencoderTask:
         reconstruction = np.asarray(model.reconstruct(inputs))
         pca = evaluate.pca_reconstruction(dataset.train, dataset.test.take(np.arange(16)),
                                           self.config.model.latent_dim, self.config.seed)
-        rows, names = [images, reconstruction, pca], ["input", self.kind, f"PCA-{self.config.model.latent_dim}"]
+        label = {"ae": "autoencoder", "vae": "VAE", "vqvae": "VQ-VAE"}[self.kind]
+        rows, names = [images, reconstruction, pca], ["input", label, f"PCA-{self.config.model.latent_dim}"]
         if self.config.corruption.kind != "none":
             rows, names = [images, inputs, reconstruction], ["clean", "corrupted", "denoised"]
         plots.image_rows(rows, names, os.path.join(figure_dir, "reconstructions.png"),

@@ -1,0 +1,55 @@
+"""Using a trained autoencoder: codes, latent maps, probes, denoising, anomaly detection.
+
+Each use works on any trained workdir, writes its numbers to `DIR/uses/*.json`
+and its pictures to `DIR/uses/*.png`, with a baseline beside every number.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Callable
+
+import jax
+import numpy as np
+from flax import nnx
+
+from aelab import data
+from aelab.errors import UsageError
+
+USES = "uses"
+
+
+def uses_dir(workdir: str) -> str:
+    return os.path.join(workdir, USES)
+
+
+def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int = 1000,
+            rng: jax.Array | None = None) -> dict[str, np.ndarray]:
+    """Applies `fn(model, batch, rng) -> {name: per-example array}` to a whole split, compiled once.
+
+    Batch i gets fold_in(rng, i); padding is dropped, so every array has len(split) rows.
+    """
+    graphdef, state = nnx.split(model)
+    rng = jax.random.key(0) if rng is None else rng
+
+    @jax.jit
+    def step(state, batch, key):
+        return fn(nnx.merge(graphdef, state), batch, key)
+
+    out: dict[str, list[np.ndarray]] = {}
+    for i, batch in enumerate(data.eval_batches(split, batch_size)):
+        n = int(batch["mask"].sum())
+        for name, value in jax.device_get(step(state, batch, jax.random.fold_in(rng, i))).items():
+            out.setdefault(name, []).append(np.asarray(value)[:n])
+    return {name: np.concatenate(parts) for name, parts in out.items()}
+
+
+def encode(model: nnx.Module, split: data.Split) -> np.ndarray:
+    """The codes of a split (posterior means for a VAE, quantized codes for a VQ-VAE)."""
+    return batched(model, lambda m, b, _: {"code": m.encode(b["image"])}, split)["code"]
+
+
+def get_split(dataset: data.Dataset, name: str) -> data.Split:
+    if name not in ("train", "val", "test"):
+        raise UsageError(f"unknown split {name!r}; known: test, train, val")
+    return dataset.split(name)

@@ -1,0 +1,81 @@
+"""`aelab anomaly`: one-class anomaly detection scored properly.
+
+The model was trained on `data.normal_classes` only; at test time every other
+class is anomalous. The score is a per-example metric of the task (the
+reconstruction loss, or neg_elbo for a VAE). AUROC and AUPRC need no
+threshold; the threshold for a decision is set on normal validation data at
+`anomaly.target_fpr`, and the test precision and recall are reported at it.
+PCA's reconstruction error at the same size, fit on the same normal training
+data, is the baseline.
+"""
+
+from __future__ import annotations
+
+import os
+
+import numpy as np
+from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
+
+from aelab import evaluate, plots
+from aelab.errors import UsageError
+from aelab.train import load_trained
+from aelab.uses import batched, uses_dir
+from aelab.workdir import write_json
+
+
+def detection_scores(scores: np.ndarray, is_anomaly: np.ndarray) -> dict[str, float]:
+    return {"auroc": float(roc_auc_score(is_anomaly, scores)),
+            "auprc": float(average_precision_score(is_anomaly, scores))}
+
+
+def threshold_for_fpr(normal_scores: np.ndarray, target_fpr: float) -> float:
+    """The smallest threshold that flags at most `target_fpr` of the normal scores (score > t)."""
+    return float(np.quantile(normal_scores, 1.0 - target_fpr, method="higher"))
+
+
+def anomaly(workdir: str) -> list[str]:
+    run, model, step = load_trained(workdir)
+    config = run.config
+    normal_classes = tuple(config.data.normal_classes)
+    if not normal_classes:
+        raise UsageError(f"{workdir} was trained on every class; anomaly detection needs the one-class "
+                         "protocol: train with --config.data.normal_classes='(3,)' (the normal labels)")
+    if run.dataset.test.labels is None:
+        raise UsageError(f"{workdir}: the test split has no labels to tell anomalies apart")
+
+    def per_example(split):
+        out = batched(model, lambda m, b, k: run.task.eval_metrics(m, b, k, False), split)
+        return {k: v for k, v in out.items() if v.ndim == 1}
+    val, test = per_example(run.dataset.val), per_example(run.dataset.test)
+    name = config.anomaly.score or ("neg_elbo" if config.task == "vae" else "loss")
+    if name not in test:
+        raise UsageError(f"anomaly.score={name!r} is not a per-example metric of task {config.task}; "
+                         f"known: {', '.join(sorted(test))}")
+    is_anomaly = ~np.isin(run.dataset.test.labels, normal_classes)
+    scores = test[name]
+    threshold = threshold_for_fpr(val[name], config.anomaly.target_fpr)
+    flagged = scores > threshold
+    pca = evaluate.pca_reconstruction(run.dataset.train, run.dataset.test, config.model.latent_dim, config.seed)
+    pca_scores = np.square(pca - run.dataset.test.images).reshape(len(scores), -1).sum(1)
+    result = {
+        "step": step, "normal_classes": list(normal_classes), "score": name,
+        "test_normal": int((~is_anomaly).sum()), "test_anomalous": int(is_anomaly.sum()),
+        **detection_scores(scores, is_anomaly),
+        "threshold": threshold, "target_fpr": config.anomaly.target_fpr,
+        "val_fpr": float(np.mean(val[name] > threshold)),
+        "test_fpr": float(np.mean(flagged[~is_anomaly])),
+        "test_precision": float(precision_score(is_anomaly, flagged, zero_division=0)),
+        "test_recall": float(recall_score(is_anomaly, flagged, zero_division=0)),
+        "auroc_by_score": {k: detection_scores(v, is_anomaly)["auroc"] for k, v in sorted(test.items())},
+        "baselines": {"pca": {"n_components": config.model.latent_dim, "score": "recon_sse",
+                              **detection_scores(pca_scores, is_anomaly)}},
+    }
+    directory = uses_dir(workdir)
+    paths = [os.path.join(directory, f) for f in ("anomaly.json", "anomaly_scores.png", "anomaly_examples.png")]
+    write_json(paths[0], result)
+    plots.histograms(scores[~is_anomaly], scores[is_anomaly], threshold, paths[1], f"score: {name}")
+    order = np.argsort(scores)
+    images = run.dataset.test.images
+    plots.image_rows([images[order[::-1][:12]], images[order[:12]]], ["most anomalous", "least anomalous"],
+                     paths[2], title=f"test examples ranked by {name}")
+    return paths

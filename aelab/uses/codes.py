@@ -1,0 +1,96 @@
+"""Codes for downstream tools: `aelab embed` (npz + latent maps) and `aelab probe` (representation quality)."""
+
+from __future__ import annotations
+
+import io
+import os
+
+import jax.numpy as jnp
+import numpy as np
+from sklearn.decomposition import PCA
+from sklearn.linear_model import LogisticRegression
+from sklearn.manifold import TSNE
+from sklearn.neighbors import KNeighborsClassifier
+
+from aelab import plots
+from aelab.errors import UsageError
+from aelab.train import load_trained
+from aelab.uses import encode, get_split, uses_dir
+from aelab.workdir import atomic_write, write_json
+
+MAP_POINTS = 3000  # t-SNE and scatter plots use at most this many codes
+
+
+def embed(workdir: str, split_name: str, out: str) -> list[str]:
+    """Writes the codes and labels of a split to `out` (.npz) and latent maps to DIR/uses/."""
+    run, model, step = load_trained(workdir)
+    split = get_split(run.dataset, split_name)
+    codes = encode(model, split)
+    arrays = {"codes": codes, "step": np.array(step), "split": np.array(split_name)}
+    if split.labels is not None:
+        arrays["labels"] = split.labels
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    atomic_write(out, buffer.getvalue())
+    return [out, *latent_maps(model, codes, split.labels, uses_dir(workdir), run.config.seed)]
+
+
+def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int) -> list[str]:
+    """2-D scatters of the codes coloured by label: the codes themselves for a 2-D latent
+    (plus the decoded manifold grid), else their PCA and t-SNE projections."""
+    rng = np.random.default_rng(seed)
+    index = rng.permutation(len(codes))[:MAP_POINTS]
+    points, colours = codes[index], None if labels is None else labels[index]
+    paths = []
+    if codes.shape[1] == 2:
+        paths.append(os.path.join(directory, "latent_2d.png"))
+        plots.scatter(points, colours, paths[-1], "codes (2-D latent)")
+        paths.append(os.path.join(directory, "manifold.png"))
+        plots.manifold(lambda z: np.asarray(model.decode(jnp.asarray(z))), codes, paths[-1])
+        return paths
+    paths.append(os.path.join(directory, "latent_pca.png"))
+    plots.scatter(PCA(2, random_state=seed).fit_transform(points), colours, paths[-1],
+                  f"codes ({codes.shape[1]}-D) projected by PCA")
+    paths.append(os.path.join(directory, "latent_tsne.png"))
+    plots.scatter(TSNE(2, random_state=seed, init="pca").fit_transform(points), colours, paths[-1],
+                  f"codes ({codes.shape[1]}-D) embedded by t-SNE")
+    return paths
+
+
+def probe_scores(train_x, train_y, test_x, test_y) -> dict[str, float]:
+    """Linear-probe (logistic regression) and 5-NN accuracy of features."""
+    linear = LogisticRegression(max_iter=2000).fit(train_x, train_y)
+    knn = KNeighborsClassifier(5).fit(train_x, train_y)
+    return {"linear_probe_accuracy": float(linear.score(test_x, test_y)),
+            "knn_accuracy": float(knn.score(test_x, test_y))}
+
+
+def probe(workdir: str, max_train: int = 10000) -> str:
+    """Representation quality of the codes beside PCA codes of the same size and raw pixels.
+
+    Probes fit on (at most `max_train` of) the training split, scored on the test split;
+    features are standardized with training statistics. Writes DIR/uses/representation.json.
+    """
+    run, model, step = load_trained(workdir)
+    train, test = run.dataset.train, run.dataset.test
+    if train.labels is None:
+        raise UsageError(f"{workdir}: data set {run.dataset.name} has no labels to probe")
+    index = np.random.default_rng(run.config.seed).permutation(len(train))[:max_train]
+    train = train.take(np.sort(index))
+    latent = run.config.model.latent_dim
+    raw_train, raw_test = train.images.reshape(len(train), -1), test.images.reshape(len(test), -1)
+    pca = PCA(latent, random_state=run.config.seed).fit(raw_train)
+    features = {
+        "codes": (encode(model, train), encode(model, test)),
+        f"pca_{latent}": (pca.transform(raw_train), pca.transform(raw_test)),
+        "pixels": (raw_train, raw_test),
+    }
+    results = {"step": step, "train_examples": len(train), "test_examples": len(test)}
+    for name, (x_train, x_test) in features.items():
+        mean, std = x_train.mean(0), x_train.std(0) + 1e-8
+        results[name] = probe_scores((x_train - mean) / std, train.labels,
+                                     (x_test - mean) / std, test.labels)
+    path = os.path.join(uses_dir(workdir), "representation.json")
+    write_json(path, results)
+    return path
+

@@ -1,0 +1,126 @@
+"""Uses of a trained autoencoder: embed, latent maps, probes, denoising, anomaly detection."""
+
+import json
+
+import numpy as np
+import pytest
+
+from aelab import train
+from aelab.main import main
+from aelab.uses.anomaly import detection_scores, threshold_for_fpr
+from aelab.uses.denoise import parse_spec, ssim
+from conftest import tiny_config
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    """A tiny digits autoencoder with a 2-D code, trained once for this module."""
+    workdir = tmp_path_factory.mktemp("ae2")
+    train.train_and_evaluate(tiny_config(**{"model.latent_dim": 2, "train.num_steps": 60}), str(workdir))
+    return workdir
+
+
+@pytest.fixture(scope="module")
+def one_class(tmp_path_factory):
+    """A tiny autoencoder trained on the digit 0 only (the one-class protocol)."""
+    workdir = tmp_path_factory.mktemp("zero")
+    config = tiny_config(**{"data.normal_classes": (0,), "train.num_steps": 200,
+                            "optimizer.learning_rate": 3e-3, "train.batch_size": 16})
+    train.train_and_evaluate(config, str(workdir))
+    return workdir
+
+
+def test_auroc_and_auprc_against_a_hand_computed_case():
+    # Pairs (anomalous, normal) ranked right: (0.35>0.1), (0.8>0.1), (0.8>0.4); wrong: (0.35<0.4) -> 3/4.
+    scores = detection_scores(np.array([0.1, 0.4, 0.35, 0.8]), np.array([0, 0, 1, 1]))
+    assert scores["auroc"] == pytest.approx(0.75)
+    # Precision at each anomaly's rank: 0.8 -> 1/1, 0.35 -> 2/3; average precision = (1 + 2/3) / 2.
+    assert scores["auprc"] == pytest.approx((1 + 2 / 3) / 2)
+
+
+@pytest.mark.parametrize("target", [0.01, 0.05, 0.2])
+def test_threshold_respects_the_target_false_positive_rate(target):
+    normal = np.random.default_rng(0).normal(size=1000)
+    t = threshold_for_fpr(normal, target)
+    assert np.mean(normal > t) <= target
+    assert np.mean(normal >= t) > target - 1e-9  # and no larger than it must be
+
+
+def test_ssim_known_values_and_noise_specs():
+    a = np.full((1, 8, 8, 1), 0.5)
+    assert ssim(a, a)[0] == pytest.approx(1.0)
+    # Constant images: SSIM reduces to the luminance term (2 mx my + C1) / (mx^2 + my^2 + C1).
+    c1 = 0.01 ** 2
+    expected = (2 * 0.5 * 0.4 + c1) / (0.25 + 0.16 + c1)
+    assert ssim(a, np.full((1, 8, 8, 1), 0.4))[0] == pytest.approx(expected, rel=1e-6)
+    assert parse_spec("gaussian:0.1,0.3") == ("gaussian", [0.1, 0.3])
+
+
+def test_embed_round_trips_shapes_and_labels_and_draws_the_2d_maps(trained, tmp_path, capsys):
+    out = tmp_path / "codes.npz"
+    assert main(["aelab", "embed", f"--workdir={trained}", "--split=val", f"--out={out}"]) == 0
+    run = train.build(tiny_config(**{"model.latent_dim": 2, "train.num_steps": 60}))
+    with np.load(out) as f:
+        assert f["codes"].shape == (len(run.dataset.val), 2)
+        np.testing.assert_array_equal(f["labels"], run.dataset.val.labels)
+        assert str(f["split"]) == "val" and int(f["step"]) == 60
+    assert (trained / "uses" / "latent_2d.png").exists() and (trained / "uses" / "manifold.png").exists()
+
+
+def test_probe_reports_codes_pca_and_pixels(trained):
+    assert main(["aelab", "probe", f"--workdir={trained}", "--probe_examples=500"]) == 0
+    report = json.loads((trained / "uses" / "representation.json").read_text())
+    for features in ("codes", "pca_2", "pixels"):
+        assert 0.1 < report[features]["linear_probe_accuracy"] <= 1.0
+        assert 0.1 < report[features]["knn_accuracy"] <= 1.0
+    assert report["train_examples"] == 500
+
+
+def test_denoise_reports_psnr_and_ssim_per_level(trained):
+    assert main(["aelab", "denoise", f"--workdir={trained}", "--noise=gaussian:0.2,0.4",
+                 "--noise=salt_and_pepper:0.1"]) == 0
+    report = json.loads((trained / "uses" / "denoise.json").read_text())
+    assert [(r["noise"], r["level"]) for r in report["results"]] == [
+        ("gaussian", 0.2), ("gaussian", 0.4), ("salt_and_pepper", 0.1)]
+    gaussian = report["results"][:2]
+    assert gaussian[0]["psnr_noisy"] > gaussian[1]["psnr_noisy"]  # more noise, lower PSNR
+    assert all(-1 <= r["ssim_noisy"] <= 1 and r["psnr_gain_db"] == pytest.approx(
+        r["psnr_denoised"] - r["psnr_noisy"]) for r in report["results"])
+    assert (trained / "uses" / "denoise.png").exists()
+
+
+def test_anomaly_detection_one_class(one_class):
+    assert main(["aelab", "anomaly", f"--workdir={one_class}"]) == 0
+    report = json.loads((one_class / "uses" / "anomaly.json").read_text())
+    assert report["normal_classes"] == [0] and report["score"] == "loss"
+    assert report["auroc"] > 0.8 and report["baselines"]["pca"]["auroc"] > 0.5
+    assert report["val_fpr"] <= report["target_fpr"]
+    assert 0 <= report["test_precision"] <= 1 and 0 <= report["test_recall"] <= 1
+    assert report["test_normal"] + report["test_anomalous"] == 359
+    assert (one_class / "uses" / "anomaly_scores.png").exists()
+
+
+@pytest.mark.parametrize("argv,message", [
+    (["embed", "--split=holdout", "--out=x.npz"], "unknown split 'holdout'"),
+    (["embed"], "embed needs --out=FILE.npz"),
+    (["denoise", "--noise=gaussian"], "noise 'gaussian' has no level"),
+    (["denoise", "--noise=gaussian:loud"], "is not KIND:LEVEL"),
+    (["denoise", "--noise=blur:0.3"], "unknown corruption.kind 'blur'"),
+    (["anomaly"], "needs the one-class protocol"),
+])
+def test_bad_use_arguments(trained, tmp_path, capsys, argv, message):
+    assert main(["aelab", argv[0], f"--workdir={trained}", *argv[1:]]) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+
+
+def test_workdir_without_a_checkpoint(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(json.dumps(tiny_config().to_dict()))
+    assert main(["aelab", "probe", f"--workdir={tmp_path}"]) == 2
+    assert "no checkpoints yet; train first" in capsys.readouterr().err
+
+
+def test_normal_classes_filter_train_and_val_only():
+    run = train.build(tiny_config(**{"data.normal_classes": (1, 7)}))
+    assert set(run.dataset.train.labels) == {1, 7} and set(run.dataset.val.labels) == {1, 7}
+    assert len(set(run.dataset.test.labels)) == 10
