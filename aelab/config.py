@@ -99,6 +99,13 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+def from_saved(saved: dict) -> ml_collections.ConfigDict:
+    """A config.json written by any aelab version, completed with today's defaults for newer keys."""
+    config = base_config()
+    config.update(saved)
+    return config
+
+
 # Sizes that suit each shipped data set; experiment configs start from one.
 PRESETS = {
     "digits": dict(name="digits", hidden=(256, 128), latent_dim=8, num_steps=3000, batch_size=64,

@@ -261,7 +261,7 @@ def load_trained(workdir: str) -> tuple[Run, nnx.Module, int]:
         raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
     if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
         raise UsageError(f"{workdir}: no checkpoints yet; train first")
-    run = build(ml_collections.ConfigDict(wd.read_json(config_path)))
+    run = build(config_lib.from_saved(wd.read_json(config_path)))
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), run.config.train.keep_checkpoints)
     try:
         step, state = ckpt.restore_latest(run.state)

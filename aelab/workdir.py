@@ -141,7 +141,10 @@ def check_resume(workdir: str, config: dict) -> list[str]:
     path = os.path.join(workdir, CONFIG)
     if not (os.path.exists(os.path.join(workdir, CHECKPOINTS)) and os.path.exists(path)):
         return []
-    locked, allowed = config_changes(read_json(path), json.loads(json.dumps(config)))
+    from aelab.config import from_saved  # keys added since that run compare as their defaults
+
+    old = json.loads(json.dumps(from_saved(read_json(path)).to_dict()))
+    locked, allowed = config_changes(old, json.loads(json.dumps(config)))
     if locked:
         raise UsageError(f"{workdir} holds a run with a different config ({'; '.join(locked)}); "
                          "use a new --workdir or restore those values")

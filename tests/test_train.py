@@ -128,3 +128,14 @@ def test_workdir_files_get_the_usual_permissions(tmp_path):
     os.umask(mask)
     for name in ("config.json", "env.json", "summary.json", "figures/loss.png"):
         assert (tmp_path / name).stat().st_mode & 0o777 == 0o666 & ~mask, name
+
+
+def test_workdirs_from_before_a_config_key_existed_still_resume_and_load(tmp_path):
+    """Regression: a config.json without keys added later (e.g. `anomaly`) broke loading and resume."""
+    train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 20)
+    saved = json.loads((tmp_path / "config.json").read_text())
+    del saved["anomaly"], saved["data"]["normal_classes"]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    run, model, step = train.load_trained(str(tmp_path))
+    assert step == 20 and run.config.anomaly.target_fpr == 0.05
+    assert train.train_and_evaluate(tiny_config(), str(tmp_path))["step"] == 40
