@@ -13,6 +13,7 @@ def get_config(arg=None):
     args = parse_arg(arg, digit=0, latent=16, steps=2500)
     config = preset("mnist")
     config.data.normal_classes = (args.digit,)
+    config.loss = "mse"  # mean AUROC 97.1, vs 96.7 trained with bce (experiments/anomaly_mnist)
     config.model.hidden = (512, 256)
     config.model.latent_dim = args.latent
     config.optimizer.name = "adamw"

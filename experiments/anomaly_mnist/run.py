@@ -25,13 +25,20 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 DEEP_SVDD = [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5]  # Ruff et al. 2018, one-class
 
 
-def config_for(digit: int, data: str, steps: int):
+def config_for(digit: int, data: str, steps: int, overrides: list[str]):
     spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / "mnist_anomaly.py")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     config = module.get_config(f"digit={digit},steps={steps}")
     config.data.name = data
     config.train.progress = False
+    for item in overrides:  # KEY=VALUE, typed like the default
+        key, _, value = item.partition("=")
+        *groups, leaf = key.split(".")
+        node = config
+        for group in groups:
+            node = node[group]
+        node[leaf] = type(node[leaf])(value)
     return config
 
 
@@ -40,12 +47,14 @@ def main() -> None:
     parser.add_argument("--data", default="idx:../shared/data/mnist")
     parser.add_argument("--workdir", default="runs/anomaly_mnist")
     parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="config override for every digit, e.g. --set loss=mse")
     args = parser.parse_args()
     rows, start = [], time.time()
     for digit in range(10):
         workdir = os.path.join(args.workdir, f"digit{digit}")
         t0 = time.time()
-        train.train_and_evaluate(config_for(digit, args.data, args.steps), workdir)
+        train.train_and_evaluate(config_for(digit, args.data, args.steps, args.set), workdir)
         anomaly.anomaly(workdir)
         with open(os.path.join(workdir, "uses", "anomaly.json")) as f:
             report = json.load(f)
