@@ -88,8 +88,8 @@ def test_divergence_exit_code(tmp_path, capsys):
 def test_skip_nonfinite_drops_bad_updates_and_counts_them(tmp_path, monkeypatch):
     original = AutoencoderTask.loss_fn
 
-    def sometimes_nan(self, model, batch, rng):
-        loss, metrics = original(self, model, batch, rng)
+    def sometimes_nan(self, model, batch, rng, step):
+        loss, metrics = original(self, model, batch, rng, step)
         poison = jnp.where(jax.random.uniform(rng) < 0.2, jnp.nan, 0.0)
         return loss + poison, {**metrics, "loss": loss + poison}
 
