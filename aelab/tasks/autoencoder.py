@@ -70,22 +70,24 @@ class AutoencoderTask:
         return corruption.corrupt(x, rng, self.config.corruption.kind, self.config.corruption.level)
 
     def _penalty(self, model, x_in, z):
-        """Per-example penalty and the batch-level sparsity term."""
+        """(per-example penalty, batch-level sparsity term, the unweighted per-example terms)."""
         p = self.config.penalty
-        per_example = jnp.zeros(x_in.shape[0])
+        terms = {}
         if p.l1:
-            per_example += p.l1 * jnp.sum(jnp.abs(z), axis=-1)
+            terms["code_l1"] = jnp.sum(jnp.abs(z), axis=-1)
         if p.contractive:
-            per_example += p.contractive * jacobian_frobenius_sq(model.encode, x_in)
+            terms["jacobian_frobenius_sq"] = jacobian_frobenius_sq(model.encode, x_in)
+        per_example = (p.l1 * terms.get("code_l1", 0.0)
+                       + p.contractive * terms.get("jacobian_frobenius_sq", 0.0))
         batch = p.kl_sparsity * kl_sparsity(p.rho, z.mean(axis=0)) if p.kl_sparsity else 0.0
-        return per_example, batch
+        return per_example, batch, terms
 
     def loss_fn(self, model: models.Autoencoder, batch, rng: jax.Array, step):
         x = batch["image"]
         x_in = self._corrupt(x, rng)
         z = model.encode(x_in)
         raw = model.decoder(z)
-        per_example, batch_penalty = self._penalty(model, x_in, z)
+        per_example, batch_penalty, _ = self._penalty(model, x_in, z)
         loss = (self.loss.per_example(raw, x) + per_example).mean() + batch_penalty
         return loss, {"loss": loss, "recon_sse": losses.sse(self.loss.link(raw), x).mean()}
 
@@ -94,9 +96,9 @@ class AutoencoderTask:
         x_in = self._corrupt(x, rng)
         z = model.encode(x_in)
         raw = model.decoder(z)
-        per_example, _ = self._penalty(model, x_in, z)
+        per_example, _, terms = self._penalty(model, x_in, z)
         metrics = {"loss": self.loss.per_example(raw, x) + per_example,
-                   **losses.recon_metrics(raw, x, self.config.loss)}
+                   **losses.recon_metrics(raw, x, self.config.loss), **terms}
         if self.config.corruption.kind != "none":
             metrics["psnr_noisy"] = corruption.psnr(x_in, x)
             metrics["psnr"] = corruption.psnr(self.loss.link(raw), x)
@@ -104,8 +106,6 @@ class AutoencoderTask:
         if p.l1 or p.kl_sparsity:
             metrics["mean_activation"] = jnp.mean(jnp.abs(z), axis=-1)
             metrics["frac_near_zero"] = jnp.mean(jnp.abs(z) < NEAR_ZERO, axis=-1)
-        if p.contractive:
-            metrics["jacobian_frobenius_sq"] = jacobian_frobenius_sq(model.encode, x_in)
         return metrics
 
     def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
