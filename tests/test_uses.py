@@ -124,3 +124,13 @@ def test_normal_classes_filter_train_and_val_only():
     run = train.build(tiny_config(**{"data.normal_classes": (1, 7)}))
     assert set(run.dataset.train.labels) == {1, 7} and set(run.dataset.val.labels) == {1, 7}
     assert len(set(run.dataset.test.labels)) == 10
+
+
+@pytest.mark.parametrize("latent,expected", [(1, ["latent_1d.png"]), (5, ["latent_pca.png", "latent_tsne.png"])])
+def test_latent_maps_for_other_code_sizes(tmp_path, latent, expected):
+    from aelab.uses.codes import latent_maps
+
+    codes = np.random.default_rng(0).normal(size=(200, latent))
+    paths = latent_maps(None, codes, np.arange(200) % 10, str(tmp_path), seed=0)
+    assert [p.split("/")[-1] for p in paths] == expected
+    assert all((tmp_path / name).exists() for name in expected)

@@ -36,12 +36,18 @@ def embed(workdir: str, split_name: str, out: str) -> list[str]:
 
 
 def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int) -> list[str]:
-    """2-D scatters of the codes coloured by label: the codes themselves for a 2-D latent
-    (plus the decoded manifold grid), else their PCA and t-SNE projections."""
+    """Scatters of the codes coloured by label: the codes themselves for a 1-D or 2-D latent
+    (2-D: plus the decoded manifold grid), else their PCA and t-SNE projections."""
     rng = np.random.default_rng(seed)
     index = rng.permutation(len(codes))[:MAP_POINTS]
     points, colours = codes[index], None if labels is None else labels[index]
     paths = []
+    if codes.shape[1] == 1:  # a 1-D code: its value across, random jitter up and down
+        paths.append(os.path.join(directory, "latent_1d.png"))
+        jitter = rng.uniform(-1, 1, len(points))
+        plots.scatter(np.column_stack([points[:, 0], jitter]), colours, paths[-1],
+                      "codes (1-D latent; vertical jitter)")
+        return paths
     if codes.shape[1] == 2:
         paths.append(os.path.join(directory, "latent_2d.png"))
         plots.scatter(points, colours, paths[-1], "codes (2-D latent)")
