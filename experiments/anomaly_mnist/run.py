@@ -46,7 +46,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", default="idx:../shared/data/mnist")
     parser.add_argument("--workdir", default="runs/anomaly_mnist")
-    parser.add_argument("--steps", type=int, default=2500)
+    parser.add_argument("--steps", type=int, default=10000)
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every digit, e.g. --set loss=mse")
     args = parser.parse_args()
