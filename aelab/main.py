@@ -6,6 +6,8 @@
     aelab probe --workdir=DIR [--probe_examples=10000]
     aelab denoise --workdir=DIR --noise=gaussian:0.1,0.3 [--noise=mask:0.5 ...]
     aelab anomaly --workdir=DIR
+    aelab sweep --config=CONFIG.py --workdir=DIR --sweep=model.latent_dim=2,4,8 [--sweep=seed=0,1] [--config...]
+    aelab report --workdir=DIR
 
 Exit codes: 0 done (or stopped by a signal, checkpointed), 1 training
 diverged, 2 bad input (nothing written).
@@ -28,7 +30,8 @@ from aelab.train import NonFiniteError
 
 USAGE = ("usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] | "
          "aelab sample|embed|probe|denoise|anomaly --workdir=DIR [...]")
-SUBCOMMANDS = ("train", "sample", "embed", "probe", "denoise", "anomaly")
+SUBCOMMANDS = ("train", "sweep", "report", "sample", "embed", "probe", "denoise", "anomaly")
+NEEDS_CONFIG = ("train", "sweep")
 
 
 def parse(argv: list[str]):
@@ -48,6 +51,8 @@ def parse(argv: list[str]):
     flags.DEFINE_string("out", None, "embed: the .npz file to write", flag_values=values)
     flags.DEFINE_integer("probe_examples", 10000, "probe: training examples for the probes",
                          lower_bound=10, flag_values=values)
+    flags.DEFINE_multi_string("sweep", [], "sweep: KEY=V1,V2,... (repeat for a grid)",
+                              flag_values=values)
     flags.DEFINE_multi_string("noise", ["gaussian:0.1,0.3,0.5"], "denoise: KIND:LEVEL[,LEVEL...]",
                               flag_values=values)
     _check_override_keys(argv)
@@ -62,7 +67,7 @@ def parse(argv: list[str]):
         raise UsageError(f"subcommand {given!r} not understood; accepted: {', '.join(SUBCOMMANDS)}. {USAGE}")
     if not values.workdir:
         raise UsageError(f"--workdir is required. {USAGE}")
-    if rest[1] != "train":
+    if rest[1] not in NEEDS_CONFIG:
         return rest[1], values
     if not any(a.startswith("--config=") for a in argv):
         raise UsageError(f"--config is required. {USAGE}")
@@ -126,6 +131,16 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(format="aelab: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         command, values = parse(argv)
+        if command == "sweep":
+            from aelab import sweep
+
+            if not values.sweep:
+                raise UsageError(f"sweep needs at least one --sweep=KEY=V1,V2,... {USAGE}")
+            record = sweep.run_sweep(values.config, values.workdir, values.sweep)
+            failed = [n for n, e in record["points"].items() if e["status"] == "failed"]
+            print(f"aelab: {len(record['points']) - len(failed)} points done, {len(failed)} failed; "
+                  f"table in {values.workdir}/report.md")
+            return 1 if failed else 0
         if command != "train":
             for path in _use(command, values):
                 print(f"aelab: wrote {path}")
@@ -151,6 +166,10 @@ def _use(command: str, values) -> list[str]:
     from aelab import generate
     from aelab.uses import anomaly, codes, denoise
 
+    if command == "report":
+        from aelab import sweep
+
+        return sweep.report(values.workdir)
     if command == "sample":
         return generate.sample(values.workdir, values.num_samples, values.seed)
     if command == "embed":

@@ -129,3 +129,35 @@ def histograms(normal: np.ndarray, anomalous: np.ndarray, threshold: float, path
     ax.set_ylabel("density")
     ax.legend()
     save(fig, path)
+
+
+def sweep_curve(rows, x_axis: str, group_axes, metric: str, path: str) -> None:
+    """`eval_<metric>` against the swept `x_axis`: one line per combination of the other axes,
+    seeds folded into mean +- standard deviation, and PCA's value (where reported) dashed."""
+    fig, ax = plt.subplots(figsize=(6, 4))
+    series: dict[tuple, dict] = {}
+    baseline: dict = {}
+    for row in rows:
+        if row.get(f"eval_{metric}") is None:
+            continue
+        key = tuple(row[a] for a in group_axes)
+        series.setdefault(key, {}).setdefault(row[x_axis], []).append(row[f"eval_{metric}"])
+        if row.get(f"pca_{metric}") is not None:
+            baseline.setdefault(row[x_axis], []).append(row[f"pca_{metric}"])
+    for key, points in sorted(series.items()):
+        xs = sorted(points)
+        means = [np.mean(points[x]) for x in xs]
+        stds = [np.std(points[x]) for x in xs]
+        label = ", ".join(f"{a}={v}" for a, v in zip(group_axes, key)) or "aelab"
+        ax.errorbar(xs, means, yerr=stds, marker="o", capsize=3, label=label)
+    if baseline:
+        xs = sorted(baseline)
+        ax.plot(xs, [np.mean(baseline[x]) for x in xs], "k--", marker="s", label="PCA")
+    numeric = [x for points in series.values() for x in points if isinstance(x, (int, float))]
+    if numeric and min(numeric) > 0 and max(numeric) / min(numeric) >= 8:
+        ax.set_xscale("log", base=2)
+    ax.set_xlabel(x_axis)
+    ax.set_ylabel(f"test {metric}")
+    ax.grid(True, alpha=0.3)
+    ax.legend()
+    save(fig, path)

@@ -1,0 +1,160 @@
+"""`aelab sweep` and `aelab report`: a grid of runs, each in its own workdir, then a table and plots.
+
+    aelab sweep --config=configs/digits_ae.py --workdir=DIR --sweep=model.latent_dim=2,4,8 --sweep=seed=0,1
+
+Every point trains in DIR/points/<name> through `train_and_evaluate`, so a
+rerun skips finished points and resumes unfinished ones from their
+checkpoints; a changed grid adds only the new points. A failing point is
+recorded in DIR/sweep.json and the others go on.
+"""
+
+from __future__ import annotations
+
+import copy
+import csv
+import io
+import itertools
+import os
+import traceback
+from typing import Any
+
+import ml_collections
+
+from aelab import plots, train
+from aelab import workdir as wd
+from aelab.errors import UsageError
+
+SWEEP = "sweep.json"
+POINTS = "points"
+
+
+def parse_axes(specs: list[str], config: ml_collections.ConfigDict) -> list[tuple[str, list[Any]]]:
+    """['model.latent_dim=2,4'] -> [('model.latent_dim', [2, 4])], typed like the config's value."""
+    axes, seen = [], set()
+    for spec in specs:
+        key, sep, raw = spec.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--sweep={spec!r} is not KEY=V1,V2,...")
+        if key in seen:
+            raise UsageError(f"--sweep axis {key!r} is given twice; give each key once")
+        seen.add(key)
+        default = _lookup(config, key)
+        values = [v for v in raw.split(",") if v != ""]
+        if not values:
+            raise UsageError(f"--sweep={spec!r} has no values; give KEY=V1,V2,...")
+        axes.append((key, [_cast(key, v, default) for v in values]))
+    return axes
+
+
+def _lookup(config, key: str):
+    node = config
+    for i, part in enumerate(key.split(".")):
+        if not hasattr(node, "keys") or part not in node:
+            where = ".".join(key.split(".")[:i]) or "config"
+            known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(a value)"
+            raise UsageError(f"unknown sweep key {key!r}; keys under {where}: {known}")
+        node = node[part]
+    if hasattr(node, "keys") or isinstance(node, (tuple, list)):
+        raise UsageError(f"sweep key {key!r} is not a single value; sweep one number or name at a time")
+    return node
+
+
+def _cast(key: str, value: str, default):
+    kind = type(default)
+    try:
+        if kind is bool:
+            if value.lower() not in ("true", "false", "1", "0"):
+                raise ValueError
+            return value.lower() in ("true", "1")
+        return kind(value)
+    except ValueError:
+        raise UsageError(f"sweep value {key}={value!r} is not a {kind.__name__}") from None
+
+
+def point_name(values: dict[str, Any]) -> str:
+    return ",".join(f"{key.split('.')[-1]}={value}" for key, value in values.items())
+
+
+def grid(axes) -> list[dict[str, Any]]:
+    keys = [key for key, _ in axes]
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(values for _, values in axes))]
+
+
+def point_config(config: ml_collections.ConfigDict, values: dict[str, Any]) -> ml_collections.ConfigDict:
+    config = copy.deepcopy(config)
+    for key, value in values.items():
+        *groups, leaf = key.split(".")
+        node = config
+        for group in groups:
+            node = node[group]
+        node[leaf] = value
+    return config
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str]) -> dict:
+    """Trains every point of the grid (skipping finished ones), then writes the report."""
+    axes = parse_axes(specs, config)
+    points = grid(axes)
+    for values in points:  # every point must be a valid config before anything runs
+        train.config_lib.validate(point_config(config, values))
+    os.makedirs(workdir, exist_ok=True)
+    record_path = os.path.join(workdir, SWEEP)
+    record = wd.read_json(record_path) if os.path.exists(record_path) else {"points": {}}
+    record["axes"] = [[key, values] for key, values in axes]
+    record["base_config"] = config.to_dict()
+    for values in points:
+        name = point_name(values)
+        entry = {"values": values, "status": "running"}
+        record["points"][name] = entry
+        wd.write_json(record_path, record)
+        try:
+            summary = train.train_and_evaluate(point_config(config, values),
+                                               os.path.join(workdir, POINTS, name))
+            entry["status"] = "stopped" if summary.get("stopped") else "done"
+        except Exception as e:  # a failing point is recorded; the others go on
+            entry.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
+                         traceback=traceback.format_exc(limit=5))
+        wd.write_json(record_path, record)
+    report(workdir)
+    return record
+
+
+def report(workdir: str) -> list[str]:
+    """Writes DIR/report.csv, DIR/report.md and DIR/figures/sweep_<metric>.png from finished points."""
+    record_path = os.path.join(workdir, SWEEP)
+    if not os.path.exists(record_path):
+        raise UsageError(f"{workdir}: no {SWEEP}; pass the --workdir of an aelab sweep")
+    record = wd.read_json(record_path)
+    axes = [key for key, _ in record["axes"]]
+    rows = []
+    for name, entry in sorted(record["points"].items()):
+        summary_path = os.path.join(workdir, POINTS, name, wd.SUMMARY)
+        row = {**entry["values"], "status": entry["status"]}
+        if os.path.exists(summary_path):
+            summary = wd.read_json(summary_path)
+            row.update({f"eval_{k}": v for k, v in summary["eval"].items()})
+            for baseline, metrics in summary.get("baselines", {}).items():
+                row.update({f"{baseline}_{k}": v for k, v in metrics.items() if k != "n_components"})
+        rows.append(row)
+    columns = list(dict.fromkeys(key for row in rows for key in row))
+    buffer = io.StringIO()
+    writer = csv.DictWriter(buffer, columns)
+    writer.writeheader()
+    writer.writerows(rows)
+    paths = [os.path.join(workdir, "report.csv"), os.path.join(workdir, "report.md")]
+    wd.atomic_write(paths[0], buffer.getvalue().encode())
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_fmt(row.get(c, "")) for c in columns) + " |" for row in rows]
+    wd.atomic_write(paths[1], ("\n".join(lines) + "\n").encode())
+    metrics = sorted({c[len("eval_"):] for c in columns if c.startswith("eval_")})
+    x_axis = next((a for a in axes if a != "seed"), axes[0])
+    for metric in metrics:
+        path = os.path.join(workdir, wd.FIGURES, f"sweep_{metric}.png")
+        plots.sweep_curve(rows, x_axis, [a for a in axes if a not in (x_axis, "seed")], metric, path)
+        paths.append(path)
+    return paths
+
+
+def _fmt(value) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
+

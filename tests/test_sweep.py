@@ -1,0 +1,84 @@
+"""`aelab sweep` and `aelab report`: grids, resumability, failures, and bad specs."""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import pytest
+
+from aelab.main import main
+from conftest import REPO
+
+CONFIG = str(REPO / "configs" / "digits_ae.py")
+FAST = ["--config.train.num_steps=60", "--config.train.log_every=20", "--config.train.eval_every=60",
+        "--config.train.checkpoint_every=20", "--config.train.progress=False",
+        "--config.model.hidden=(16,)", "--config.train.tensorboard=False"]
+
+
+def sweep(workdir, *flags):
+    return main(["aelab", "sweep", f"--config={CONFIG}", f"--workdir={workdir}", *FAST, *flags])
+
+
+def test_grid_table_and_plots(tmp_path, capsys):
+    assert sweep(tmp_path, "--sweep=model.latent_dim=2,4", "--sweep=seed=0,1") == 0
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert sorted(record["points"]) == ["latent_dim=2,seed=0", "latent_dim=2,seed=1",
+                                        "latent_dim=4,seed=0", "latent_dim=4,seed=1"]
+    assert all(p["status"] == "done" for p in record["points"].values())
+    table = (tmp_path / "report.md").read_text().splitlines()
+    assert len(table) == 2 + 4 and "eval_recon_sse" in table[0] and "pca_recon_sse" in table[0]
+    assert (tmp_path / "figures" / "sweep_recon_sse.png").exists()
+    csv_header = (tmp_path / "report.csv").read_text().splitlines()[0]
+    assert csv_header.startswith("model.latent_dim,seed,status")
+    (tmp_path / "report.md").unlink()
+    assert main(["aelab", "report", f"--workdir={tmp_path}"]) == 0  # on demand
+    assert (tmp_path / "report.md").exists()
+
+
+def test_a_failing_point_is_recorded_and_the_others_go_on(tmp_path, capsys):
+    assert sweep(tmp_path, "--sweep=train.batch_size=32,5000") == 1
+    points = json.loads((tmp_path / "sweep.json").read_text())["points"]
+    assert points["batch_size=32"]["status"] == "done"
+    assert points["batch_size=5000"]["status"] == "failed"
+    assert "larger than the training split" in points["batch_size=5000"]["error"]
+    assert "1 points done, 1 failed" in capsys.readouterr().out
+
+
+def test_killed_sweep_resumes_without_retraining_finished_points(tmp_path):
+    command = [sys.executable, "-m", "aelab.main", "sweep", f"--config={CONFIG}", f"--workdir={tmp_path}",
+               *FAST, "--config.train.num_steps=400", "--sweep=model.latent_dim=2,3,4"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    first = tmp_path / "points" / "latent_dim=2" / "summary.json"
+    deadline = time.time() + 180
+    while not first.exists():
+        assert time.time() < deadline and process.poll() is None, "the first point never finished"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    finished_at = os.stat(first).st_mtime_ns
+    assert not (tmp_path / "points" / "latent_dim=4" / "summary.json").exists()
+    done = subprocess.run(command, capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
+    assert os.stat(first).st_mtime_ns == finished_at  # not retrained, not even re-evaluated
+    points = json.loads((tmp_path / "sweep.json").read_text())["points"]
+    assert [p["status"] for p in points.values()] == ["done"] * 3
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--sweep=model.latent_dimx=2,4"], "unknown sweep key 'model.latent_dimx'; keys under model:"),
+    (["--sweep=model.latent_dim="], "has no values"),
+    (["--sweep=model.latent_dim=2,four"], "sweep value model.latent_dim='four' is not a int"),
+    (["--sweep=seed=0,1", "--sweep=seed=2"], "axis 'seed' is given twice"),
+    (["--sweep=model.hidden=1,2"], "is not a single value"),
+    (["--sweep=model.latent_dim=2,0"], "model.latent_dim=0 must be > 0"),
+    ([], "sweep needs at least one --sweep"),
+])
+def test_bad_sweep_specs_exit_2_before_anything_runs(tmp_path, capsys, flags, message):
+    workdir = tmp_path / "sweep"
+    assert sweep(workdir, *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not workdir.exists()
