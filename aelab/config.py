@@ -94,6 +94,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.keep_checkpoints = 3
     config.train.progress = True  # tqdm progress bar on stderr
     config.train.tensorboard = True
+    config.train.early_stopping_patience = 0  # validation evaluations without improvement; 0 = off
+    config.train.early_stopping_metric = "loss"  # a validation metric, lower is better
+    config.train.early_stopping_min_delta = 0.0  # an improvement must beat the best by more than this
     config.train.skip_nonfinite = False  # True: drop updates with non-finite gradients, count them
     config.train.max_consecutive_nonfinite = 10  # ...and stop after this many in a row
     return config
@@ -182,6 +185,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 raise UsageError(f"model.{key}={tuple(model[key])} must hold positive integers")
     choose("optimizer.name", opt.name, OPTIMIZERS)
     choose("optimizer.schedule", opt.schedule, SCHEDULES)
+    if train.early_stopping_patience < 0 or train.early_stopping_min_delta < 0:
+        raise UsageError("train.early_stopping_patience and train.early_stopping_min_delta must be >= 0")
     if opt.warmup_steps < 0 or opt.grad_clip_norm < 0:
         raise UsageError("optimizer.warmup_steps and optimizer.grad_clip_norm must be >= 0")
     for key in ("val_fraction", "test_fraction"):

@@ -66,9 +66,20 @@ def build(config: ml_collections.ConfigDict) -> Run:
     tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
     if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
         tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
+    if config.train.early_stopping_patience:
+        _check_metric(task, model, dataset, config.train.early_stopping_metric)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
     return Run(config, dataset, task, graphdef, state, batches, train_key, eval_key)
+
+
+def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
+    """Raises a UsageError unless `metric` is one of the task's validation metrics (traced, not run)."""
+    batch = next(data.eval_batches(dataset.val, 2))
+    names = jax.eval_shape(lambda b: task.eval_metrics(model, b, jax.random.key(0), False), batch)
+    if metric not in names:
+        raise UsageError(f"train.early_stopping_metric={metric!r} is not a validation metric of task "
+                         f"{type(task).__name__}; known: {', '.join(sorted(names))}")
 
 
 def make_train_step(graphdef: nnx.GraphDef, task) -> Callable:
@@ -182,8 +193,10 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
         try:
             step, state = ckpt.restore_latest(run.state)
             summary_path = os.path.join(workdir, wd.SUMMARY)
-            if step >= run.config.train.num_steps and os.path.exists(summary_path):
-                return wd.read_json(summary_path)  # already complete: nothing to redo
+            if os.path.exists(summary_path):  # already complete (or stopped early): nothing to redo
+                done = wd.read_json(summary_path)
+                if step >= run.config.train.num_steps or (done.get("early_stopped") and done["step"] == step):
+                    return done
             if is_chief:
                 wd.record_start(workdir, run.config.to_dict(), step, changes)
             return _loop(run, state, step, ckpt, workdir, should_stop, is_chief)
@@ -201,8 +214,12 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
     window = Window(step, t)
     multihost = jax.process_count() > 1  # preemption notices need the distributed runtime
+    # Validation history so far (the log is already rewound to `step`): patience survives resume.
+    history = [r[t.early_stopping_metric] for r in read_metrics(writer.path)
+               if r["split"] == "val" and r.get(t.early_stopping_metric) is not None]
+    early_stop = None
     try:
-        while step < t.num_steps:
+        while step < t.num_steps and early_stop is None:
             state, metrics = train_step(state, run.batches(step), run.train_key)
             window.add(metrics)
             step += 1
@@ -213,25 +230,44 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 bar.set_postfix(loss=f"{means['loss']:.4g}", steps_per_s=f"{means['steps_per_s']:.1f}")
                 bar.update(step - bar.n)
             if step % t.eval_every == 0 and step < t.num_steps:
-                writer.write(step, "val", evaluate_split(
-                    eval_step, state, run.dataset.val, t.eval_batch_size, run.eval_key, run.task))
+                val = evaluate_split(eval_step, state, run.dataset.val, t.eval_batch_size,
+                                     run.eval_key, run.task)
+                writer.write(step, "val", val)
+                history.append(val.get(t.early_stopping_metric))
+                early_stop = patience_exhausted(history, t)
             stopping = step < t.num_steps and (
                 (should_stop is not None and should_stop(step))
                 or (multihost and ckpt.manager.reached_preemption(step)))
-            if step % t.checkpoint_every == 0 or step == t.num_steps or stopping:
+            if step % t.checkpoint_every == 0 or step == t.num_steps or stopping or early_stop:
                 window.check()  # never checkpoint a diverged state
                 ckpt.save(step, state)
             if stopping:
                 return {"step": step, "stopped": True}
         return finish(run, state, step, make_eval_step(run.graphdef, run.task, final=True),
-                      workdir, writer, is_chief)
+                      workdir, writer, is_chief, early_stop)
     finally:
         bar.close()
         writer.close()
 
 
+def patience_exhausted(history: list, train: ml_collections.ConfigDict) -> dict | None:
+    """Early stopping: {"best_val_step_index", ...} once the validation metric has not improved
+    (lower is better, by more than min_delta) for `early_stopping_patience` evaluations."""
+    if not train.early_stopping_patience:
+        return None
+    best, best_index = float("inf"), -1
+    for i, value in enumerate(history):
+        if value < best - train.early_stopping_min_delta:
+            best, best_index = value, i
+    waited = len(history) - 1 - best_index
+    if waited < train.early_stopping_patience:
+        return None
+    return {"metric": train.early_stopping_metric, "best": best, "best_eval": best_index + 1,
+            "evals_without_improvement": waited}
+
+
 def finish(run: Run, state, step: int, eval_step, workdir: str, writer: MetricWriter,
-           is_chief: bool) -> dict[str, Any]:
+           is_chief: bool, early_stop: dict | None = None) -> dict[str, Any]:
     """Final evaluation on val and test ("eval"), baselines, figures and summary.json."""
     t = run.config.train
     results = {  # the expensive final metrics (e.g. IWAE NLL) on the test split only
@@ -240,6 +276,7 @@ def finish(run: Run, state, step: int, eval_step, workdir: str, writer: MetricWr
         "eval": evaluate_split(eval_step, state, run.dataset.test, t.eval_batch_size,
                                run.eval_key, run.task)}
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
+               "early_stopped": early_stop,
                "baselines": run.task.baselines(run.dataset),
                "data": {"name": run.dataset.name, "image_shape": list(run.dataset.image_shape),
                         **{f"num_{name}": len(run.dataset.split(name))

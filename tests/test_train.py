@@ -139,3 +139,30 @@ def test_workdirs_from_before_a_config_key_existed_still_resume_and_load(tmp_pat
     run, model, step = train.load_trained(str(tmp_path))
     assert step == 20 and run.config.anomaly.target_fpr == 0.05
     assert train.train_and_evaluate(tiny_config(), str(tmp_path))["step"] == 40
+
+
+def early(**kw):
+    # min_delta so large that nothing after the first evaluation counts as an improvement
+    return tiny_config(**{"train.num_steps": 200, "train.eval_every": 10, "train.early_stopping_patience": 2,
+                          "train.early_stopping_min_delta": 1e9, **kw})
+
+
+def test_early_stopping_with_patience_survives_resume_and_is_final(tmp_path):
+    summary = train.train_and_evaluate(early(), str(tmp_path / "straight"))
+    assert summary["step"] == 30
+    assert summary["early_stopped"] == {"metric": "loss", "best": pytest.approx(summary["early_stopped"]["best"]),
+                                        "best_eval": 1, "evals_without_improvement": 2}
+    # Interrupted between evaluations, the patience count continues from the log.
+    assert train.train_and_evaluate(early(), str(tmp_path / "resumed"), should_stop=lambda s: s == 25)["stopped"]
+    assert train.train_and_evaluate(early(), str(tmp_path / "resumed"))["step"] == 30
+    # A finished early-stopped run is complete: rerunning trains nothing more.
+    before = (tmp_path / "straight" / "metrics.jsonl").read_text()
+    assert train.train_and_evaluate(early(), str(tmp_path / "straight"))["step"] == 30
+    assert (tmp_path / "straight" / "metrics.jsonl").read_text() == before
+    assert train.train_and_evaluate(tiny_config(), str(tmp_path / "off"))["early_stopped"] is None
+
+
+def test_early_stopping_metric_must_exist(tmp_path):
+    with pytest.raises(UsageError, match="early_stopping_metric='psnr' is not a validation metric.*known: bce"):
+        train.train_and_evaluate(early(**{"train.early_stopping_metric": "psnr"}), str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
