@@ -127,7 +127,9 @@ def report(workdir: str) -> list[str]:
     record = wd.read_json(record_path)
     axes = [key for key, _ in record["axes"]]
     rows = []
-    for name, entry in sorted(record["points"].items()):
+    by_values = sorted(record["points"].items(),
+                       key=lambda item: [(isinstance(v, str), v) for v in item[1]["values"].values()])
+    for name, entry in by_values:
         summary_path = os.path.join(workdir, POINTS, name, wd.SUMMARY)
         row = {**entry["values"], "status": entry["status"]}
         if os.path.exists(summary_path):

@@ -82,3 +82,13 @@ def test_bad_sweep_specs_exit_2_before_anything_runs(tmp_path, capsys, flags, me
     err = capsys.readouterr().err.strip()
     assert message in err and len(err.splitlines()) == 1
     assert not workdir.exists()
+
+
+def test_report_orders_points_by_value_not_by_name(tmp_path):
+    record = {"axes": [["model.latent_dim", [16, 4]]],
+              "points": {"latent_dim=16": {"values": {"model.latent_dim": 16}, "status": "failed"},
+                         "latent_dim=4": {"values": {"model.latent_dim": 4}, "status": "failed"}}}
+    (tmp_path / "sweep.json").write_text(json.dumps(record))
+    assert main(["aelab", "report", f"--workdir={tmp_path}"]) == 0
+    rows = (tmp_path / "report.csv").read_text().splitlines()
+    assert rows == ["model.latent_dim,status", "4,failed", "16,failed"]
