@@ -102,6 +102,28 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+def lookup(config: ml_collections.ConfigDict, key: str, label: str):
+    """The value at dotted `key`; a UsageError starting with `label` lists the keys where it fails."""
+    node, parts = config, key.split(".")
+    for i, part in enumerate(parts):
+        where = ".".join(parts[:i]) or "config"
+        if not hasattr(node, "keys"):
+            raise UsageError(f"{label}: config.{where} is a value, not a group of keys")
+        if part not in node:
+            raise UsageError(f"{label}; keys under {where}: " + ", ".join(sorted(node.keys())))
+        node = node[part]
+    return node
+
+
+def set_value(config: ml_collections.ConfigDict, key: str, value) -> None:
+    """Sets the dotted `key` (e.g. "model.latent_dim") of `config`, type-checked by ml-collections."""
+    *groups, leaf = key.split(".")
+    node = config
+    for group in groups:
+        node = node[group]
+    node[leaf] = value
+
+
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
     """A config.json written by any aelab version, completed with today's defaults for newer keys."""
     config = base_config()

@@ -25,6 +25,7 @@ from absl import flags
 from ml_collections import config_flags
 
 from aelab.errors import UsageError
+from aelab import config as config_lib
 from aelab import train
 from aelab.train import NonFiniteError
 
@@ -98,17 +99,7 @@ def _check_override_keys(argv: list[str]) -> None:
         del e
         return
     for key in overrides:
-        node = base
-        parts = key.split(".")
-        for i, part in enumerate(parts):
-            where = ".".join(parts[:i]) or "config"
-            if not hasattr(node, "keys"):
-                raise UsageError(f"unknown config key --config.{key}: config.{where} is a value, "
-                                 "not a group of keys")
-            if part not in node:
-                raise UsageError(f"unknown config key --config.{key}; keys under {where}: "
-                                 + ", ".join(sorted(node.keys())))
-            node = node[part]
+        config_lib.lookup(base, key, f"unknown config key --config.{key}")
 
 
 def _stop_on_signals() -> Callable[[int], bool]:

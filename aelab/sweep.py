@@ -20,6 +20,7 @@ from typing import Any
 
 import ml_collections
 
+from aelab import config as config_lib
 from aelab import plots, train
 from aelab import workdir as wd
 from aelab.errors import UsageError
@@ -47,13 +48,7 @@ def parse_axes(specs: list[str], config: ml_collections.ConfigDict) -> list[tupl
 
 
 def _lookup(config, key: str):
-    node = config
-    for i, part in enumerate(key.split(".")):
-        if not hasattr(node, "keys") or part not in node:
-            where = ".".join(key.split(".")[:i]) or "config"
-            known = ", ".join(sorted(node.keys())) if hasattr(node, "keys") else "(a value)"
-            raise UsageError(f"unknown sweep key {key!r}; keys under {where}: {known}")
-        node = node[part]
+    node = config_lib.lookup(config, key, f"unknown sweep key {key!r}")
     if hasattr(node, "keys") or isinstance(node, (tuple, list)):
         raise UsageError(f"sweep key {key!r} is not a single value; sweep one number or name at a time")
     return node
@@ -83,11 +78,7 @@ def grid(axes) -> list[dict[str, Any]]:
 def point_config(config: ml_collections.ConfigDict, values: dict[str, Any]) -> ml_collections.ConfigDict:
     config = copy.deepcopy(config)
     for key, value in values.items():
-        *groups, leaf = key.split(".")
-        node = config
-        for group in groups:
-            node = node[group]
-        node[leaf] = value
+        config_lib.set_value(config, key, value)
     return config
 
 
@@ -96,7 +87,7 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str])
     axes = parse_axes(specs, config)
     points = grid(axes)
     for values in points:  # every point must be a valid config before anything runs
-        train.config_lib.validate(point_config(config, values))
+        config_lib.validate(point_config(config, values))
     os.makedirs(workdir, exist_ok=True)
     record_path = os.path.join(workdir, SWEEP)
     record = wd.read_json(record_path) if os.path.exists(record_path) else {"points": {}}

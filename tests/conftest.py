@@ -6,7 +6,7 @@ import pathlib
 import jax
 import pytest
 
-from aelab.config import base_config
+from aelab.config import base_config, set_value
 
 REPO = pathlib.Path(__file__).resolve().parents[1]
 SHARED_DATA = pathlib.Path(os.environ.get("AELAB_SHARED_DATA", REPO.parent / "shared" / "data"))
@@ -31,11 +31,7 @@ def tiny_config(**overrides):
     config.train.progress = False
     config.train.tensorboard = False
     for key, value in overrides.items():
-        node = config
-        *parents, leaf = key.split(".")
-        for p in parents:
-            node = node[p]
-        node[leaf] = value
+        set_value(config, key, value)
     return config
 
 

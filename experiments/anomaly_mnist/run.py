@@ -18,7 +18,8 @@ import time
 
 import numpy as np
 
-from aelab import train
+from aelab import sweep, train
+from aelab.config import set_value
 from aelab.uses import anomaly
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -32,13 +33,10 @@ def config_for(digit: int, data: str, steps: int, overrides: list[str]):
     config = module.get_config(f"digit={digit},steps={steps}")
     config.data.name = data
     config.train.progress = False
-    for item in overrides:  # KEY=VALUE, typed like the default
-        key, _, value = item.partition("=")
-        *groups, leaf = key.split(".")
-        node = config
-        for group in groups:
-            node = node[group]
-        node[leaf] = type(node[leaf])(value)
+    for key, values in sweep.parse_axes(overrides, config):  # KEY=VALUE, typed like the default
+        if len(values) != 1:
+            raise SystemExit(f"--set {key} takes one value, got {values}")
+        set_value(config, key, values[0])
     return config
 
 
