@@ -138,7 +138,8 @@ class Window:
         self.first_step = first_step
         self.skip = train.skip_nonfinite
         self.max_in_a_row = train.max_consecutive_nonfinite
-        self.in_a_row = 0  # carried across windows
+        self.in_a_row = 0  # bad steps in a row at the end of the previous window
+        self._window_end_in_a_row = 0  # ... and at the end of this one (committed by restart)
         self.metrics: list[dict] = []
         self.start_time = time.perf_counter()
 
@@ -149,11 +150,13 @@ class Window:
         """Means over the window's finite steps; raises NonFiniteError where training went bad."""
         stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *self.metrics))
         finite = np.all([np.isfinite(v) for v in stacked.values()], axis=0)
+        in_a_row = self.in_a_row  # counted afresh from the window's start: calling twice is harmless
         for i, ok in enumerate(finite):
-            self.in_a_row = 0 if ok else self.in_a_row + 1
-            if not ok and (not self.skip or self.in_a_row > self.max_in_a_row):
+            in_a_row = 0 if ok else in_a_row + 1
+            if not ok and (not self.skip or in_a_row > self.max_in_a_row):
                 metric = next(k for k, v in sorted(stacked.items()) if not np.isfinite(v[i]))
                 raise NonFiniteError(self.first_step + i + 1, metric, float(stacked[metric][i]))
+        self._window_end_in_a_row = in_a_row
         means = {k: float(np.mean(v[finite])) if finite.any() else float("nan")
                  for k, v in stacked.items()}
         if self.skip:
@@ -169,6 +172,7 @@ class Window:
         """Starts the next window; returns the steps per second of the one that ended."""
         now = time.perf_counter()
         rate = len(self.metrics) / max(now - self.start_time, 1e-9)
+        self.in_a_row = self._window_end_in_a_row
         self.first_step, self.metrics, self.start_time = first_step, [], now
         return rate
 

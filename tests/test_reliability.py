@@ -109,3 +109,21 @@ def test_second_process_on_the_same_workdir_is_refused(tmp_path):
             train.train_and_evaluate(tiny_config(), str(tmp_path))
     assert not (tmp_path / "checkpoints").exists()
     train.train_and_evaluate(tiny_config(), str(tmp_path))  # free again once released
+
+
+def test_checkpoint_checks_do_not_double_count_nonfinite_streaks(tmp_path, monkeypatch):
+    """Regression: a checkpoint check inside a log window re-counted the window's bad steps, so a
+    later scan of the same window saw a streak longer than the real one and stopped the run."""
+    original = AutoencoderTask.loss_fn
+
+    def bad_at_0_4_5(self, model, batch, rng, step):  # streaks of 1 and 2, never 3
+        loss, metrics = original(self, model, batch, rng, step)
+        poison = jnp.where(jnp.isin(step, jnp.array([0, 4, 5])), jnp.nan, 0.0)
+        return loss + poison, {**metrics, "loss": loss + poison}
+
+    monkeypatch.setattr(AutoencoderTask, "loss_fn", bad_at_0_4_5)
+    config = tiny_config(**{"train.skip_nonfinite": True, "train.max_consecutive_nonfinite": 2,
+                            "train.checkpoint_every": 3, "train.log_every": 10, "train.num_steps": 20})
+    train.train_and_evaluate(config, str(tmp_path))
+    records = [r for r in read_metrics(str(tmp_path / "metrics.jsonl")) if r["split"] == "train"]
+    assert [r["skipped_steps"] for r in records] == [3, 0]
