@@ -1,4 +1,4 @@
-"""Baselines beside every result: PCA at the same latent size on the same split."""
+"""Baselines beside every result: PCA at the same latent size, fit on the training split."""
 
 from __future__ import annotations
 
@@ -8,21 +8,28 @@ from sklearn.decomposition import PCA
 from aelab.data.splits import Split
 
 
-def pca_reconstruction(train: Split, test: Split, n_components: int, seed: int = 0) -> np.ndarray:
-    """Test images reconstructed by PCA fit on the training images, in the test images' shape."""
+def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
+    """PCA of the flattened training images (components capped by the data's rank limits)."""
     x_train = train.images.reshape(len(train), -1)
-    x_test = test.images.reshape(len(test), -1)
-    n_components = min(n_components, *x_train.shape)
-    pca = PCA(n_components=n_components, random_state=seed).fit(x_train)
-    return pca.inverse_transform(pca.transform(x_test)).reshape(test.images.shape)
+    return PCA(n_components=min(n_components, *x_train.shape), random_state=seed).fit(x_train)
 
 
-def pca_baseline(train: Split, test: Split, n_components: int, seed: int = 0) -> dict[str, float]:
+def pca_reconstruction(pca: PCA, images: np.ndarray) -> np.ndarray:
+    """`images` projected onto the PCA subspace and back, in their own shape."""
+    flat = images.reshape(len(images), -1)
+    return pca.inverse_transform(pca.transform(flat)).reshape(images.shape)
+
+
+def pca_errors(pca: PCA, images: np.ndarray) -> np.ndarray:
+    """Sum of squared reconstruction errors per image (the `recon_sse` unit)."""
+    return np.square(pca_reconstruction(pca, images) - images).reshape(len(images), -1).sum(axis=1)
+
+
+def pca_baseline(pca: PCA, test: Split) -> dict[str, float]:
     """PCA's `recon_sse` (per example) and `mse` (per element) on `test`, in the contract's units."""
-    reconstruction = pca_reconstruction(train, test, n_components, seed)
-    squared = np.square(reconstruction - test.images).reshape(len(test), -1).sum(axis=1)
+    squared = pca_errors(pca, test.images)
     return {
         "recon_sse": float(squared.mean()),
         "mse": float(squared.mean() / test.images[0].size),
-        "n_components": int(min(n_components, len(train), test.images[0].size)),
+        "n_components": int(pca.n_components_),
     }

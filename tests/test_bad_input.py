@@ -1,7 +1,5 @@
 """Every bad-data case through the CLI: one line naming the file and problem, exit 2, workdir untouched."""
 
-import gzip
-
 import numpy as np
 import pytest
 

@@ -111,17 +111,22 @@ class AutoencoderTask:
     def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
         return {k: float(v) for k, v in means.items()}
 
+    def _pca(self, dataset: Dataset):
+        """PCA at the latent size, fit once per training split (baselines and figures share it)."""
+        if getattr(self, "_pca_fit_on", None) is not dataset.train:
+            self._pca_fit_on = dataset.train
+            self._fitted_pca = evaluate.fit_pca(dataset.train, self.config.model.latent_dim, self.config.seed)
+        return self._fitted_pca
+
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
-        return {"pca": evaluate.pca_baseline(dataset.train, dataset.test,
-                                             self.config.model.latent_dim, self.config.seed)}
+        return {"pca": evaluate.pca_baseline(self._pca(dataset), dataset.test)}
 
     def figures(self, model: models.Autoencoder, dataset: Dataset, records, figure_dir: str,
                 baselines=None) -> None:
         images = dataset.test.images[:16]
         inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed)))
         reconstruction = np.asarray(model.reconstruct(inputs))
-        pca = evaluate.pca_reconstruction(dataset.train, dataset.test.take(np.arange(16)),
-                                          self.config.model.latent_dim, self.config.seed)
+        pca = evaluate.pca_reconstruction(self._pca(dataset), images)
         label = {"ae": "autoencoder", "vae": "VAE", "vqvae": "VQ-VAE"}[self.kind]
         rows, names = [images, reconstruction, pca], ["input", label, f"PCA-{self.config.model.latent_dim}"]
         if self.config.corruption.kind != "none":

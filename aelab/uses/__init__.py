@@ -14,14 +14,11 @@ import numpy as np
 from flax import nnx
 
 from aelab import data
-from aelab.errors import UsageError
 
 USES = "uses"
 
-
 def uses_dir(workdir: str) -> str:
     return os.path.join(workdir, USES)
-
 
 def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int = 1000,
             rng: jax.Array | None = None) -> dict[str, np.ndarray]:
@@ -43,13 +40,6 @@ def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int 
             out.setdefault(name, []).append(np.asarray(value)[:n])
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
-
 def encode(model: nnx.Module, split: data.Split) -> np.ndarray:
     """The codes of a split (posterior means for a VAE, quantized codes for a VQ-VAE)."""
     return batched(model, lambda m, b, _: {"code": m.encode(b["image"])}, split)["code"]
-
-
-def get_split(dataset: data.Dataset, name: str) -> data.Split:
-    if name not in ("train", "val", "test"):
-        raise UsageError(f"unknown split {name!r}; known: test, train, val")
-    return dataset.split(name)

@@ -55,8 +55,8 @@ def anomaly(workdir: str) -> list[str]:
     scores = test[name]
     threshold = threshold_for_fpr(val[name], config.anomaly.target_fpr)
     flagged = scores > threshold
-    pca = evaluate.pca_reconstruction(run.dataset.train, run.dataset.test, config.model.latent_dim, config.seed)
-    pca_scores = np.square(pca - run.dataset.test.images).reshape(len(scores), -1).sum(1)
+    pca = evaluate.fit_pca(run.dataset.train, config.model.latent_dim, config.seed)
+    pca_scores = evaluate.pca_errors(pca, run.dataset.test.images)
     result = {
         "step": step, "normal_classes": list(normal_classes), "score": name,
         "test_normal": int((~is_anomaly).sum()), "test_anomalous": int(is_anomaly.sum()),
@@ -67,7 +67,7 @@ def anomaly(workdir: str) -> list[str]:
         "test_precision": float(precision_score(is_anomaly, flagged, zero_division=0)),
         "test_recall": float(recall_score(is_anomaly, flagged, zero_division=0)),
         "auroc_by_score": {k: detection_scores(v, is_anomaly)["auroc"] for k, v in sorted(test.items())},
-        "baselines": {"pca": {"n_components": config.model.latent_dim, "score": "recon_sse",
+        "baselines": {"pca": {"n_components": int(pca.n_components_), "score": "recon_sse",
                               **detection_scores(pca_scores, is_anomaly)}},
     }
     directory = uses_dir(workdir)

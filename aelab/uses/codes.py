@@ -12,10 +12,10 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 from sklearn.neighbors import KNeighborsClassifier
 
-from aelab import plots
+from aelab import evaluate, plots
 from aelab.errors import UsageError
 from aelab.train import load_trained
-from aelab.uses import encode, get_split, uses_dir
+from aelab.uses import encode, uses_dir
 from aelab.workdir import atomic_write, write_json
 
 MAP_POINTS = 3000  # t-SNE and scatter plots use at most this many codes
@@ -24,7 +24,7 @@ MAP_POINTS = 3000  # t-SNE and scatter plots use at most this many codes
 def embed(workdir: str, split_name: str, out: str) -> list[str]:
     """Writes the codes and labels of a split to `out` (.npz) and latent maps to DIR/uses/."""
     run, model, step = load_trained(workdir)
-    split = get_split(run.dataset, split_name)
+    split = run.dataset.split(split_name)
     codes = encode(model, split)
     arrays = {"codes": codes, "step": np.array(step), "split": np.array(split_name)}
     if split.labels is not None:
@@ -85,7 +85,7 @@ def probe(workdir: str, max_train: int = 10000) -> str:
     train = train.take(np.sort(index))
     latent = run.config.model.latent_dim
     raw_train, raw_test = train.images.reshape(len(train), -1), test.images.reshape(len(test), -1)
-    pca = PCA(latent, random_state=run.config.seed).fit(raw_train)
+    pca = evaluate.fit_pca(train, latent, run.config.seed)
     features = {
         "codes": (encode(model, train), encode(model, test)),
         f"pca_{latent}": (pca.transform(raw_train), pca.transform(raw_test)),
