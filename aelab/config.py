@@ -155,6 +155,22 @@ def preset(name: str) -> ml_collections.ConfigDict:
     return config
 
 
+TRUE, FALSE = ("true", "1", "yes"), ("false", "0", "no")
+
+
+def cast_like(default, value: str, label: str):
+    """`value` (text) as the type of `default`; a UsageError "{label}={value!r} is not a T" if it isn't one."""
+    kind = type(default)
+    try:
+        if kind is bool:
+            if value.lower() not in TRUE + FALSE:
+                raise ValueError
+            return value.lower() in TRUE
+        return kind(value)
+    except ValueError:
+        raise UsageError(f"{label}={value!r} is not a {kind.__name__}") from None
+
+
 def parse_arg(arg: str | None, **defaults):
     """Parses a config arg like "latent=32,arch=conv,runlocal" (big_vision style).
 
@@ -166,17 +182,7 @@ def parse_arg(arg: str | None, **defaults):
         key, sep, value = item.partition("=")
         choose("config arg", key, defaults)
         default = defaults[key]
-        if not sep:
-            value = True
-        elif isinstance(default, bool):
-            value = value.lower() in ("1", "true", "yes")
-        else:
-            try:
-                value = type(default)(value)
-            except ValueError:
-                raise UsageError(
-                    f"config arg {key}={value!r} is not a {type(default).__name__}") from None
-        parsed[key] = value
+        parsed[key] = cast_like(default, value, f"config arg {key}") if sep else True
     return parsed
 
 

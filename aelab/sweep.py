@@ -43,7 +43,7 @@ def parse_axes(specs: list[str], config: ml_collections.ConfigDict) -> list[tupl
         values = [v for v in raw.split(",") if v != ""]
         if not values:
             raise UsageError(f"--sweep={spec!r} has no values; give KEY=V1,V2,...")
-        axes.append((key, [_cast(key, v, default) for v in values]))
+        axes.append((key, [config_lib.cast_like(default, v, f"sweep value {key}") for v in values]))
     return axes
 
 
@@ -52,18 +52,6 @@ def _lookup(config, key: str):
     if hasattr(node, "keys") or isinstance(node, (tuple, list)):
         raise UsageError(f"sweep key {key!r} is not a single value; sweep one number or name at a time")
     return node
-
-
-def _cast(key: str, value: str, default):
-    kind = type(default)
-    try:
-        if kind is bool:
-            if value.lower() not in ("true", "false", "1", "0"):
-                raise ValueError
-            return value.lower() in ("true", "1")
-        return kind(value)
-    except ValueError:
-        raise UsageError(f"sweep value {key}={value!r} is not a {kind.__name__}") from None
 
 
 def point_name(values: dict[str, Any]) -> str:

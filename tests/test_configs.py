@@ -37,3 +37,6 @@ def test_config_args_are_typed_and_checked():
         config_lib.parse_arg("latnet=3", latent=8)
     with pytest.raises(ValueError, match="config arg latent='x' is not a int"):
         config_lib.parse_arg("latent=x", latent=8)
+    assert config_lib.parse_arg("flag=no", flag=True).flag is False
+    with pytest.raises(ValueError, match="config arg flag='maybe' is not a bool"):
+        config_lib.parse_arg("flag=maybe", flag=False)
