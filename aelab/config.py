@@ -17,10 +17,11 @@ def base_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.task = "autoencoder"
-    config.loss = "bce"  # reconstruction loss: bce (on logits) | mse | l1
+    config.loss = "bce"  # reconstruction: bce (on logits) | mse | l1; segmentation: see below
 
     config.data = ml_collections.ConfigDict()
     config.data.name = "digits"  # digits | idx:DIR | npz:FILE | csv:FILE | images:DIR | a TFDS name
+    # (segmentation: segfolder:DIR | scenes:NAME | a TFDS name with data.mask_key)
     config.data.data_dir = ""  # TFDS data_dir; "" = TFDS's default
     config.data.download = True  # TFDS: download and prepare if missing
     config.data.label_column = ""  # csv: header name or 0-based index of the labels; "" = none
@@ -30,6 +31,17 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.test_fraction = 0.2  # carved from train when it has no test split
     config.data.split_seed = 0  # fixes the carved splits independently of `seed`
     config.data.normal_classes = ()  # one-class protocol: train/val keep only these labels
+    # Segmentation data.
+    config.data.image_size = 0  # resize images (bilinear) and masks (nearest) to this square; 0 = keep
+    config.data.mask_key = ""  # TFDS feature of the per-pixel masks ("segmentation_mask"); "" = none
+    config.data.mask_offset = 0  # subtracted from TFDS mask values (oxford_iiit_pet's start at 1)
+    config.data.scenes = ml_collections.ConfigDict()  # scenes:NAME, generated from NAME's digits
+    config.data.scenes.canvas = 64  # canvas side in pixels
+    config.data.scenes.min_digits = 1
+    config.data.scenes.max_digits = 3
+    config.data.scenes.num_train = 10000  # scenes from train digits (validation is carved from them)
+    config.data.scenes.num_test = 2000  # scenes from test digits
+    config.data.scenes.ink_threshold = 0.5  # a digit's pixels at least this bright carry its class
 
     config.model = ml_collections.ConfigDict()
     config.model.arch = "mlp"  # mlp | conv
@@ -41,6 +53,12 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.kernel_size = 3
     config.model.upsample = "transpose"  # conv decoder: transpose | resize
     config.model.code_activation = "none"  # autoencoder code: none | sigmoid | relu
+    # Segmentation (arch unet): a U-Net, or with skips=False the same encoder-decoder without skips.
+    config.model.num_classes = 2
+    config.model.depth = 3  # poolings; level i has width * 2**i channels
+    config.model.width = 16
+    config.model.skips = True
+    config.model.norm = "none"  # none | group (GroupNorm after every convolution)
 
     # Denoising: corrupt the input only, reconstruct the clean image (any task).
     config.corruption = ml_collections.ConfigDict()
@@ -53,6 +71,16 @@ def base_config() -> ml_collections.ConfigDict:
     config.penalty.kl_sparsity = 0.0  # sparse AE: weight of sum_j KL(rho || mean activation_j)
     config.penalty.rho = 0.05  # target mean activation (needs model.code_activation=sigmoid)
     config.penalty.contractive = 0.0  # contractive AE: weight of ||d code / d x||_F^2
+
+    # Segmentation: loss is cross_entropy | dice | cross_entropy+dice.
+    config.segmentation = ml_collections.ConfigDict()
+    config.segmentation.ignore_index = -1  # mask value of unlabelled pixels (out of loss and metrics)
+    config.segmentation.class_weights = ()  # one positive weight per class; () = all 1
+    # Training-time augmentation, identical for an image and its mask (segmentation).
+    config.augment = ml_collections.ConfigDict()
+    config.augment.hflip = False
+    config.augment.vflip = False
+    config.augment.crop = 0  # random crop x crop windows; 0 = whole images
 
     config.vae = ml_collections.ConfigDict()
     config.vae.beta = 1.0  # weight of the KL term (beta-VAE)

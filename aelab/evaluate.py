@@ -1,4 +1,5 @@
-"""Baselines beside every result: PCA at the same latent size, fit on the training split."""
+"""Metrics and baselines: PCA at the same latent size (autoencoders); IoU, Dice and the
+majority-class baseline (segmentation)."""
 
 from __future__ import annotations
 
@@ -33,3 +34,33 @@ def pca_baseline(pca: PCA, test: Split) -> dict[str, float]:
         "mse": float(squared.mean() / test.images[0].size),
         "n_components": int(pca.n_components_),
     }
+
+
+def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
+    """Pixel accuracy, per-class and mean IoU, and mean Dice from a [true, predicted] confusion matrix.
+
+    The matrix is accumulated over the whole split (not averaged per batch). A class
+    absent from both truth and prediction has no IoU and is left out of the means.
+    """
+    confusion = np.asarray(confusion, dtype=np.float64)
+    tp = np.diag(confusion)
+    true, predicted = confusion.sum(axis=1), confusion.sum(axis=0)
+    present = (true + predicted) > 0
+    iou = tp[present] / (true + predicted - tp)[present]
+    dice = 2 * tp[present] / (true + predicted)[present]
+    scores = {"pixel_accuracy": float(tp.sum() / max(confusion.sum(), 1e-12)),
+              "mean_iou": float(iou.mean()) if present.any() else 0.0,
+              "dice": float(dice.mean()) if present.any() else 0.0}
+    scores.update({f"iou_{k}": float(v) for k, v in zip(np.flatnonzero(present), iou)})
+    return scores
+
+
+def majority_baseline(train_masks: np.ndarray, test_masks: np.ndarray, num_classes: int,
+                      ignore_index: int) -> dict[str, float]:
+    """Scores of predicting the most frequent training class at every pixel of `test`."""
+    labelled = lambda m: m[m != ignore_index]
+    majority = int(np.bincount(labelled(train_masks), minlength=num_classes).argmax())
+    true = np.bincount(labelled(test_masks), minlength=num_classes)[:num_classes]
+    confusion = np.zeros((num_classes, num_classes))
+    confusion[:, majority] = true
+    return {"class": majority, **segmentation_scores(confusion)}

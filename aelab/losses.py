@@ -92,3 +92,39 @@ def gaussian_nll(prediction: jax.Array, target: jax.Array, sigma: float) -> jax.
     """-log N(target; prediction, sigma^2 I) per example, nats."""
     d = target.size // target.shape[0]
     return sse(prediction, target) / (2 * sigma ** 2) + d * (jnp.log(sigma) + 0.5 * LOG_2PI)
+
+
+# --- segmentation: per-pixel class logits (B, H, W, K), integer targets (B, H, W) ---------------
+
+def pixel_cross_entropy(logits: jax.Array, targets: jax.Array, valid: jax.Array,
+                        class_weights: jax.Array, axes=(1, 2)) -> jax.Array:
+    """Weighted mean over the labelled (`valid`) pixels of the softmax cross-entropy, nats per pixel.
+
+    Reduced over `axes` ((1, 2): per example; (0, 1, 2): the batch); like PyTorch's
+    weighted "mean", each pixel counts with its true class's weight.
+    """
+    ce = optax.softmax_cross_entropy_with_integer_labels(logits, targets)
+    weight = class_weights[targets] * valid
+    return jnp.sum(ce * weight, axis=axes) / jnp.maximum(jnp.sum(weight, axis=axes), 1e-12)
+
+
+def soft_dice_loss(logits: jax.Array, targets: jax.Array, valid: jax.Array,
+                   class_weights: jax.Array, axes=(1, 2), smooth: float = 1.0) -> jax.Array:
+    """1 - the class-weighted mean soft Dice (Milletari et al. 2016) over the labelled pixels.
+
+    `smooth` keeps a class that is absent and not predicted at Dice ~1 instead of 0/0.
+    """
+    probs = jax.nn.softmax(logits) * valid[..., None]
+    onehot = jax.nn.one_hot(targets, logits.shape[-1]) * valid[..., None]
+    intersection = jnp.sum(probs * onehot, axis=axes)
+    total = jnp.sum(probs, axis=axes) + jnp.sum(onehot, axis=axes)
+    dice = (2.0 * intersection + smooth) / (total + smooth)
+    return 1.0 - jnp.sum(dice * class_weights, axis=-1) / jnp.sum(class_weights)
+
+
+def confusion_matrices(predictions: jax.Array, targets: jax.Array, valid: jax.Array,
+                       num_classes: int) -> jax.Array:
+    """(B, K, K) pixel counts per example: [true class, predicted class], labelled pixels only."""
+    true = jax.nn.one_hot(targets, num_classes) * valid[..., None]
+    pred = jax.nn.one_hot(predictions, num_classes)
+    return jnp.einsum("bhwk,bhwl->bkl", true, pred)

@@ -41,7 +41,7 @@ def image_rows(rows: Sequence[np.ndarray], row_titles: Sequence[str], path: str,
 
 
 def curves(records: Iterable[Mapping], metric: str, path: str, ylabel: str,
-           reference: Mapping[str, float] | None = None) -> None:
+           reference: Mapping[str, float] | None = None, log: bool = True) -> None:
     """`metric` against step, one line per split, with optional horizontal reference lines."""
     by_split: dict[str, list[tuple[int, float]]] = {}
     for record in records:
@@ -56,7 +56,8 @@ def curves(records: Iterable[Mapping], metric: str, path: str, ylabel: str,
         ax.annotate(name, (0, value), textcoords="offset points", xytext=(4, 4), color="gray")
     ax.set_xlabel("step")
     ax.set_ylabel(ylabel)
-    ax.set_yscale("log")
+    if log:
+        ax.set_yscale("log")
     ax.grid(True, alpha=0.3)
     ax.legend()
     save(fig, path)
@@ -160,4 +161,41 @@ def sweep_curve(rows, x_axis: str, group_axes, metric: str, path: str) -> None:
     ax.set_ylabel(f"test {metric}")
     ax.grid(True, alpha=0.3)
     ax.legend()
+    save(fig, path)
+
+
+def class_colors(num_classes: int) -> np.ndarray:
+    """(K, 3) RGB in [0, 1]: class 0 black, the others from tab10/tab20."""
+    cmap = plt.get_cmap("tab10" if num_classes <= 11 else "tab20")
+    return np.array([(0.0, 0.0, 0.0)] + [cmap(i % cmap.N)[:3] for i in range(num_classes - 1)])
+
+
+def segmentation_rows(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
+                      num_classes: int, path: str, title: str = "") -> None:
+    """Rows image / true mask / predicted mask / overlay of the prediction on the image."""
+    colors = class_colors(num_classes)
+    grey = images.mean(axis=-1, keepdims=True).repeat(3, axis=-1)
+    overlay = np.where(predicted[..., None] > 0, 0.5 * grey + 0.5 * colors[predicted], grey)
+    image_rows([images, colors[np.clip(true, 0, num_classes - 1)], colors[predicted], overlay],
+               ["image", "true mask", "predicted", "overlay"], path, title)
+
+
+def confusion_matrix(confusion: np.ndarray, class_names, path: str, title: str) -> None:
+    """Row-normalized confusion matrix (rows: true class, columns: predicted)."""
+    confusion = np.asarray(confusion, dtype=np.float64)
+    rates = confusion / np.maximum(confusion.sum(axis=1, keepdims=True), 1)
+    k = len(confusion)
+    fig, ax = plt.subplots(figsize=(1.0 + 0.5 * k, 0.8 + 0.5 * k))
+    im = ax.imshow(rates, cmap="Blues", vmin=0.0, vmax=1.0)
+    for i in range(k):
+        for j in range(k):
+            if rates[i, j] >= 0.005:
+                ax.text(j, i, f"{rates[i, j]:.2f}", ha="center", va="center", fontsize=7,
+                        color="white" if rates[i, j] > 0.5 else "black")
+    ax.set_xticks(range(k), class_names, rotation=90)
+    ax.set_yticks(range(k), class_names)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true")
+    ax.set_title(title)
+    fig.colorbar(im, ax=ax, fraction=0.046)
     save(fig, path)

@@ -1,6 +1,7 @@
 """Data: `load(data_config)` returns a Dataset of in-memory train/val/test splits.
 
-Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, or any TFDS name.
+Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, or any TFDS name;
+for segmentation also `segfolder:DIR` and `scenes:NAME` (digit scenes built from data set NAME).
 """
 
 from __future__ import annotations
@@ -8,7 +9,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from aelab.data import files, sources
+from aelab.data import files, segmentation, sources
 from aelab.data.pipeline import TrainBatches, eval_batches
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
@@ -18,6 +19,9 @@ LOCAL_READERS = {
     "npz": lambda path, data: sources.read_npz(path),
     "csv": lambda path, data: files.read_csv(path, data.label_column),
     "images": lambda path, data: files.read_images(path),
+    "segfolder": lambda path, data: segmentation.read_segfolder(path, data.image_size),
+    "scenes": lambda name, data: segmentation.read_scenes(
+        read_splits(_with_name(data, name)), data.scenes, data.split_seed),
 }
 NAMED_READERS = {"digits": sources.read_digits}
 
@@ -38,7 +42,18 @@ def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
         if not path:
             raise UsageError(f"data name {name!r} has no path after '{prefix}:'")
         return LOCAL_READERS[prefix](path, data)
-    return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key)
+    read_split = None
+    if data.mask_key:  # a segmentation set: images and masks, resized to one size
+        read_split = lambda source, ds_name, split: segmentation.read_tfds_examples(
+            source, ds_name, split, data.image_key, data.mask_key, data.mask_offset, data.image_size)
+    return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key,
+                             read_split)
+
+
+def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    inner = ml_collections.ConfigDict(data.to_dict())
+    inner.name, inner.mask_key = name, ""
+    return inner
 
 
 def load(data: ml_collections.ConfigDict) -> Dataset:

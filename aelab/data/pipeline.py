@@ -3,7 +3,8 @@
 The order of an epoch is a permutation drawn from (seed, epoch); the batch of
 step t is the slice of its epoch's permutation at t's position. Training
 batches have a fixed shape (the last partial batch of an epoch is dropped);
-evaluation batches are padded to a fixed shape and carry a 0/1 mask.
+evaluation batches are padded to a fixed shape and carry a 0/1 `mask` of real
+examples. Segmentation masks (per-pixel class ids) travel as "segmentation".
 """
 
 from __future__ import annotations
@@ -47,6 +48,8 @@ class TrainBatches:
         batch = {"image": self.split.images[index]}
         if self.split.labels is not None:
             batch["label"] = self.split.labels[index]
+        if self.split.masks is not None:
+            batch["segmentation"] = self.split.masks[index]
         return batch
 
 
@@ -63,4 +66,7 @@ def eval_batches(split: Split, batch_size: int) -> Iterator[dict[str, np.ndarray
         }
         if split.labels is not None:
             batch["label"] = np.pad(split.labels[start:start + batch_size], (0, pad))
+        if split.masks is not None:
+            masks = split.masks[start:start + batch_size]
+            batch["segmentation"] = np.pad(masks, [(0, pad)] + [(0, 0)] * (masks.ndim - 1))
         yield batch

@@ -101,11 +101,13 @@ def read_npz(path: str) -> Splits:
 # --- TFDS ------------------------------------------------------------------
 
 def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
-              label_key: str) -> Splits:
+              label_key: str, read_split=None) -> Splits:
     """Any TFDS image data set, read with `tfds.data_source` (array_record) and grain.
 
     No TensorFlow: `data_source` reads array_record files; with `download`,
     a data set not yet on disk is downloaded and prepared first.
+    `read_split(source, name, split) -> Split` replaces the image/label reader
+    (segmentation reads masks this way).
     """
     import grain
     import tensorflow_datasets as tfds
@@ -135,7 +137,8 @@ def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
             raise UsageError(
                 f"tfds:{name}: not available under data_dir={data_dir or '~/tensorflow_datasets'} "
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-        splits[ours] = _read_source(grain, source, name, theirs, image_key, label_key)
+        splits[ours] = (read_split(source, name, theirs) if read_split else
+                        _read_source(grain, source, name, theirs, image_key, label_key))
     return splits
 
 

@@ -11,17 +11,20 @@ from aelab.errors import UsageError
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Images as float32 (N, H, W, C) in [0, 1], with optional int labels (N,)."""
+    """Images as float32 (N, H, W, C) in [0, 1], with optional int labels (N,) and,
+    for segmentation, int32 masks (N, H, W) of per-pixel class ids."""
 
     images: np.ndarray
     labels: np.ndarray | None = None
+    masks: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def take(self, index: np.ndarray) -> "Split":
         labels = None if self.labels is None else self.labels[index]
-        return Split(self.images[index], labels)
+        masks = None if self.masks is None else self.masks[index]
+        return Split(self.images[index], labels, masks)
 
 
 @dataclasses.dataclass(frozen=True)

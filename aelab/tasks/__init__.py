@@ -16,10 +16,12 @@ import ml_collections
 
 from aelab.errors import choose
 from aelab.tasks.autoencoder import AutoencoderTask
+from aelab.tasks.segmentation import SegmentationTask
 from aelab.tasks.vae import VAETask
 from aelab.tasks.vqvae import VQVAETask
 
-TASKS = {"autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask}
+TASKS = {"autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask,
+         "segmentation": SegmentationTask}
 
 
 def get_task(config: ml_collections.ConfigDict):

@@ -1,0 +1,211 @@
+"""Segmentation data: (image, mask) pairs with per-pixel integer class ids.
+
+Sources:
+- `segfolder:DIR`: `DIR/images/` and `DIR/masks/` with matching file stems
+  (`image/` and `label/` are accepted too, as in the ISBI 2012 layout), or
+  the same under `train/`, `val/`, `test/` subfolders. Masks are
+  single-channel PNGs of class ids; masks holding only 0 and 255 are binary
+  and read as 0/1.
+- `scenes:NAME`: a generated multi-class set built from the labelled digits of
+  another data set (`scenes:idx:DIR` for real MNIST, `scenes:digits`): digits
+  placed at random, without overlap, on a blank canvas; each pixel is its
+  digit's class + 1 where the digit's ink is at least `ink_threshold`, else
+  background 0. Train scenes use train digits, test scenes test digits.
+- TFDS sets with a mask feature (`data.mask_key`), e.g. `oxford_iiit_pet`.
+
+Resizing (`data.image_size`) is deterministic: bilinear for images, nearest
+for masks, so class ids are never blended.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Sequence
+
+import ml_collections
+import numpy as np
+
+from aelab.data.files import IMAGE_EXTENSIONS
+from aelab.data.splits import Split, to_unit_float
+from aelab.errors import UsageError
+
+IMAGE_DIRS = ("images", "image")
+MASK_DIRS = ("masks", "mask", "labels", "label")
+SPLIT_DIRS = (("train", "train"), ("val", "val"), ("test", "test"))
+
+
+# --- segfolder ---------------------------------------------------------------
+
+def read_segfolder(directory: str, image_size: int) -> dict[str, Split | None]:
+    """`segfolder:DIR`: one Split per `train/val/test` subfolder, or all of DIR as train."""
+    if not os.path.isdir(directory):
+        raise UsageError(f"segfolder:{directory}: no such directory")
+    if os.path.isdir(os.path.join(directory, "train")):
+        return {name: _read_pairs(os.path.join(directory, folder), image_size)
+                if os.path.isdir(os.path.join(directory, folder)) else None
+                for name, folder in SPLIT_DIRS}
+    return {"train": _read_pairs(directory, image_size), "val": None, "test": None}
+
+
+def _subfolder(directory: str, names: Sequence[str], what: str) -> str:
+    for name in names:
+        if os.path.isdir(os.path.join(directory, name)):
+            return os.path.join(directory, name)
+    raise UsageError(f"segfolder:{directory}: no {what} folder; expected one of {', '.join(names)}")
+
+
+def _by_stem(folder: str) -> dict[str, str]:
+    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    return {os.path.splitext(f)[0]: os.path.join(folder, f) for f in files}
+
+
+def _read_pairs(directory: str, image_size: int) -> Split:
+    images_dir = _subfolder(directory, IMAGE_DIRS, "image")
+    masks_dir = _subfolder(directory, MASK_DIRS, "mask")
+    images, masks = _by_stem(images_dir), _by_stem(masks_dir)
+    unpaired = sorted(set(images) ^ set(masks))
+    if unpaired:
+        where = [images.get(s) or masks[s] for s in unpaired[:3]]
+        raise UsageError(f"segfolder:{directory}: {len(unpaired)} unpaired file(s), e.g. "
+                         f"{', '.join(where)}; every image needs a mask of the same name")
+    if not images:
+        raise UsageError(f"segfolder:{directory}: the data set is empty (no image/mask pairs)")
+    pairs = [_read_pair(images[s], masks[s], image_size) for s in sorted(images)]
+    shapes = {image.shape for image, _ in pairs}
+    if len(shapes) > 1:
+        raise UsageError(f"segfolder:{directory}: images come in several sizes {sorted(shapes)}; "
+                         "set data.image_size to resize them all")
+    mask_array = np.stack([m for _, m in pairs])
+    if set(np.unique(mask_array).tolist()) <= {0, 255}:  # binary masks drawn as 0/255
+        mask_array = (mask_array == 255).astype(np.int32)
+    return Split(to_unit_float(np.stack([i for i, _ in pairs]), f"segfolder:{directory}"),
+                 masks=mask_array)
+
+
+def _read_pair(image_path: str, mask_path: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
+    image = read_image(image_path)
+    mask = read_mask(mask_path)
+    if image.shape[:2] != mask.shape:
+        raise UsageError(f"{mask_path}: mask of size {mask.shape[1]}x{mask.shape[0]} but its image "
+                         f"{image_path} is {image.shape[1]}x{image.shape[0]}; they must match")
+    return resize_pair(image, mask, image_size)
+
+
+def read_image(path: str) -> np.ndarray:
+    """uint8 (H, W, C): greyscale keeps one channel, anything else becomes RGB."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            array = np.asarray(image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise UsageError(f"{path}: cannot read image ({e})") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def read_mask(path: str) -> np.ndarray:
+    """int32 (H, W) class ids from a single-channel (greyscale or palette) image."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            if image.mode not in ("L", "P", "1", "I", "I;16"):
+                raise UsageError(f"{path}: mask has {image.mode} pixels; masks must be single-channel "
+                                 "images of class ids (greyscale or palette PNG)")
+            return np.asarray(image).astype(np.int32)
+    except (OSError, UnidentifiedImageError) as e:
+        raise UsageError(f"{path}: cannot read mask ({e})") from None
+
+
+def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int):
+    """Both to size x size (0 = unchanged): bilinear for the uint8 image, nearest for the mask."""
+    from PIL import Image
+
+    if not size or image.shape[:2] == (size, size):
+        return image, mask
+    channels = image.shape[-1]
+    resized = Image.fromarray(image[..., 0] if channels == 1 else image).resize(
+        (size, size), Image.Resampling.BILINEAR)
+    image = np.asarray(resized).reshape(size, size, channels)
+    if mask is not None:
+        mask = np.asarray(Image.fromarray(mask.astype(np.int32)).resize(
+            (size, size), Image.Resampling.NEAREST)).astype(np.int32)
+    return image, mask
+
+
+# --- generated digit scenes --------------------------------------------------
+
+def make_scenes(digits: Split, count: int, canvas: int, min_digits: int, max_digits: int,
+                ink_threshold: float, seed: int) -> Split:
+    """`count` canvases of `min_digits..max_digits` non-overlapping digits, with masks
+    of class (label + 1) where a digit's ink >= ink_threshold and 0 elsewhere."""
+    if digits.labels is None or digits.images.shape[-1] != 1:
+        raise UsageError("scenes need greyscale digits with labels (e.g. scenes:idx:DIR, scenes:digits)")
+    size = digits.images.shape[1]
+    if size > canvas or digits.images.shape[2] != size:
+        raise UsageError(f"data.scenes.canvas={canvas} is smaller than the {size}x{size} digits")
+    rng = np.random.default_rng([seed, count, canvas])
+    images = np.zeros((count, canvas, canvas, 1), np.float32)
+    masks = np.zeros((count, canvas, canvas), np.int32)
+    for n in range(count):
+        for y, x in _place(rng, rng.integers(min_digits, max_digits + 1), size, canvas):
+            k = rng.integers(len(digits))
+            ink = digits.images[k, :, :, 0]
+            images[n, y:y + size, x:x + size, 0] = ink
+            masks[n, y:y + size, x:x + size] = np.where(ink >= ink_threshold, digits.labels[k] + 1, 0)
+    return Split(images, masks=masks)
+
+
+def _place(rng: np.random.Generator, count: int, size: int, canvas: int) -> list[tuple[int, int]]:
+    """Top-left corners of up to `count` non-overlapping size x size boxes (rejection sampling)."""
+    corners: list[tuple[int, int]] = []
+    for _ in range(50 * count):
+        if len(corners) == count:
+            break
+        y, x = rng.integers(0, canvas - size + 1, size=2)
+        if all(abs(y - cy) >= size or abs(x - cx) >= size for cy, cx in corners):
+            corners.append((int(y), int(x)))
+    return corners
+
+
+def read_scenes(digits: dict[str, Split | None], scenes: ml_collections.ConfigDict,
+                seed: int) -> dict[str, Split | None]:
+    """Scenes from the train digits (train, validation carved later) and the test digits."""
+    if not 1 <= scenes.min_digits <= scenes.max_digits:
+        raise UsageError(f"data.scenes.min_digits={scenes.min_digits} and max_digits={scenes.max_digits} "
+                         "must satisfy 1 <= min_digits <= max_digits")
+    if scenes.num_train < 2 or scenes.num_test < 1:
+        raise UsageError(f"data.scenes.num_train={scenes.num_train} must be >= 2 and "
+                         f"num_test={scenes.num_test} >= 1")
+    if not 0.0 < scenes.ink_threshold <= 1.0:
+        raise UsageError(f"data.scenes.ink_threshold={scenes.ink_threshold} must lie in (0, 1]")
+    test_digits = digits.get("test") or digits["train"]  # digits without a test split share train
+    make = lambda split, count, s: make_scenes(split, count, scenes.canvas, scenes.min_digits,
+                                              scenes.max_digits, scenes.ink_threshold, s)
+    return {"train": make(digits["train"], scenes.num_train, seed), "val": None,
+            "test": make(test_digits, scenes.num_test, seed + 1)}
+
+
+# --- TFDS --------------------------------------------------------------------
+
+def read_tfds_examples(source, name: str, split: str, image_key: str, mask_key: str,
+                       mask_offset: int, image_size: int) -> Split:
+    """A TFDS split with a mask feature, resized to image_size (TFDS images vary in size)."""
+    example = source[0]
+    for key in (image_key, mask_key):
+        if key not in example:
+            raise UsageError(f"tfds:{name}: no feature {key!r}; features: {sorted(example)}")
+    images, masks = [], []
+    for i in range(len(source)):
+        ex = source[i]
+        image, mask = np.asarray(ex[image_key]), np.asarray(ex[mask_key])
+        mask = (mask[..., 0] if mask.ndim == 3 else mask).astype(np.int32) - mask_offset
+        if image.shape[:2] != mask.shape:
+            raise UsageError(f"tfds:{name}[{split}] example {i}: mask of shape {mask.shape} "
+                             f"but image {image.shape[:2]}; they must match")
+        image, mask = resize_pair(image, mask, image_size)
+        images.append(image)
+        masks.append(mask)
+    if len({i.shape for i in images}) > 1:
+        raise UsageError(f"tfds:{name}: images vary in size; set data.image_size to resize them")
+    return Split(to_unit_float(np.stack(images), f"tfds:{name}[{split}]"), masks=np.stack(masks))
