@@ -22,10 +22,11 @@ def save(fig, path: str) -> None:
 
 
 def image_rows(rows: Sequence[np.ndarray], row_titles: Sequence[str], path: str,
-               title: str = "") -> None:
-    """One row of images per array in `rows` (each (N, H, W, C) in [0, 1]), same N."""
+               title: str = "", panel: float = 0.9) -> None:
+    """One row of images per array in `rows` (each (N, H, W, C) in [0, 1]), same N;
+    each image `panel` inches wide."""
     n = len(rows[0])
-    fig, axes = plt.subplots(len(rows), n, figsize=(n * 0.9, len(rows) * 1.0), squeeze=False)
+    fig, axes = plt.subplots(len(rows), n, figsize=(n * panel, len(rows) * (panel + 0.1)), squeeze=False)
     for r, (images, name) in enumerate(zip(rows, row_titles)):
         for i in range(n):
             ax = axes[r, i]
@@ -171,13 +172,17 @@ def class_colors(num_classes: int) -> np.ndarray:
 
 
 def segmentation_rows(images: np.ndarray, true: np.ndarray, predicted: np.ndarray,
-                      num_classes: int, path: str, title: str = "") -> None:
-    """Rows image / true mask / predicted mask / overlay of the prediction on the image."""
+                      num_classes: int, path: str, title: str = "", ignore_index: int = -1) -> None:
+    """Rows image / true mask / predicted mask / overlay of the prediction on the image;
+    unlabelled pixels (ignore_index) are grey in the true mask."""
     colors = class_colors(num_classes)
     grey = images.mean(axis=-1, keepdims=True).repeat(3, axis=-1)
     overlay = np.where(predicted[..., None] > 0, 0.5 * grey + 0.5 * colors[predicted], grey)
-    image_rows([images, colors[np.clip(true, 0, num_classes - 1)], colors[predicted], overlay],
-               ["image", "true mask", "predicted", "overlay"], path, title)
+    true_colors = np.where((true == ignore_index)[..., None], 0.5,
+                           colors[np.clip(true, 0, num_classes - 1)])
+    image_rows([images, true_colors, colors[predicted], overlay],
+               ["image", "true mask", "predicted", "overlay"], path, title,
+               panel=0.9 if images.shape[1] <= 64 else 2.5)  # large images get room for detail
 
 
 def confusion_matrix(confusion: np.ndarray, class_names, path: str, title: str) -> None:

@@ -369,3 +369,14 @@ def test_predict_refuses_runs_of_other_tasks(tmp_path, capsys):
     assert main(["aelab", "predict", f"--workdir={tmp_path / 'ae'}", f"--input={tmp_path / 'x.png'}",
                  f"--out={tmp_path / 'out'}"]) == 2
     assert "predict needs a segmentation run" in capsys.readouterr().err
+
+
+def test_bad_segmentation_input_from_the_command_line_writes_nothing(tmp_path, capsys):
+    from conftest import REPO
+
+    workdir = tmp_path / "run"
+    code = main(["aelab", "train", f"--config={REPO / 'configs' / 'seg_mnist_scenes.py'}",
+                 f"--workdir={workdir}", "--config.data.name=scenes:digits", "--config.data.scenes.canvas=6"])
+    assert code == 2 and not workdir.exists()
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and "data.scenes.canvas=6 is smaller than the 8x8 digits" in err

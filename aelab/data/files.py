@@ -88,9 +88,21 @@ def read_images(directory: str) -> dict[str, Split | None]:
     return splits
 
 
-def _read_image_folder(directory: str) -> Split:
+def read_image(path: str, channels: int | None = None) -> np.ndarray:
+    """uint8 (H, W, C). channels=None keeps greyscale as one channel and makes anything else
+    RGB; channels=1 or 3 converts to that."""
     from PIL import Image, UnidentifiedImageError
 
+    try:
+        with Image.open(path) as image:
+            grey = image.mode in ("L", "1", "I;16") if channels is None else channels == 1
+            array = np.asarray(image.convert("L" if grey else "RGB"))
+    except (OSError, UnidentifiedImageError) as e:
+        raise UsageError(f"{path}: cannot read image ({e})") from None
+    return array[..., None] if array.ndim == 2 else array
+
+
+def _read_image_folder(directory: str) -> Split:
     classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
     entries = [(os.path.join(directory, c, f), i) for i, c in enumerate(classes)
                for f in sorted(os.listdir(os.path.join(directory, c)))] if classes else \
@@ -100,11 +112,7 @@ def _read_image_folder(directory: str) -> Split:
         raise UsageError(f"images:{directory}: the data set is empty (no {'/'.join(IMAGE_EXTENSIONS)} files)")
     images = []
     for path, _ in entries:
-        try:
-            with Image.open(path) as image:
-                array = np.asarray(image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB"))
-        except (OSError, UnidentifiedImageError) as e:
-            raise UsageError(f"{path}: cannot read image ({e})") from None
+        array = read_image(path)
         if images and array.shape != images[0].shape:
             raise UsageError(f"{path}: image of shape {array.shape}, but {entries[0][0]} has "
                              f"{images[0].shape}; all images must share one shape")

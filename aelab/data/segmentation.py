@@ -25,7 +25,7 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from aelab.data.files import IMAGE_EXTENSIONS
+from aelab.data.files import IMAGE_EXTENSIONS, read_image
 from aelab.data.splits import Split, to_unit_float
 from aelab.errors import UsageError
 
@@ -91,18 +91,6 @@ def _read_pair(image_path: str, mask_path: str, image_size: int) -> tuple[np.nda
     return resize_pair(image, mask, image_size)
 
 
-def read_image(path: str) -> np.ndarray:
-    """uint8 (H, W, C): greyscale keeps one channel, anything else becomes RGB."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if image.mode in ("L", "1", "I;16") else "RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise UsageError(f"{path}: cannot read image ({e})") from None
-    return array[..., None] if array.ndim == 2 else array
-
-
 def read_mask(path: str) -> np.ndarray:
     """int32 (H, W) class ids from a single-channel (greyscale or palette) image."""
     from PIL import Image, UnidentifiedImageError
@@ -127,10 +115,15 @@ def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int):
     resized = Image.fromarray(image[..., 0] if channels == 1 else image).resize(
         (size, size), Image.Resampling.BILINEAR)
     image = np.asarray(resized).reshape(size, size, channels)
-    if mask is not None:
-        mask = np.asarray(Image.fromarray(mask.astype(np.int32)).resize(
-            (size, size), Image.Resampling.NEAREST)).astype(np.int32)
-    return image, mask
+    return image, None if mask is None else resize_mask(mask, (size, size))
+
+
+def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
+    """Class ids resized to (height, width) by nearest neighbour: no id is ever blended."""
+    from PIL import Image
+
+    return np.asarray(Image.fromarray(mask.astype(np.int32)).resize(
+        (shape[1], shape[0]), Image.Resampling.NEAREST)).astype(np.int32)
 
 
 # --- generated digit scenes --------------------------------------------------

@@ -107,12 +107,17 @@ class SegmentationTask:
         return {"majority": evaluate.majority_baseline(dataset.train.masks, dataset.test.masks,
                                                        self.num_classes, self.ignore_index)}
 
-    def predict(self, model: UNet, images: np.ndarray, batch_size: int) -> np.ndarray:
-        """Class ids (N, H, W) for images (N, H, W, C), in fixed-shape batches."""
-        forward = jax.jit(lambda x: jnp.argmax(model(x), -1))
-        out = [np.asarray(forward(b["image"]))[:int(b["mask"].sum())]
-               for b in eval_batches(Split(images), batch_size)]
-        return np.concatenate(out)
+    def predictor(self, model: UNet):
+        """`segment(images (N, H, W, C), batch_size) -> class ids (N, H, W)`, compiled once per
+        image shape and run in fixed-shape batches."""
+        graphdef, state = nnx.split(model)
+        forward = jax.jit(lambda state, x: jnp.argmax(nnx.merge(graphdef, state)(x), -1))
+
+        def segment(images: np.ndarray, batch_size: int) -> np.ndarray:
+            return np.concatenate([np.asarray(forward(state, b["image"]))[:int(b["mask"].sum())]
+                                   for b in eval_batches(Split(images), batch_size)])
+
+        return segment
 
     def class_names(self, dataset_name: str) -> list[str]:
         if dataset_name.startswith("scenes:") and self.num_classes == 11:
@@ -121,14 +126,14 @@ class SegmentationTask:
 
     def figures(self, model: UNet, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
         test = dataset.test
-        predicted = self.predict(model, test.images, self.config.train.eval_batch_size)
+        predicted = self.predictor(model)(test.images, self.config.train.eval_batch_size)
         valid = test.masks != self.ignore_index
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
         np.add.at(confusion, (test.masks[valid], predicted[valid]), 1)
         n = min(8, len(test))
         plots.segmentation_rows(test.images[:n], test.masks[:n], predicted[:n], self.num_classes,
                                 os.path.join(figure_dir, "segmentations.png"),
-                                title="test images, true and predicted masks")
+                                title="test images, true and predicted masks", ignore_index=self.ignore_index)
         plots.confusion_matrix(confusion, self.class_names(dataset.name),
                                os.path.join(figure_dir, "confusion_matrix.png"),
                                "test confusion matrix (row-normalized)")

@@ -14,8 +14,8 @@ import os
 
 import numpy as np
 
-from aelab.data.files import IMAGE_EXTENSIONS
-from aelab.data.segmentation import resize_pair
+from aelab.data.files import IMAGE_EXTENSIONS, read_image
+from aelab.data.segmentation import resize_mask, resize_pair
 from aelab.data.splits import to_unit_float
 from aelab.errors import UsageError
 from aelab.tasks.segmentation import SegmentationTask
@@ -33,17 +33,6 @@ def input_files(path: str) -> list[str]:
     if not files:
         raise UsageError(f"--input={path}: no images ({'/'.join(IMAGE_EXTENSIONS)}) in the folder")
     return files
-
-
-def _read(path: str, channels: int) -> np.ndarray:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            array = np.asarray(image.convert("L" if channels == 1 else "RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise UsageError(f"{path}: cannot read image ({e})") from None
-    return array.reshape(*array.shape[:2], channels)
 
 
 def mask_png(mask: np.ndarray, num_classes: int) -> bytes:
@@ -68,25 +57,20 @@ def predict(workdir: str, input_path: str | None, out_dir: str | None) -> list[s
     if task.num_classes > 256:
         raise UsageError(f"model.num_classes={task.num_classes}: PNG masks hold at most 256 class ids")
     channels, size = run.dataset.image_shape[-1], run.config.data.image_size
-    images = {path: _read(path, channels) for path in files}
+    images = {path: read_image(path, channels) for path in files}
     names = [os.path.splitext(os.path.basename(p))[0] for p in files]
     if len(set(names)) != len(names):
         raise UsageError(f"--input={input_path}: several images share a name; masks would overwrite each other")
+    segment = task.predictor(model)
     written = []
     for path, name in zip(files, names):
         original = images[path]
         resized, _ = resize_pair(original, None, size)
-        mask = task.predict(model, to_unit_float(resized[None], path), batch_size=1)[0]
+        mask = segment(to_unit_float(resized[None], path), 1)[0]
         if mask.shape != original.shape[:2]:
-            mask = _resize_mask(mask, original.shape[:2])
+            mask = resize_mask(mask, original.shape[:2])
         out = os.path.join(out_dir, f"{name}.png")
         atomic_write(out, mask_png(mask, task.num_classes))
         written.append(out)
     return written
 
-
-def _resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    from PIL import Image
-
-    return np.asarray(Image.fromarray(mask.astype(np.int32)).resize(
-        (shape[1], shape[0]), Image.Resampling.NEAREST)).astype(np.int32)
