@@ -250,6 +250,8 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise UsageError(f"data.{key}={config.data[key]} must lie strictly between 0 and 1")
     if not 0.0 < config.anomaly.target_fpr < 1.0:
         raise UsageError(f"anomaly.target_fpr={config.anomaly.target_fpr} must lie strictly between 0 and 1")
+    if config.data.image_size < 0:
+        raise UsageError(f"data.image_size={config.data.image_size} must be >= 0 (0 = keep the size)")
     if not config.data.name:
         raise UsageError("data.name is empty; accepted: digits, idx:DIR, npz:FILE, csv:FILE, "
                          "images:DIR or a TFDS name")

@@ -312,6 +312,8 @@ def test_bad_segmentation_configs():
         ({"segmentation.class_weights": (1.0, 2.0)}, r"must hold 11 positive weights"),
         ({"augment.crop": 30}, "augment.crop=30 is larger than the 24x24 images"),
         ({"data.name": "digits"}, "task=segmentation needs masks, but digits has none"),
+        ({"data.image_size": -1}, "data.image_size=-1 must be >= 0"),
+        ({"model.upsample": "bilinear"}, "unknown model.upsample 'bilinear'; known: depth_to_space, resize"),
     ]:
         with pytest.raises(UsageError, match=message):
             train.build(seg_config(**overrides))
