@@ -113,6 +113,7 @@ def _read_image_folder(directory: str) -> Split:
     images = []
     for path, _ in entries:
         array = read_image(path)
+        array = array[..., 0] if array.shape[-1] == 1 else array  # greyscale as (H, W)
         if images and array.shape != images[0].shape:
             raise UsageError(f"{path}: image of shape {array.shape}, but {entries[0][0]} has "
                              f"{images[0].shape}; all images must share one shape")
