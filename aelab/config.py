@@ -152,6 +152,16 @@ def set_value(config: ml_collections.ConfigDict, key: str, value) -> None:
     node[leaf] = value
 
 
+def from_file(path, arg: str | None = None) -> ml_collections.ConfigDict:
+    """`get_config(arg)` of the config file at `path` (what `--config=path:arg` loads)."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("aelab_config_file", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module.get_config(arg)
+
+
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
     """A config.json written by any aelab version, completed with today's defaults for newer keys."""
     config = base_config()

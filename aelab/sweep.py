@@ -70,6 +70,15 @@ def point_config(config: ml_collections.ConfigDict, values: dict[str, Any]) -> m
     return config
 
 
+def with_overrides(config: ml_collections.ConfigDict, specs: list[str]) -> ml_collections.ConfigDict:
+    """A copy of `config` with each "KEY=VALUE" of `specs` set, typed and checked like a sweep axis."""
+    axes = parse_axes(specs, config)
+    for key, values in axes:
+        if len(values) != 1:
+            raise UsageError(f"{key} takes one value here, got {values}")
+    return point_config(config, {key: values[0] for key, values in axes})
+
+
 def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str]) -> dict:
     """Trains every point of the grid (skipping finished ones), then writes the report."""
     axes = parse_axes(specs, config)

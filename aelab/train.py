@@ -255,8 +255,9 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
 
 
 def patience_exhausted(history: list, train: ml_collections.ConfigDict) -> dict | None:
-    """Early stopping: {"best_val_step_index", ...} once the validation metric has not improved
-    (lower is better, by more than min_delta) for `early_stopping_patience` evaluations."""
+    """Early stopping: {"metric", "best", "best_eval", "evals_without_improvement"} once the
+    validation metric has not improved (lower is better, by more than min_delta) for
+    `early_stopping_patience` evaluations; None while training should go on."""
     if not train.early_stopping_patience:
         return None
     best, best_index = float("inf"), -1

@@ -92,3 +92,20 @@ def test_report_orders_points_by_value_not_by_name(tmp_path):
     assert main(["aelab", "report", f"--workdir={tmp_path}"]) == 0
     rows = (tmp_path / "report.csv").read_text().splitlines()
     assert rows == ["model.latent_dim,status", "4,failed", "16,failed"]
+
+
+def test_with_overrides_sets_typed_values_on_a_copy():
+    from aelab.config import base_config, from_file
+    from aelab.errors import UsageError
+    from aelab.sweep import with_overrides
+    from conftest import REPO
+
+    config = from_file(REPO / "configs" / "mnist_ae.py", "latent=3")
+    assert config.model.latent_dim == 3
+    changed = with_overrides(config, ["optimizer.weight_decay=0.3", "seed=2"])
+    assert (changed.optimizer.weight_decay, changed.seed) == (0.3, 2)
+    assert config.optimizer.weight_decay == 0.1 and config.seed == 0  # the original is untouched
+    with pytest.raises(UsageError, match=r"seed takes one value here, got \[1, 2\]"):
+        with_overrides(base_config(), ["seed=1,2"])
+    with pytest.raises(UsageError, match="seed='x' is not a int"):
+        with_overrides(base_config(), ["seed=x"])

@@ -10,7 +10,6 @@ digit and the mean, for every score, beside PCA and the published Deep SVDD).
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
@@ -19,7 +18,7 @@ import time
 import numpy as np
 
 from aelab import sweep, train
-from aelab.config import set_value
+from aelab.config import from_file
 from aelab.uses import anomaly
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -27,17 +26,10 @@ DEEP_SVDD = [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5]  # Ruff
 
 
 def config_for(digit: int, data: str, steps: int, overrides: list[str]):
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / "mnist_anomaly.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(f"digit={digit},steps={steps}")
+    config = from_file(REPO / "configs" / "mnist_anomaly.py", f"digit={digit},steps={steps}")
     config.data.name = data
     config.train.progress = False
-    for key, values in sweep.parse_axes(overrides, config):  # KEY=VALUE, typed like the default
-        if len(values) != 1:
-            raise SystemExit(f"--set {key} takes one value, got {values}")
-        set_value(config, key, values[0])
-    return config
+    return sweep.with_overrides(config, overrides)
 
 
 def main() -> None:

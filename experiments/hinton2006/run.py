@@ -12,14 +12,13 @@ steps (from the logged steps/s); `wall seconds` is this invocation's wall clock.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
 import time
 
 from aelab import sweep, train
-from aelab.config import set_value
+from aelab.config import from_file
 from aelab.writer import read_metrics
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -27,17 +26,10 @@ PAPER = {"PCA": 13.87, "logistic PCA": 8.01, "deep autoencoder (RBM-pretrained)"
 
 
 def config_for(data: str, overrides: list[str]):
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / "mnist_ae.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    config = module.get_config(None)
+    config = from_file(REPO / "configs" / "mnist_ae.py")
     config.data.name = data
     config.train.progress = False
-    for key, values in sweep.parse_axes(overrides, config):  # KEY=VALUE, typed like the default
-        if len(values) != 1:
-            raise SystemExit(f"--set {key} takes one value, got {values}")
-        set_value(config, key, values[0])
-    return config
+    return sweep.with_overrides(config, overrides)
 
 
 def training_seconds(metrics_path: str) -> float:

@@ -12,22 +12,15 @@ clock of each training run.
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import os
 import pathlib
 import time
 
 from aelab import train
+from aelab.config import from_file
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-
-
-def load_config(name: str, arg: str):
-    spec = importlib.util.spec_from_file_location("cfg", REPO / "configs" / name)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module.get_config(arg)
 
 
 def main() -> None:
@@ -42,7 +35,7 @@ def main() -> None:
     rows = []
     for title, config_name, data_name, short in runs:
         for skips in (True, False):
-            config = load_config(config_name, f"skips={skips}")
+            config = from_file(REPO / "configs" / config_name, f"skips={skips}")
             config.data.name = data_name
             config.train.progress = False
             if args.steps:
