@@ -35,6 +35,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.image_size = 0  # resize images (bilinear) and masks (nearest) to this square; 0 = keep
     config.data.mask_key = ""  # TFDS feature of the per-pixel masks ("segmentation_mask"); "" = none
     config.data.mask_offset = 0  # subtracted from TFDS mask values (oxford_iiit_pet's start at 1)
+    config.data.reverse = False  # textpairs: translate the second column into the first
+    config.data.source_key = ""  # TFDS translation sets: the source and target features ("es", "en")
+    config.data.target_key = ""
     config.data.scenes = ml_collections.ConfigDict()  # scenes:NAME, generated from NAME's digits
     config.data.scenes.canvas = 64  # canvas side in pixels
     config.data.scenes.min_digits = 1
@@ -59,11 +62,23 @@ def base_config() -> ml_collections.ConfigDict:
     config.model.width = 16
     config.model.skips = True
     config.model.norm = "none"  # none | group (GroupNorm after every convolution)
+    # Translation (arch rnn | transformer).
+    config.model.embed_dim = 256  # token embeddings; the Transformer's model width
+    config.model.hidden_dim = 512  # rnn: GRU/LSTM state size
+    config.model.num_layers = 3  # transformer: layers of encoder and of decoder; rnn: encoder layers
+    config.model.num_heads = 4  # transformer
+    config.model.mlp_dim = 1024  # transformer: feed-forward width
+    config.model.dropout = 0.1
+    config.model.cell = "gru"  # rnn: gru | lstm
+    config.model.attention = "additive"  # rnn: additive (Bahdanau) | dot (Luong, scaled)
+    config.model.positions = "sinusoidal"  # transformer: sinusoidal | learned
+    config.model.share_embeddings = True  # one embedding for source, target (and the transformer's output)
 
     # Denoising: corrupt the input only, reconstruct the clean image (any task).
     config.corruption = ml_collections.ConfigDict()
     config.corruption.kind = "none"  # none | gaussian | mask | salt_and_pepper
     config.corruption.level = 0.0  # gaussian: sigma; mask, salt_and_pepper: fraction of pixels
+    config.corruption.train_only = False  # True: noise as a regularizer; evaluation sees clean inputs
 
     # Penalties of the plain autoencoder (weights; 0 = off).
     config.penalty = ml_collections.ConfigDict()
@@ -81,6 +96,18 @@ def base_config() -> ml_collections.ConfigDict:
     config.augment.hflip = False
     config.augment.vflip = False
     config.augment.crop = 0  # random crop x crop windows; 0 = whole images
+
+    # Text (task=translation).
+    config.text = ml_collections.ConfigDict()
+    config.text.vocab_size = 8000  # SentencePiece vocabulary, shared by both languages
+    config.text.tokenizer = "unigram"  # unigram | bpe
+    config.text.max_length = 48  # tokens per side, EOS included; longer pairs are skipped and counted
+    config.text.buckets = (12, 24)  # training batches cut to these lengths (and max_length); () = none
+    config.text.label_smoothing = 0.1
+    config.decode = ml_collections.ConfigDict()
+    config.decode.beam_size = 4  # final test translations; 1 = greedy
+    config.decode.length_penalty = 0.6  # alpha of ((5 + length) / 6) ** alpha
+    config.decode.eval_examples = 500  # validation pairs decoded (greedy) at each evaluation; 0 = none
 
     config.vae = ml_collections.ConfigDict()
     config.vae.beta = 1.0  # weight of the KL term (beta-VAE)

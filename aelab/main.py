@@ -7,6 +7,7 @@
     aelab denoise --workdir=DIR --noise=gaussian:0.1,0.3 [--noise=mask:0.5 ...]
     aelab anomaly --workdir=DIR
     aelab predict --workdir=DIR --input=IMAGE_OR_DIR --out=DIR   (segmentation masks as PNGs)
+    aelab translate --workdir=DIR [--input=FILE] [--out=FILE] [--beam_size=N]   (stdin/stdout by default)
     aelab sweep --config=CONFIG.py --workdir=DIR --sweep=model.latent_dim=2,4,8 [--sweep=seed=0,1] [--config...]
     aelab report --workdir=DIR
 
@@ -31,8 +32,9 @@ from aelab import train
 from aelab.train import NonFiniteError
 
 USAGE = ("usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] | "
-         "aelab sample|embed|probe|denoise|anomaly|predict --workdir=DIR [...]")
-SUBCOMMANDS = ("train", "sweep", "report", "sample", "embed", "probe", "denoise", "anomaly", "predict")
+         "aelab sample|embed|probe|denoise|anomaly|predict|translate --workdir=DIR [...]")
+SUBCOMMANDS = ("train", "sweep", "report", "sample", "embed", "probe", "denoise", "anomaly", "predict",
+               "translate")
 NEEDS_CONFIG = ("train", "sweep")
 
 
@@ -50,9 +52,12 @@ def parse(argv: list[str]):
                          flag_values=values)
     flags.DEFINE_integer("seed", 0, "sample, denoise: random seed", flag_values=values)
     flags.DEFINE_string("split", "test", "embed: train | val | test", flag_values=values)
-    flags.DEFINE_string("out", None, "embed: the .npz file to write; predict: the mask folder",
-                        flag_values=values)
-    flags.DEFINE_string("input", None, "predict: an image or a folder of images", flag_values=values)
+    flags.DEFINE_string("out", None, "embed: the .npz file to write; predict: the mask folder; "
+                        "translate: the output file (default: stdout)", flag_values=values)
+    flags.DEFINE_string("input", None, "predict: an image or a folder of images; translate: a text "
+                        "file, one sentence a line (default: stdin)", flag_values=values)
+    flags.DEFINE_integer("beam_size", None, "translate: beam size (1 = greedy; default: the run's "
+                         "decode.beam_size)", flag_values=values)
     flags.DEFINE_integer("probe_examples", 10000, "probe: training examples for the probes",
                          lower_bound=10, flag_values=values)
     flags.DEFINE_multi_string("sweep", [], "sweep: KEY=V1,V2,... (repeat for a grid)",
@@ -178,12 +183,17 @@ def _use(command: str, values) -> list[str]:
         from aelab.uses import predict
 
         return predict.predict(values.workdir, values.input, values.out)
+    if command == "translate":
+        from aelab.uses import translate
+
+        return translate.translate(values.workdir, values.input, values.out, values.beam_size)
     return anomaly.anomaly(values.workdir)
 
 
 def _print_summary(summary: dict, workdir: str) -> None:
     ev, pca = summary["eval"], summary["baselines"].get("pca", {})
-    parts = [f"{k} {ev[k]:.4f}" for k in ("neg_elbo", "nll", "recon_sse", "mean_iou", "pixel_accuracy")
+    parts = [f"{k} {ev[k]:.4f}" for k in ("neg_elbo", "nll", "recon_sse", "mean_iou", "pixel_accuracy",
+                                          "bleu", "chrf")
              if k in ev]
     line = f"aelab: step {summary['step']}: eval " + ", ".join(parts)
     if "recon_sse" in pca:

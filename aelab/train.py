@@ -52,15 +52,19 @@ class Run:
     eval_key: jax.Array
 
 
-def build(config: ml_collections.ConfigDict) -> Run:
+def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     """Validates the config, loads the data and initializes model and optimizer.
 
-    Raises UsageError on any bad input; touches no file.
+    A task's assets already in `workdir` (a tokenizer) are read, not rebuilt.
+    Raises UsageError on any bad input; writes no file.
     """
     config_lib.validate(config)
     task = tasks.get_task(config)
+    if workdir and hasattr(task, "load_assets"):
+        task.load_assets(workdir)
     dataset = task.prepare(data.load(config.data))
-    batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed)
+    batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed,
+                                getattr(task, "bucket_lengths", ()))
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     model = task.build_model(dataset.image_shape, nnx.Rngs(params=init_key))
     tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
@@ -115,6 +119,20 @@ def make_eval_step(graphdef: nnx.GraphDef, task, final: bool = False) -> Callabl
         return sums
 
     return eval_step
+
+
+def evaluate_with_outputs(run: Run, eval_step, state, split_name: str, final: bool, step: int,
+                          workdir: str, is_chief: bool) -> dict[str, float]:
+    """`evaluate_split`, plus the task's metrics of decoded outputs (BLEU) where it has them;
+    the chief writes those outputs to DIR/samples/<split>_<step>.txt."""
+    split = run.dataset.split(split_name)
+    results = evaluate_split(eval_step, state, split, run.config.train.eval_batch_size,
+                             run.eval_key, run.task)
+    if hasattr(run.task, "generation_metrics"):
+        model, _ = nnx.merge(run.graphdef, state)
+        samples = os.path.join(workdir, wd.SAMPLES, f"{split_name}_{step}.txt") if is_chief else None
+        results.update(run.task.generation_metrics(model, split, final, samples))
+    return results
 
 
 def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng, task) -> dict[str, float]:
@@ -187,7 +205,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     UsageError on bad input (before writing anything) and NonFiniteError when
     training diverges.
     """
-    run = build(config)
+    run = build(config, workdir)
     is_chief = jax.process_index() == 0
     lock = wd.exclusive(workdir) if is_chief else contextlib.nullcontext()
     with lock:
@@ -203,6 +221,8 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                     return done
             if is_chief:
                 wd.record_start(workdir, run.config.to_dict(), step, changes)
+                if hasattr(run.task, "save_assets"):
+                    run.task.save_assets(workdir)
             return _loop(run, state, step, ckpt, workdir, should_stop, is_chief)
         finally:
             ckpt.close()
@@ -234,8 +254,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 bar.set_postfix(loss=f"{means['loss']:.4g}", steps_per_s=f"{means['steps_per_s']:.1f}")
                 bar.update(step - bar.n)
             if step % t.eval_every == 0 and step < t.num_steps:
-                val = evaluate_split(eval_step, state, run.dataset.val, t.eval_batch_size,
-                                     run.eval_key, run.task)
+                val = evaluate_with_outputs(run, eval_step, state, "val", False, step, workdir, is_chief)
                 writer.write(step, "val", val)
                 history.append(val.get(t.early_stopping_metric))
                 early_stop = patience_exhausted(history, t)
@@ -247,8 +266,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 ckpt.save(step, state)
             if stopping:
                 return {"step": step, "stopped": True}
-        return finish(run, state, step, make_eval_step(run.graphdef, run.task, final=True),
-                      workdir, writer, is_chief, early_stop)
+        return finish(run, state, step, workdir, writer, is_chief, early_stop)
     finally:
         bar.close()
         writer.close()
@@ -271,21 +289,20 @@ def patience_exhausted(history: list, train: ml_collections.ConfigDict) -> dict 
             "evals_without_improvement": waited}
 
 
-def finish(run: Run, state, step: int, eval_step, workdir: str, writer: MetricWriter,
+def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
            is_chief: bool, early_stop: dict | None = None) -> dict[str, Any]:
     """Final evaluation on val and test ("eval"), baselines, figures and summary.json."""
-    t = run.config.train
-    results = {  # the expensive final metrics (e.g. IWAE NLL) on the test split only
-        "val": evaluate_split(make_eval_step(run.graphdef, run.task), state, run.dataset.val,
-                              t.eval_batch_size, run.eval_key, run.task),
-        "eval": evaluate_split(eval_step, state, run.dataset.test, t.eval_batch_size,
-                               run.eval_key, run.task)}
+    results = {  # the expensive final metrics (e.g. IWAE NLL, beam search) on the test split only
+        "val": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task), state, "val", False,
+                                     step, workdir, is_chief),
+        "eval": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task, final=True), state,
+                                      "test", True, step, workdir, is_chief)}
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
                "early_stopped": early_stop,
                "baselines": run.task.baselines(run.dataset),
                "data": {"name": run.dataset.name, "image_shape": list(run.dataset.image_shape),
                         **{f"num_{name}": len(run.dataset.split(name))
-                           for name in ("train", "val", "test")}}}
+                           for name in ("train", "val", "test")}, **run.dataset.info}}
     if is_chief:
         for split in ("val", "eval"):
             writer.write(step, split, results[split])
@@ -303,7 +320,7 @@ def load_trained(workdir: str) -> tuple[Run, nnx.Module, int]:
         raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
     if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
         raise UsageError(f"{workdir}: no checkpoints yet; train first")
-    run = build(config_lib.from_saved(wd.read_json(config_path)))
+    run = build(config_lib.from_saved(wd.read_json(config_path)), workdir)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), run.config.train.keep_checkpoints)
     try:
         step, state = ckpt.restore_latest(run.state)

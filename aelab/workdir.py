@@ -2,6 +2,7 @@
 
     DIR/config.json   DIR/env.json   DIR/metrics.jsonl   DIR/checkpoints/
     DIR/figures/*.png DIR/summary.json   (and DIR/tensorboard/ event files)
+    text tasks also: DIR/tokenizer.model   DIR/samples/<split>_<step>.txt
 """
 
 from __future__ import annotations
@@ -27,13 +28,14 @@ FIGURES = "figures"
 SUMMARY = "summary.json"
 TENSORBOARD = "tensorboard"
 RESUMES = "resumes.jsonl"
+SAMPLES = "samples"  # decoded outputs of each evaluation (translation)
 LOCK = ".lock"
 
 # Keys whose change would make a checkpoint mean something else: a resume that
 # changes one of them is refused. Everything else (num_steps, logging) may change.
 RESUME_LOCKED = ("seed", "task", "loss", "model", "data", "optimizer", "corruption", "penalty",
                  "vae.beta", "vae.kl_warmup_steps", "vae.free_bits", "vae.sigma", "vae.binarize",
-                 "vq", "train.batch_size", "train.skip_nonfinite")
+                 "vq", "train.batch_size", "train.skip_nonfinite", "text")
 
 
 def atomic_write(path: str, data: bytes) -> None:

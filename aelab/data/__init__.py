@@ -1,7 +1,8 @@
 """Data: `load(data_config)` returns a Dataset of in-memory train/val/test splits.
 
 Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, or any TFDS name;
-for segmentation also `segfolder:DIR` and `scenes:NAME` (digit scenes built from data set NAME).
+for segmentation also `segfolder:DIR` and `scenes:NAME` (digit scenes built from data set NAME);
+for translation `textpairs:FILE` (a TSV or a zip holding one) and TFDS sets with `data.source_key`.
 """
 
 from __future__ import annotations
@@ -9,7 +10,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from aelab.data import files, segmentation, sources
+from aelab.data import files, segmentation, sources, text
 from aelab.data.pipeline import TrainBatches, eval_batches
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
@@ -22,6 +23,7 @@ LOCAL_READERS = {
     "segfolder": lambda path, data: segmentation.read_segfolder(path, data.image_size),
     "scenes": lambda name, data: segmentation.read_scenes(
         read_splits(_with_name(data, name)), data.scenes, data.split_seed),
+    "textpairs": lambda path, data: text.read_textpairs(path, data.reverse, data.split_seed),
 }
 NAMED_READERS = {"digits": sources.read_digits}
 
@@ -29,7 +31,7 @@ __all__ = ["Dataset", "Split", "TrainBatches", "eval_batches", "load", "read_spl
 
 
 def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
-    """Dispatches `data.name` to its reader."""
+    """Dispatches `data.name` to its reader. A reader may return (splits, info): counts to report."""
     name = data.name
     if name in NAMED_READERS:
         return NAMED_READERS[name]()
@@ -46,6 +48,9 @@ def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
     if data.mask_key:  # a segmentation set: images and masks, resized to one size
         read_split = lambda source, ds_name, split: segmentation.read_tfds_examples(
             source, ds_name, split, data.image_key, data.mask_key, data.mask_offset, data.image_size)
+    if data.source_key:  # a translation set: sentence pairs
+        read_split = lambda source, ds_name, split: text.read_tfds_pairs(
+            source, ds_name, split, data.source_key, data.target_key)
     return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key,
                              read_split)
 
@@ -61,7 +66,9 @@ def load(data: ml_collections.ConfigDict) -> Dataset:
 
     Carving uses `data.split_seed`, so the splits do not change with `seed`.
     """
-    splits = read_splits(data)
+    splits, info = read_splits(data), {}
+    if isinstance(splits, tuple):
+        splits, info = splits
     train, val, test = splits["train"], splits.get("val"), splits.get("test")
     if test is None:
         train, test = carve(train, data.test_fraction, data.split_seed, "test")
@@ -71,11 +78,11 @@ def load(data: ml_collections.ConfigDict) -> Dataset:
         train, val = (_keep_classes(s, tuple(data.normal_classes), data.name, n)
                       for s, n in ((train, "train"), (val, "val")))
     for split_name, split in (("val", val), ("test", test)):
-        if split.images.shape[1:] != train.images.shape[1:]:
+        if hasattr(split, "images") and split.images.shape[1:] != train.images.shape[1:]:
             raise UsageError(
                 f"{data.name}: {split_name} images have shape {split.images.shape[1:]} but "
                 f"train images {train.images.shape[1:]}; all splits must share one shape")
-    return Dataset(data.name, train, val, test)
+    return Dataset(data.name, train, val, test, info)
 
 
 def _keep_classes(split: Split, classes: tuple[int, ...], name: str, split_name: str) -> Split:

@@ -4,7 +4,12 @@ The order of an epoch is a permutation drawn from (seed, epoch); the batch of
 step t is the slice of its epoch's permutation at t's position. Training
 batches have a fixed shape (the last partial batch of an epoch is dropped);
 evaluation batches are padded to a fixed shape and carry a 0/1 `mask` of real
-examples. Segmentation masks (per-pixel class ids) travel as "segmentation".
+examples. A batch holds the split's `arrays()`: "image" (and "label",
+"segmentation" masks of per-pixel class ids), or "source" and "target" token rows.
+
+Bucketing (text): examples are grouped by length into buckets; each training
+batch comes from one bucket and is cut to that bucket's length, so a few
+compiled shapes replace one padded to the longest sentence.
 """
 
 from __future__ import annotations
@@ -17,56 +22,69 @@ from aelab.data.splits import Split
 from aelab.errors import UsageError
 
 
-def epoch_permutation(seed: int, epoch: int, n: int) -> np.ndarray:
-    return np.random.default_rng([seed, epoch]).permutation(n)
-
-
 class TrainBatches:
     """`batches(step)` gives the training batch of `step`, the same on every call."""
 
-    def __init__(self, split: Split, batch_size: int, seed: int):
+    def __init__(self, split: Split, batch_size: int, seed: int, bucket_lengths: tuple[int, ...] = ()):
         if batch_size > len(split):
             raise UsageError(
                 f"train.batch_size={batch_size} is larger than the training split "
                 f"({len(split)} examples); use a batch size of at most {len(split)}")
         self.split = split
+        self.arrays = split.arrays()
         self.batch_size = batch_size
         self.seed = seed
-        self.steps_per_epoch = len(split) // batch_size
         self._epoch = -1
-        self._order = np.empty(0, dtype=np.int64)
+        self._batches: list[np.ndarray] = []
+        self.bucket_of = None
+        if bucket_lengths:
+            # Bucket b holds the examples no longer than bucket_lengths[b] (and longer than b-1's).
+            self.bucket_lengths = np.asarray(sorted(bucket_lengths))
+            self.bucket_of = np.searchsorted(self.bucket_lengths, split.lengths)
+            if self.bucket_of.max() >= len(self.bucket_lengths):
+                raise UsageError(f"text.buckets={tuple(bucket_lengths)}: the longest example has "
+                                 f"{split.lengths.max()} tokens; the last bucket must hold it")
+            counts = np.bincount(self.bucket_of, minlength=len(self.bucket_lengths))
+            self.steps_per_epoch = int(sum(c // batch_size for c in counts))
+        else:
+            self.steps_per_epoch = len(split) // batch_size
+
+    def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
+        rng = np.random.default_rng([self.seed, epoch])
+        order = rng.permutation(len(self.split))
+        if self.bucket_of is None:
+            return [order[i * self.batch_size:(i + 1) * self.batch_size]
+                    for i in range(self.steps_per_epoch)]
+        batches = []
+        for b in range(len(self.bucket_lengths)):  # a random order within each bucket...
+            members = order[self.bucket_of[order] == b]
+            batches += [members[i:i + self.batch_size]
+                        for i in range(0, len(members) - self.batch_size + 1, self.batch_size)]
+        return [batches[i] for i in rng.permutation(len(batches))]  # ...and of the batches
 
     def indices(self, step: int) -> np.ndarray:
         epoch, position = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:  # one permutation per epoch, memoized
-            self._epoch, self._order = epoch, epoch_permutation(self.seed, epoch, len(self.split))
-        start = position * self.batch_size
-        return self._order[start:start + self.batch_size]
+        if epoch != self._epoch:  # one order per epoch, memoized
+            self._epoch, self._batches = epoch, self._epoch_batches(epoch)
+        return self._batches[position]
 
     def __call__(self, step: int) -> dict[str, np.ndarray]:
         index = self.indices(step)
-        batch = {"image": self.split.images[index]}
-        if self.split.labels is not None:
-            batch["label"] = self.split.labels[index]
-        if self.split.masks is not None:
-            batch["segmentation"] = self.split.masks[index]
+        batch = {k: v[index] for k, v in self.arrays.items()}
+        if self.bucket_of is not None:  # cut token rows to the bucket's length
+            length = int(self.bucket_lengths[self.bucket_of[index[0]]])
+            batch = {k: v[:, :length] for k, v in batch.items()}
         return batch
 
 
 def eval_batches(split: Split, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
     """The whole split in order, in batches of exactly `batch_size` with a `mask`."""
     batch_size = min(batch_size, len(split))
+    arrays = split.arrays()
     for start in range(0, len(split), batch_size):
-        images = split.images[start:start + batch_size]
-        n = len(images)
+        part = {k: v[start:start + batch_size] for k, v in arrays.items()}
+        n = len(next(iter(part.values())))
         pad = batch_size - n
-        batch = {
-            "image": np.pad(images, [(0, pad)] + [(0, 0)] * (images.ndim - 1)),
-            "mask": np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)]),
-        }
-        if split.labels is not None:
-            batch["label"] = np.pad(split.labels[start:start + batch_size], (0, pad))
-        if split.masks is not None:
-            masks = split.masks[start:start + batch_size]
-            batch["segmentation"] = np.pad(masks, [(0, pad)] + [(0, 0)] * (masks.ndim - 1))
+        batch = {k: np.pad(v, [(0, pad)] + [(0, 0)] * (v.ndim - 1)) for k, v in part.items()}
+        batch["mask"] = np.concatenate([np.ones(n, np.float32), np.zeros(pad, np.float32)])
         yield batch

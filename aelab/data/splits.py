@@ -26,19 +26,36 @@ class Split:
         masks = None if self.masks is None else self.masks[index]
         return Split(self.images[index], labels, masks)
 
+    @property
+    def example_shape(self) -> tuple[int, ...]:
+        return tuple(self.images.shape[1:])
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        """The per-example arrays a batch holds, by batch key."""
+        out = {"image": self.images}
+        if self.labels is not None:
+            out["label"] = self.labels
+        if self.masks is not None:
+            out["segmentation"] = self.masks
+        return out
+
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-    """The three splits every task sees; `test` is what "eval" reports."""
+    """The three splits every task sees; `test` is what "eval" reports. Splits are image
+    `Split`s, or text splits (aelab.data.text) for sequence tasks; `info` holds counts a
+    reader wants reported (e.g. skipped lines)."""
 
     name: str
     train: Split
     val: Split
     test: Split
+    info: dict = dataclasses.field(default_factory=dict)
 
     @property
     def image_shape(self) -> tuple[int, ...]:
-        return tuple(self.train.images.shape[1:])
+        """The shape of one example (an image's (H, W, C); a token row's (max_length,))."""
+        return self.train.example_shape
 
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):

@@ -8,6 +8,10 @@ The trainer only calls these methods:
     summarize({name: mean over the split}) -> {name: float}
     baselines(dataset) -> {baseline: {metric: value}}
     figures(model, dataset, records, figure_dir, baselines) -> None
+and, where a task has them:
+    load_assets(workdir) / save_assets(workdir)                        # e.g. a tokenizer
+    bucket_lengths                                                     # text: batch lengths
+    generation_metrics(model, split, final, samples_path) -> {name: float}  # decoded outputs
 """
 
 from __future__ import annotations
@@ -17,11 +21,12 @@ import ml_collections
 from aelab.errors import choose
 from aelab.tasks.autoencoder import AutoencoderTask
 from aelab.tasks.segmentation import SegmentationTask
+from aelab.tasks.translation import TranslationTask
 from aelab.tasks.vae import VAETask
 from aelab.tasks.vqvae import VQVAETask
 
 TASKS = {"autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask,
-         "segmentation": SegmentationTask}
+         "segmentation": SegmentationTask, "translation": TranslationTask}
 
 
 def get_task(config: ml_collections.ConfigDict):

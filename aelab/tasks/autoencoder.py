@@ -66,8 +66,12 @@ class AutoencoderTask:
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.Autoencoder:
         return models.build_autoencoder(self.config, image_shape, rngs, kind=self.kind)
 
-    def _corrupt(self, x, rng):
-        return corruption.corrupt(x, rng, self.config.corruption.kind, self.config.corruption.level)
+    def _corrupt(self, x, rng, training: bool):
+        """The encoder's input: corrupted, except at evaluation when corruption.train_only is set."""
+        c = self.config.corruption
+        if not training and c.train_only:
+            return x
+        return corruption.corrupt(x, rng, c.kind, c.level)
 
     def _penalty(self, model, x_in, z):
         """(per-example penalty, batch-level sparsity term, the unweighted per-example terms)."""
@@ -84,7 +88,7 @@ class AutoencoderTask:
 
     def loss_fn(self, model: models.Autoencoder, batch, rng: jax.Array, step):
         x = batch["image"]
-        x_in = self._corrupt(x, rng)
+        x_in = self._corrupt(x, rng, training=True)
         z = model.encode(x_in)
         raw = model.decoder(z)
         per_example, batch_penalty, _ = self._penalty(model, x_in, z)
@@ -93,13 +97,13 @@ class AutoencoderTask:
 
     def eval_metrics(self, model: models.Autoencoder, batch, rng: jax.Array, final: bool):
         x = batch["image"]
-        x_in = self._corrupt(x, rng)
+        x_in = self._corrupt(x, rng, training=False)
         z = model.encode(x_in)
         raw = model.decoder(z)
         per_example, _, terms = self._penalty(model, x_in, z)
         metrics = {"loss": self.loss.per_example(raw, x) + per_example,
                    **losses.recon_metrics(raw, x, self.config.loss), **terms}
-        if self.config.corruption.kind != "none":
+        if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
             metrics["psnr_noisy"] = corruption.psnr(x_in, x)
             metrics["psnr"] = corruption.psnr(self.loss.link(raw), x)
         p = self.config.penalty
@@ -124,12 +128,12 @@ class AutoencoderTask:
     def figures(self, model: models.Autoencoder, dataset: Dataset, records, figure_dir: str,
                 baselines=None) -> None:
         images = dataset.test.images[:16]
-        inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed)))
+        inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed), training=False))
         reconstruction = np.asarray(model.reconstruct(inputs))
         pca = evaluate.pca_reconstruction(self._pca(dataset), images)
         label = {"ae": "autoencoder", "vae": "VAE", "vqvae": "VQ-VAE"}[self.kind]
         rows, names = [images, reconstruction, pca], ["input", label, f"PCA-{self.config.model.latent_dim}"]
-        if self.config.corruption.kind != "none":
+        if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
             rows, names = [images, inputs, reconstruction], ["clean", "corrupted", "denoised"]
         plots.image_rows(rows, names, os.path.join(figure_dir, "reconstructions.png"),
                          title="test inputs and reconstructions")

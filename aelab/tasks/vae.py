@@ -84,9 +84,9 @@ class VAETask(AutoencoderTask):
             return -losses.bce_with_logits(raw, x)
         return -losses.gaussian_nll(raw, x, self.config.vae.sigma)
 
-    def _terms(self, model, x, rng):
+    def _terms(self, model, x, rng, training: bool):
         """(recon nats, KL per dimension, raw output) for one posterior sample per example."""
-        mean, logvar = model.posterior(self._corrupt(x, jax.random.fold_in(rng, 1)))
+        mean, logvar = model.posterior(self._corrupt(x, jax.random.fold_in(rng, 1), training))
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
         raw = model.decoder(z)
         return -self.log_likelihood(raw, x), losses.gaussian_kl(mean, logvar), raw
@@ -96,7 +96,7 @@ class VAETask(AutoencoderTask):
         sample_rng, binarize_rng = jax.random.split(rng)
         if self.config.vae.binarize:
             x = jax.random.bernoulli(binarize_rng, x).astype(x.dtype)
-        recon, kl_dims, _ = self._terms(model, x, sample_rng)
+        recon, kl_dims, _ = self._terms(model, x, sample_rng, training=True)
         v = self.config.vae
         beta = v.beta * (jnp.minimum(1.0, step / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0)
         if v.free_bits:
@@ -110,7 +110,7 @@ class VAETask(AutoencoderTask):
 
     def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
         x = batch["image"]
-        recon, kl_dims, _ = self._terms(model, x, rng)
+        recon, kl_dims, _ = self._terms(model, x, rng, training=False)
         kl = kl_dims.sum(axis=-1)
         mean_reconstruction = model.decode(model.encode(x))
         metrics = {"neg_elbo": recon + kl, "recon": recon, "kl": kl,

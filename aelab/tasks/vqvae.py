@@ -28,14 +28,14 @@ class VQVAETask(AutoencoderTask):
             raise UsageError(f"vq.embedding_dim={q.embedding_dim} must be >= 1 and "
                              f"vq.commitment={q.commitment} >= 0")
 
-    def _forward(self, model, x, rng):
-        z_e = model.encoder(self._corrupt(x, rng))
+    def _forward(self, model, x, rng, training: bool):
+        z_e = model.encoder(self._corrupt(x, rng, training))
         z_q, q = model.quantizer.quantize(z_e)
         return z_e, z_q, q, model.decoder(z_q)
 
     def loss_fn(self, model, batch, rng: jax.Array, step):
         x = batch["image"]
-        z_e, _, q, raw = self._forward(model, x, rng)
+        z_e, _, q, raw = self._forward(model, x, rng, training=True)
         recon = self.loss.per_example(raw, x).mean()
         codebook = jnp.sum(jnp.square(jax.lax.stop_gradient(z_e) - q), axis=-1).mean()
         commitment = jnp.sum(jnp.square(z_e - jax.lax.stop_gradient(q)), axis=-1).mean()
@@ -45,7 +45,7 @@ class VQVAETask(AutoencoderTask):
 
     def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
         x = batch["image"]
-        z_e, _, _, raw = self._forward(model, x, rng)
+        z_e, _, _, raw = self._forward(model, x, rng, training=False)
         usage = jax.nn.one_hot(model.quantizer.indices(z_e), self.config.vq.codebook_size).mean(axis=1)
         return {"loss": self.loss.per_example(raw, x), **losses.recon_metrics(raw, x, self.config.loss),
                 "code_usage": usage}

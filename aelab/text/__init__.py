@@ -1,0 +1,1 @@
+"""Text as a first-class input: subword tokenization and sequence decoding."""

@@ -1,0 +1,352 @@
+"""Translation: text data and tokenizer, masks, decoding, losses, a tiny model that learns, CLI."""
+
+import io
+import json
+import os
+import zipfile
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+import tensorflow_datasets as tfds
+from flax import nnx
+
+from aelab import data, train
+from aelab.config import base_config, set_value
+from aelab.data import TrainBatches
+from aelab.data.text import TextPairs, parse_tsv, read_textpairs, tokenize
+from aelab.errors import UsageError
+from aelab.main import main
+from aelab.models.seq2seq import AttentionRNN, Transformer
+from aelab.tasks.translation import corpus_scores, shift_right, token_losses
+from aelab.text import decode, tokenizer as tok
+from conftest import SHARED_DATA
+
+SENTENCES = ["¿Dónde está la estación?", "I can't go there, Tom.", "Él tiene 3 gatos.",
+             "Ella dijo: «hola».", "Good morning!"]
+
+
+def models(vocab=40, length=12):
+    return [Transformer(vocab, length, 32, 4, 2, 64, rngs=nnx.Rngs(0)),
+            Transformer(vocab, length, 32, 4, 1, 64, positions="learned", share_embeddings=False,
+                        rngs=nnx.Rngs(1)),
+            AttentionRNN(vocab, 16, 32, rngs=nnx.Rngs(2)),
+            AttentionRNN(vocab, 16, 32, layers=2, cell="lstm", attention="dot", share_embeddings=False,
+                         rngs=nnx.Rngs(3))]
+
+
+MODEL_IDS = ["transformer", "transformer-learned-separate", "gru-additive", "lstm-dot"]
+
+
+# Data.
+def test_tsv_skips_and_counts_bad_lines():
+    text = "Go.\tVe.\n\nno tab here\n\t\nHi.\tHola.\tCC-BY attribution\n  \nWait!\t\n"
+    pairs, skipped = parse_tsv(text, "t")
+    assert list(pairs.source) == ["Go.", "Hi."] and list(pairs.target) == ["Ve.", "Hola."]
+    assert skipped == {"empty_lines": 3, "lines_without_tab": 1, "pairs_with_an_empty_side": 1}
+    with pytest.raises(UsageError, match="no `source<TAB>target` line"):
+        parse_tsv("just words\n\n", "t")
+
+
+def test_textpairs_zip_reverse_and_seeded_shuffle(tmp_path):
+    lines = "".join(f"en {i}\tes {i}\n" for i in range(50))
+    path = tmp_path / "corpus.zip"
+    with zipfile.ZipFile(path, "w") as z:
+        z.writestr("corpus/_about.txt", "notes")
+        z.writestr("corpus/pairs.txt", lines + "** Info **\n")
+    splits, skipped = read_textpairs(str(path), reverse=True, seed=0)
+    pairs = splits["train"]
+    assert skipped == {"lines_without_tab": 1}
+    assert all(s.replace("es", "en") == t for s, t in zip(pairs.source, pairs.target))  # reversed
+    assert list(pairs.source) != [f"es {i}" for i in range(50)]  # shuffled...
+    again, _ = read_textpairs(str(path), reverse=True, seed=0)
+    assert list(again["train"].source) == list(pairs.source)  # ...the same way every time
+    with zipfile.ZipFile(tmp_path / "two.zip", "w") as z:
+        z.writestr("a.txt", lines)
+        z.writestr("b.tsv", lines)
+    with pytest.raises(UsageError, match="exactly one"):
+        read_textpairs(str(tmp_path / "two.zip"), False, 0)
+    with pytest.raises(UsageError, match="no such file"):
+        read_textpairs(str(tmp_path / "missing.tsv"), False, 0)
+
+
+def test_tokenizer_round_trips_text_and_is_deterministic():
+    corpus = SENTENCES * 20 + [f"sentence number {i} with some words" for i in range(200)]
+    proto = tok.train(corpus, 60)
+    assert proto == tok.train(corpus, 60)
+    tokenizer = tok.Tokenizer(proto)
+    ids = tokenizer.encode(SENTENCES)
+    assert all(row[-1] == tok.EOS and tok.PAD not in row for row in ids)
+    assert tokenizer.decode(ids) == SENTENCES
+    padded = np.zeros((len(ids), 30), np.int32)
+    for i, row in enumerate(ids):
+        padded[i, :len(row)] = row
+    assert tokenizer.decode(padded) == SENTENCES  # PAD after EOS is ignored
+    with pytest.raises(UsageError, match="vocab_size=5000.*<= "):
+        tok.train(["a b"], 5000)
+
+
+def test_over_long_pairs_are_skipped_and_counted():
+    tokenizer = tok.Tokenizer(tok.train(SENTENCES * 10, 40))
+    pairs = TextPairs(np.array(["Good morning!", "I can't go there, Tom. " * 3], dtype=object),
+                      np.array(["Good morning!", "Good morning!"], dtype=object))
+    short, long = (len(row) for row in tokenizer.encode(list(pairs.source)))
+    assert short < long
+    split, skipped = tokenize(pairs, tokenizer, max_length=short)
+    assert skipped == 1 and list(split.source_text) == ["Good morning!"]
+    assert split.source.shape == (1, short) and split.source.dtype == np.int32
+
+
+def test_tfds_translation_set_on_mock_data():
+    def examples(self, *args, **kwargs):
+        return [{"es": f"hola {i}".encode(), "en": f"hello {i}".encode()} for i in range(40)]
+
+    config = base_config()
+    config.data.name = "ted_hrlr_translate/pt_to_en"
+    config.data.source_key, config.data.target_key = "es", "en"
+    with tfds.testing.mock_data(num_examples=40, as_data_source_fn=examples):
+        dataset = data.load(config.data)
+    assert isinstance(dataset.train, TextPairs)
+    assert dataset.test.source[0].startswith("hola") and dataset.test.target[0].startswith("hello")
+    config.data.source_key = "pt"
+    with tfds.testing.mock_data(num_examples=40, as_data_source_fn=examples):
+        with pytest.raises(UsageError, match="source_key='pt'"):
+            data.load(config.data)
+
+
+def test_bucketed_batches_are_pure_functions_of_the_step():
+    rng = np.random.default_rng(0)
+    lengths = rng.integers(1, 20, size=200)
+    rows = np.zeros((200, 20), np.int32)
+    for i, n in enumerate(lengths):
+        rows[i, :n] = 5
+    from aelab.data.text import TextSplit
+
+    split = TextSplit(rows, rows, rows, rows)
+    a, b = TrainBatches(split, 16, seed=3, bucket_lengths=(8, 20)), TrainBatches(split, 16, 3, (8, 20))
+    seen = []
+    for step in range(a.steps_per_epoch):
+        batch = a(step)
+        width = batch["source"].shape[1]
+        assert width in (8, 20)
+        assert (batch["source"][:, width:] if width < 20 else batch["source"][:, :0]).size == 0
+        assert ((rows[a.indices(step)] != 0).sum(1) <= width).all()  # nothing cut off
+        seen += list(a.indices(step))
+    assert len(set(seen)) == len(seen)  # no repeats within an epoch
+    for step in (7, 0, 30, 3):
+        np.testing.assert_array_equal(a(step)["source"], b(step)["source"])
+    with pytest.raises(UsageError, match="last bucket"):
+        TrainBatches(split, 16, 3, (4, 8))
+
+
+# Masks.
+@pytest.mark.parametrize("model", models(), ids=MODEL_IDS)
+def test_no_attention_to_padding(model):
+    source = jnp.array([[5, 6, 7, tok.EOS, 0, 0, 0, 0]])
+    target_in = jnp.array([[tok.BOS, 9, 10, 11]])
+    longer = model(source, target_in)
+    shorter = model(source[:, :4], target_in)
+    np.testing.assert_allclose(longer, shorter, atol=1e-5)
+    # Padded target keys are not attended to by the real target positions before them.
+    padded = model(source, jnp.array([[tok.BOS, 9, 10, 11, 0, 0]]))
+    np.testing.assert_allclose(padded[:, :4], longer, atol=1e-5)
+
+
+@pytest.mark.parametrize("model", models(), ids=MODEL_IDS)
+def test_no_peeking_at_future_tokens(model):
+    source = jnp.array([[5, 6, 7, tok.EOS], [8, tok.EOS, 0, 0]])
+    a = model(source, jnp.array([[tok.BOS, 9, 10, 11, 12], [tok.BOS, 13, 14, 15, 16]]))
+    b = model(source, jnp.array([[tok.BOS, 9, 10, 30, 31], [tok.BOS, 13, 14, 32, 33]]))
+    np.testing.assert_allclose(a[:, :3], b[:, :3], atol=1e-5)  # positions 0..2 saw tokens 0..2 only
+    assert not np.allclose(a[:, 3:], b[:, 3:])
+
+
+@pytest.mark.parametrize("model", models(), ids=MODEL_IDS)
+def test_cached_decode_steps_equal_the_teacher_forced_pass(model):
+    source = jnp.array([[5, 6, 7, tok.EOS], [8, 9, tok.EOS, 0]])
+    target_in = jnp.array([[tok.BOS, 9, 10, 11, 12], [tok.BOS, 13, 14, 15, 16]])
+    full = model(source, target_in)
+    memory = model.encode(source)
+    cache = model.init_cache(memory, 12)
+    buffer = jnp.zeros((2, 12), jnp.int32).at[:, :5].set(target_in)
+    for t in range(5):
+        logits, cache = model.decode_step(memory, cache, buffer, t)
+        np.testing.assert_allclose(logits, full[:, t], atol=1e-4)
+
+
+# Decoding.
+@pytest.mark.parametrize("model", models(), ids=MODEL_IDS)
+def test_beam_one_equals_greedy(model):
+    source = jax.random.randint(jax.random.key(0), (6, 8), 4, 40).at[:, 5:].set(0).at[:, 4].set(tok.EOS)
+    greedy = decode.greedy(model, source, 10)
+    assert greedy.shape == (6, 10)
+    np.testing.assert_array_equal(decode.beam_search(model, source, 10, beam_size=1, alpha=0.0), greedy)
+    np.testing.assert_array_equal(decode.beam_search(model, source, 10, beam_size=1, alpha=0.6), greedy)
+
+
+class MarkovModel:
+    """A hand-built decoder whose next-token distribution depends only on the previous token:
+    from BOS, A 0.55 / B 0.45; after A, EOS 0.4 / A 0.3 / B 0.3; after B, EOS 0.95 / A 0.05.
+    Greedy says A EOS (p 0.22); the best sequence is B EOS (p 0.4275)."""
+
+    A, B = 4, 5
+    table = np.full((6, 6), 1e-12)
+    table[tok.BOS, [A, B]] = 0.55, 0.45
+    table[A, [tok.EOS, A, B]] = 0.4, 0.3, 0.3
+    table[B, [tok.EOS, A]] = 0.95, 0.05
+    table[[tok.PAD, tok.UNK, tok.EOS], tok.EOS] = 1.0
+
+    def encode(self, source):
+        return {"dummy": jnp.zeros((source.shape[0], 1))}
+
+    def init_cache(self, memory, length):
+        return {"dummy": jnp.zeros((memory["dummy"].shape[0], 1))}
+
+    def decode_step(self, memory, cache, tokens, t):
+        previous = jax.lax.dynamic_index_in_dim(tokens, t, axis=1, keepdims=False)
+        return jnp.log(jnp.asarray(self.table, jnp.float32))[previous], cache
+
+
+def test_beam_search_finds_the_best_sequence_greedy_misses():
+    model, source = MarkovModel(), jnp.zeros((3, 2), jnp.int32)
+    greedy = np.asarray(decode.greedy(model, source, 5))
+    beam = np.asarray(jax.jit(lambda s: decode.beam_search(model, s, 5, beam_size=2, alpha=0.0))(source))
+    assert greedy[0].tolist() == [MarkovModel.A, tok.EOS, 0, 0, 0]
+    assert (beam == [MarkovModel.B, tok.EOS, 0, 0, 0]).all()
+
+
+def test_a_hypothesis_cut_at_max_length_competes_with_finished_ones():
+    class Endless(MarkovModel):  # EOS has probability 1e-12: finished beams score far worse
+        table = np.full((6, 6), 1e-12)
+        table[:, MarkovModel.A] = 1.0
+
+    beam = np.asarray(decode.beam_search(Endless(), jnp.zeros((1, 2), jnp.int32), 4, beam_size=3))
+    assert beam.tolist() == [[MarkovModel.A] * 4]
+
+
+# Losses and scores.
+def test_label_smoothed_loss_by_hand_and_padding_masked():
+    logits = jnp.log(jnp.array([[[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]]]))
+    target = jnp.array([[2, tok.PAD]])
+    smoothed, nll, correct, real = token_losses(logits, target, 0.1)
+    # q = 0.9 one-hot + 0.1/4: CE = -(0.925 log 0.1 + 0.025 (log 0.7 + 2 log 0.1))
+    expected = -(0.925 * np.log(0.1) + 0.025 * (np.log(0.7) + 2 * np.log(0.1)))
+    np.testing.assert_allclose(smoothed[0, 0], expected, rtol=1e-5)
+    np.testing.assert_allclose(nll[0, 0], -np.log(0.1), rtol=1e-5)
+    assert real.tolist() == [[1.0, 0.0]] and correct[0, 0] == 0.0
+    np.testing.assert_array_equal(shift_right(jnp.array([[7, 8, tok.EOS]])), [[tok.BOS, 7, 8]])
+
+
+def test_corpus_scores_are_sacrebleu():
+    perfect = corpus_scores(["the cat sat on the mat"], ["the cat sat on the mat"])
+    assert perfect["bleu"] == pytest.approx(100.0) and perfect["chrf"] == pytest.approx(100.0)
+    assert corpus_scores(["a dog"], ["the cat sat on the mat"])["bleu"] < 5
+
+
+# End to end.
+def reverse_corpus(path, n=1200, seed=0):
+    """Random words of letters a-h, and the same words in reverse order."""
+    rng = np.random.default_rng(seed)
+    words = ["ab", "cd", "ef", "gh", "ba", "dc", "fe", "hg"]
+    lines = []
+    for _ in range(n):
+        sentence = [words[i] for i in rng.integers(0, len(words), rng.integers(2, 6))]
+        lines.append(" ".join(sentence) + "\t" + " ".join(reversed(sentence)))
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+def mt_config(path, arch="transformer", **overrides):
+    config = base_config()
+    config.task, config.loss = "translation", "cross_entropy"
+    config.data.name = f"textpairs:{path}"
+    config.data.test_fraction, config.data.val_fraction = 0.1, 0.1
+    config.model.arch = arch
+    config.model.embed_dim, config.model.hidden_dim, config.model.num_layers = 32, 64, 2
+    config.model.num_heads, config.model.mlp_dim, config.model.dropout = 4, 64, 0.0
+    config.text.vocab_size, config.text.max_length, config.text.buckets = 20, 12, (8,)
+    config.text.label_smoothing = 0.0
+    config.optimizer.learning_rate = 3e-3
+    config.optimizer.schedule, config.optimizer.warmup_steps = "warmup_cosine", 50
+    config.train.num_steps, config.train.batch_size = 400, 32
+    config.train.eval_batch_size = 64
+    config.train.log_every, config.train.eval_every, config.train.checkpoint_every = 100, 200, 200
+    config.train.progress, config.train.tensorboard = False, False
+    config.decode.beam_size, config.decode.eval_examples = 2, 50
+    for key, value in overrides.items():
+        set_value(config, key, value)
+    return config
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("arch", ["transformer", "rnn"])
+def test_tiny_model_learns_to_reverse(tmp_path, arch):
+    workdir = str(tmp_path / "run")
+    summary = train.train_and_evaluate(mt_config(reverse_corpus(tmp_path / "r.tsv"), arch), workdir)
+    assert summary["eval"]["token_accuracy"] > 0.9
+    assert summary["eval"]["bleu"] > 80 > summary["baselines"]["copy_source"]["bleu"]
+    assert os.path.exists(os.path.join(workdir, "tokenizer.model"))
+    assert os.path.exists(os.path.join(workdir, "samples", "test_400.txt"))
+    assert os.path.exists(os.path.join(workdir, "samples", "val_200.txt"))
+    assert summary["data"]["train_skipped_longer_than_max_length"] == 0
+
+    # translate: stdin/file in, one line out per line, empty lines kept, over-long lines refused.
+    (tmp_path / "in.txt").write_text("ab cd ef\n\ngh ba\n", encoding="utf-8")
+    out = tmp_path / "out.txt"
+    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={tmp_path / 'in.txt'}",
+                 f"--out={out}"]) == 0
+    lines = out.read_text(encoding="utf-8").splitlines()
+    assert lines[0] == "ef cd ab" and lines[1] == "" and lines[2] == "ba gh"
+    (tmp_path / "long.txt").write_text("ab\n" + "ab cd " * 20 + "\n", encoding="utf-8")
+    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={tmp_path / 'long.txt'}",
+                 f"--out={tmp_path / 'long_out.txt'}"]) == 2
+    assert not (tmp_path / "long_out.txt").exists()
+
+
+@pytest.mark.slow
+def test_resume_reuses_the_saved_tokenizer(tmp_path, monkeypatch):
+    path = reverse_corpus(tmp_path / "r.tsv", n=300)
+    workdir = str(tmp_path / "run")
+    config = mt_config(path, **{"train.num_steps": 20, "train.eval_every": 10, "train.checkpoint_every": 10,
+                                "decode.eval_examples": 0, "decode.beam_size": 1})
+    train.train_and_evaluate(config, workdir)
+    saved = open(os.path.join(workdir, "tokenizer.model"), "rb").read()
+
+    def no_training(*args, **kwargs):
+        raise AssertionError("the tokenizer was retrained")
+
+    monkeypatch.setattr(tok, "train", no_training)
+    config.train.num_steps = 30
+    summary = train.train_and_evaluate(config, workdir)
+    assert summary["step"] == 30
+    assert open(os.path.join(workdir, "tokenizer.model"), "rb").read() == saved
+
+
+def test_bad_translation_configs_fail_before_anything_is_written(tmp_path):
+    path = reverse_corpus(tmp_path / "r.tsv", n=100)
+    for key, value, message in [("text.max_length", 1, "max_length"),
+                                ("text.buckets", (4, 50), "buckets"),
+                                ("model.arch", "mlp", "model.arch"),
+                                ("model.cell", "rnn", "model.cell"),
+                                ("decode.beam_size", 0, "beam_size"),
+                                ("model.num_heads", 5, "divisible")]:
+        workdir = tmp_path / f"bad_{key}"
+        with pytest.raises(UsageError, match=message):
+            train.train_and_evaluate(mt_config(path, **{key: value}), str(workdir))
+        assert not workdir.exists()
+    config = mt_config(path)
+    config.data.name = "digits"
+    with pytest.raises(UsageError, match="sentence pairs"):
+        train.train_and_evaluate(config, str(tmp_path / "digits"))
+
+
+@pytest.mark.shared_data
+def test_spa_eng_corpus_reads_whole():
+    path = SHARED_DATA / "spa_eng" / "spa-eng.zip"
+    if not path.exists():
+        pytest.skip(f"shared data not found at {path}")
+    splits, skipped = read_textpairs(str(path), reverse=True, seed=0)
+    assert len(splits["train"]) == 118964
+    assert skipped == {}  # every line of spa.txt is a pair (the zip's notes are in _about.txt)
+    assert "¿" in "".join(splits["train"].source[:200])  # Spanish is the source
