@@ -186,6 +186,10 @@ class Window:
         if self.metrics:
             self.summarize()
 
+    def exclude(self, seconds: float) -> None:
+        """Leaves `seconds` (an evaluation inside the window) out of its steps per second."""
+        self.start_time += seconds
+
     def restart(self, first_step: int) -> float:
         """Starts the next window; returns the steps per second of the one that ended."""
         now = time.perf_counter()
@@ -254,7 +258,9 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 bar.set_postfix(loss=f"{means['loss']:.4g}", steps_per_s=f"{means['steps_per_s']:.1f}")
                 bar.update(step - bar.n)
             if step % t.eval_every == 0 and step < t.num_steps:
+                eval_start = time.perf_counter()
                 val = evaluate_with_outputs(run, eval_step, state, "val", False, step, workdir, is_chief)
+                window.exclude(time.perf_counter() - eval_start)
                 writer.write(step, "val", val)
                 history.append(val.get(t.early_stopping_metric))
                 early_stop = patience_exhausted(history, t)

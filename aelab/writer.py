@@ -28,6 +28,17 @@ def read_metrics(path: str) -> Iterator[dict[str, Any]]:
                 continue
 
 
+def training_seconds(path: str) -> float:
+    """Seconds spent inside training steps (compilation included, evaluations not), from a
+    metrics.jsonl: each logged window's steps divided by its steps/s."""
+    seconds, last = 0.0, 0
+    for record in read_metrics(path):
+        if record["split"] == "train" and record.get("steps_per_s"):
+            seconds += (record["step"] - last) / record["steps_per_s"]
+            last = record["step"]
+    return seconds
+
+
 def _jsonable(value: float) -> float | None:
     value = float(value)
     return value if math.isfinite(value) else None

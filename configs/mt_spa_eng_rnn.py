@@ -11,7 +11,7 @@ from aelab.config import base_config, parse_arg
 
 
 def get_config(arg=None):
-    args = parse_arg(arg, reverse=True, cell="gru", attention="additive", steps=12000)
+    args = parse_arg(arg, reverse=True, cell="gru", attention="additive", steps=3300)
     config = base_config()
     config.task = "translation"
     config.loss = "cross_entropy"
@@ -26,7 +26,7 @@ def get_config(arg=None):
     config.model.hidden_dim = 256
     config.model.num_layers = 1
     config.model.dropout = 0.1
-    config.text.vocab_size = 8000
+    config.text.vocab_size = 4000
     config.text.max_length = 48
     config.text.buckets = (12, 24)
     config.text.label_smoothing = 0.1
@@ -39,8 +39,8 @@ def get_config(arg=None):
     config.train.batch_size = 128
     config.train.eval_batch_size = 250
     config.train.log_every = 200
-    config.train.eval_every = 2000
-    config.train.checkpoint_every = 2000
+    config.train.eval_every = 1000
+    config.train.checkpoint_every = 1000
     config.decode.beam_size = 4
     config.decode.eval_examples = 500
     return config

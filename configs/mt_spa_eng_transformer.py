@@ -6,7 +6,7 @@
 
 The corpus is shuffled with data.split_seed, then 3% is held out for test
 (3,569 pairs) and 2% of the rest for validation. A joint SentencePiece
-vocabulary is trained on the training pairs. Pre-norm Transformer, 3+3
+vocabulary is trained on the training pairs. Pre-norm Transformer, 2+2
 layers of width 256, label smoothing 0.1; the final test translations use
 beam search (beam 4, length penalty 0.6) and are scored with sacreBLEU.
 """
@@ -15,7 +15,7 @@ from aelab.config import base_config, parse_arg
 
 
 def get_config(arg=None):
-    args = parse_arg(arg, reverse=True, steps=12000)
+    args = parse_arg(arg, reverse=True, steps=3000)
     config = base_config()
     config.task = "translation"
     config.loss = "cross_entropy"
@@ -25,11 +25,11 @@ def get_config(arg=None):
     config.data.val_fraction = 0.02
     config.model.arch = "transformer"
     config.model.embed_dim = 256
-    config.model.num_layers = 3
+    config.model.num_layers = 2
     config.model.num_heads = 4
     config.model.mlp_dim = 1024
     config.model.dropout = 0.1
-    config.text.vocab_size = 8000
+    config.text.vocab_size = 4000
     config.text.max_length = 48
     config.text.buckets = (12, 24)
     config.text.label_smoothing = 0.1
@@ -40,11 +40,11 @@ def get_config(arg=None):
     config.optimizer.warmup_steps = 1000
     config.optimizer.grad_clip_norm = 1.0
     config.train.num_steps = args.steps
-    config.train.batch_size = 128
+    config.train.batch_size = 64
     config.train.eval_batch_size = 250
     config.train.log_every = 200
-    config.train.eval_every = 2000
-    config.train.checkpoint_every = 2000
+    config.train.eval_every = 1000
+    config.train.checkpoint_every = 1000
     config.decode.beam_size = 4
     config.decode.eval_examples = 500
     return config

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from aelab import corruption, losses, train
+from aelab import corruption, data, losses, train
 from aelab.errors import UsageError
 from aelab.models.vq import VectorQuantizer
 from aelab.tasks.autoencoder import jacobian_frobenius_sq, kl_sparsity
@@ -172,3 +172,29 @@ def test_bad_family_values_are_rejected(tmp_path, overrides, message):
     with pytest.raises(UsageError, match=message):
         train.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("task", ["autoencoder", "vae", "vqvae"])
+def test_train_only_corruption_evaluates_on_clean_inputs(task):
+    """corruption.train_only: noise regularizes training, and evaluation sees the clean input,
+    so the eval metrics equal those of the same model with no corruption at all."""
+    extra = {"vae.iw_samples": 2, "vae.iw_chunk": 2} if task == "vae" else {}
+    if task == "vqvae":
+        extra = {"model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2}
+    noisy = tiny_config(**{"task": task, "corruption.kind": "mask", "corruption.level": 0.5,
+                           "corruption.train_only": True, **extra})
+    clean = tiny_config(**{"task": task, **extra})
+    run_noisy, run_clean = train.build(noisy), train.build(clean)
+    batch = next(iter(data.eval_batches(run_clean.dataset.test, 64)))
+    rng = jax.random.key(0)
+    metrics = lambda run: run.task.eval_metrics(nnx.merge(run_clean.graphdef, run_clean.state)[0],  # noqa: E731
+                                                batch, rng, False)
+    a, b = metrics(run_noisy), metrics(run_clean)
+    for name in b:
+        np.testing.assert_allclose(a[name], b[name], rtol=1e-6, err_msg=name)
+    # ...while training does see the noise: the training loss differs.
+    model = nnx.merge(run_clean.graphdef, run_clean.state)[0]
+    train_batch = {"image": batch["image"]}
+    loss_noisy = run_noisy.task.loss_fn(model, train_batch, rng, 0)[0]
+    loss_clean = run_clean.task.loss_fn(model, train_batch, rng, 0)[0]
+    assert float(loss_noisy) != pytest.approx(float(loss_clean))

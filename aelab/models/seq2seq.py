@@ -11,8 +11,9 @@ decoders (aelab.text.decode) rely on:
 `tokens` is the (B, length) buffer of tokens written so far (BOS at 0);
 decode_step reads token t and returns the logits of token t+1. The
 Transformer's cache holds every decoder layer's keys and values (written at
-position t, fixed shape) and the cross-attention keys and values of the
-source, computed once; the RNN's holds its recurrent state. PAD never
+position t, fixed shape); its memory holds the cross-attention keys and
+values of the source, computed once (beam search repeats the memory per beam
+but never reorders it). The RNN's cache holds its recurrent state. PAD never
 receives attention: source keys that are PAD are masked in every attention,
 and target keys that are PAD in the decoder's.
 """
@@ -137,10 +138,9 @@ class DecoderLayer(nnx.Module):
         b, _, d = memory.shape
         heads = self.self_attention.heads
         empty = jnp.zeros((b, length, heads, d // heads), memory.dtype)
-        cross_keys, cross_values = self.cross_attention.keys_values(memory)
-        return {"keys": empty, "values": empty, "cross_keys": cross_keys, "cross_values": cross_values}
+        return {"keys": empty, "values": empty}
 
-    def step(self, y, cache: dict, t, cross_mask):
+    def step(self, y, cache: dict, t, cross: tuple, cross_mask):
         """The layer on the one position t (y: (B, 1, D)), attending to cached positions 0..t."""
         h = self.norms[0](y)
         k, v = self.self_attention.keys_values(h)
@@ -148,8 +148,7 @@ class DecoderLayer(nnx.Module):
                      values=jax.lax.dynamic_update_slice_in_dim(cache["values"], v, t, axis=1))
         seen = (jnp.arange(cache["keys"].shape[1]) <= t)[None, None, None, :]
         y = y + self.self_attention.attend(h, cache["keys"], cache["values"], seen)
-        y = y + self.cross_attention.attend(self.norms[1](y), cache["cross_keys"], cache["cross_values"],
-                                            cross_mask)
+        y = y + self.cross_attention.attend(self.norms[1](y), *cross, cross_mask)
         return y + self.ff(self.norms[2](y), 0.0, Rng(None)), cache
 
 
@@ -206,7 +205,9 @@ class Transformer(nnx.Module):
         return self._decode(self._encode(source, rng), target_in, rng)
 
     def encode(self, source) -> dict:
-        return self._encode(source, Rng(None))
+        memory = self._encode(source, Rng(None))
+        memory["cross"] = [layer.cross_attention.keys_values(memory["states"]) for layer in self.decoder]
+        return memory
 
     def init_cache(self, memory: dict, length: int) -> list:
         return [layer.init_cache(memory["states"], length) for layer in self.decoder]
@@ -216,8 +217,8 @@ class Transformer(nnx.Module):
         position = jax.lax.dynamic_slice_in_dim(self.positions[...], t, 1, axis=0)
         y = self._target_embed()(token) * math.sqrt(self.dim) + position
         new_cache = []
-        for layer, layer_cache in zip(self.decoder, cache):
-            y, layer_cache = layer.step(y, layer_cache, t, memory["mask"])
+        for layer, layer_cache, cross in zip(self.decoder, cache, memory["cross"]):
+            y, layer_cache = layer.step(y, layer_cache, t, cross, memory["mask"])
             new_cache.append(layer_cache)
         return self._logits(y)[:, 0], new_cache
 

@@ -3,9 +3,10 @@ autoencoder vs PCA at 30 dimensions, test recon_sse (sum of squared errors per i
 
     python experiments/hinton2006/run.py --workdir=runs/hinton2006 [--set optimizer.weight_decay=0.3 ...]
 
-Trains configs/mnist_ae.py from random initialization (no RBM pretraining),
-resuming a finished or interrupted run, and writes results.json and results.md
-beside the paper's figures. `training seconds` is the time spent in training
+Trains configs/mnist_ae.py from random initialization (no RBM pretraining)
+with this experiment's RECIPE on top (more training images: 2% validation
+instead of 10%; 30,000 steps), resuming a finished or interrupted run, and
+writes results.json and results.md beside the paper's figures. `training seconds` is the time spent in training
 steps (from the logged steps/s); `wall seconds` is this invocation's wall clock.
 """
 
@@ -19,27 +20,20 @@ import time
 
 from aelab import sweep, train
 from aelab.config import from_file
-from aelab.writer import read_metrics
+from aelab.writer import training_seconds
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 PAPER = {"PCA": 13.87, "logistic PCA": 8.01, "deep autoencoder (RBM-pretrained)": 3.00}
+# On top of configs/mnist_ae.py (AdamW, weight decay 0.1, warm-up + cosine). The gap to the
+# paper was generalization, so: 58,800 training images instead of 54,000, and 30k steps.
+RECIPE = ["data.val_fraction=0.02", "train.num_steps=30000"]
 
 
 def config_for(data: str, overrides: list[str]):
     config = from_file(REPO / "configs" / "mnist_ae.py")
     config.data.name = data
     config.train.progress = False
-    return sweep.with_overrides(config, overrides)
-
-
-def training_seconds(metrics_path: str) -> float:
-    """Seconds inside training steps: each logged window's steps divided by its steps/s."""
-    seconds, last = 0.0, 0
-    for record in read_metrics(metrics_path):
-        if record["split"] == "train" and record.get("steps_per_s"):
-            seconds += (record["step"] - last) / record["steps_per_s"]
-            last = record["step"]
-    return seconds
+    return sweep.with_overrides(config, [*RECIPE, *overrides])
 
 
 def main() -> None:
@@ -47,7 +41,7 @@ def main() -> None:
     parser.add_argument("--data", default="idx:../shared/data/mnist")
     parser.add_argument("--workdir", default="runs/hinton2006")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
-                        help="config override, e.g. --set optimizer.weight_decay=0.3")
+                        help="config override on top of RECIPE, e.g. --set optimizer.weight_decay=0.3")
     args = parser.parse_args()
     start = time.time()
     summary = train.train_and_evaluate(config_for(args.data, args.set), args.workdir)
