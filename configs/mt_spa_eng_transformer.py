@@ -5,7 +5,7 @@
     aelab train --config=configs/mt_spa_eng_transformer.py:reverse=False --workdir=runs/mt_en_es
 
 The corpus is shuffled with data.split_seed, then 3% is held out for test
-(3,569 pairs) and 2% of the rest for validation. A joint SentencePiece
+(3,568 pairs after the length filter) and 2% of the rest for validation. A joint SentencePiece
 vocabulary is trained on the training pairs. Pre-norm Transformer, 2+2
 layers of width 256, label smoothing 0.1; the final test translations use
 beam search (beam 4, length penalty 0.6) and are scored with sacreBLEU.
