@@ -85,7 +85,7 @@ class TranslationTask:
         choose("model.attention", config.model.attention, ("additive", "dot"))
         choose("model.positions", config.model.positions, ("sinusoidal", "learned"))
         self.tokenizer: tok.Tokenizer | None = None
-        self._decoders = {}
+        self._decoders = {}  # beam size -> compiled decoder: evaluations reuse it, not recompile
 
     # Assets: the tokenizer lives in the workdir beside the checkpoints.
     def load_assets(self, workdir: str) -> None:
@@ -154,16 +154,20 @@ class TranslationTask:
 
     # Decoding.
     def translator(self, model, beam_size: int | None = None):
-        """`translate(token rows (N, max_length), batch_size) -> list of str`, compiled once per
-        batch shape; greedy for beam_size 1, beam search otherwise."""
+        """`translate(token rows (N, max_length), batch_size) -> list of str`; greedy for
+        beam_size 1, beam search otherwise. The decoder is compiled once per beam size and batch
+        shape (a task builds one model structure, so its graphdef never changes)."""
         d, max_length = self.config.decode, self.config.text.max_length
         beam_size = d.beam_size if beam_size is None else beam_size
         graphdef, state = nnx.split(model)
-        if beam_size == 1:
-            run = jax.jit(lambda state, src: decode.greedy(nnx.merge(graphdef, state), src, max_length))
-        else:
-            run = jax.jit(lambda state, src: decode.beam_search(
-                nnx.merge(graphdef, state), src, max_length, beam_size, d.length_penalty))
+        if beam_size not in self._decoders:
+            if beam_size == 1:
+                search = lambda m, src: decode.greedy(m, src, max_length)  # noqa: E731
+            else:
+                search = lambda m, src: decode.beam_search(m, src, max_length, beam_size,  # noqa: E731
+                                                           d.length_penalty)
+            self._decoders[beam_size] = jax.jit(lambda state, src: search(nnx.merge(graphdef, state), src))
+        run = self._decoders[beam_size]
 
         def translate(source: np.ndarray, batch_size: int) -> list[str]:
             out = []
