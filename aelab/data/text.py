@@ -146,19 +146,21 @@ def read_tfds_pairs(source, name: str, split: str, source_key: str, target_key: 
     return TextPairs(np.array(src, dtype=object), np.array(tgt, dtype=object))
 
 
+def pad_rows(rows: list[list[int]], max_length: int) -> np.ndarray:
+    """int32 (N, max_length) id rows, PAD after each row's end."""
+    out = np.full((len(rows), max_length), PAD, np.int32)
+    for i, row in enumerate(rows):
+        out[i, :len(row)] = row
+    return out
+
+
 def tokenize(pairs: TextPairs, tokenizer: Tokenizer, max_length: int) -> tuple[TextSplit, int]:
     """(the tokenized split, how many pairs were skipped for a side longer than max_length tokens)."""
     source, target = tokenizer.encode(list(pairs.source)), tokenizer.encode(list(pairs.target))
     keep = np.array([len(s) <= max_length and len(t) <= max_length for s, t in zip(source, target)],
                     dtype=bool)
-
-    def pad(rows) -> np.ndarray:
-        out = np.full((len(rows), max_length), PAD, np.int32)
-        for i, row in enumerate(rows):
-            out[i, :len(row)] = row
-        return out
-
     index = np.flatnonzero(keep)
-    split = TextSplit(pad([source[i] for i in index]), pad([target[i] for i in index]),
+    split = TextSplit(pad_rows([source[i] for i in index], max_length),
+                      pad_rows([target[i] for i in index], max_length),
                       pairs.source[index], pairs.target[index])
     return split, int((~keep).sum())

@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import sys
 
-import numpy as np
-
-from aelab.data.text import TextPairs, tokenize
+from aelab.data.text import pad_rows
 from aelab.errors import UsageError
 from aelab.tasks.translation import TranslationTask
 from aelab.train import load_trained
@@ -44,10 +42,9 @@ def translate_lines(task: TranslationTask, model, lines: list[str], beam_size: i
             raise UsageError(f"line {i + 1} has {len(row)} tokens (EOS included); this model takes at most "
                              f"text.max_length={max_length}: split the sentence")
     out = [""] * len(lines)
-    if index:
-        sentences = np.array([text[i] for i in index], dtype=object)
-        split, _ = tokenize(TextPairs(sentences, sentences), task.tokenizer, max_length)
-        for i, translation in zip(index, task.translator(model, beam_size)(split.source, batch_size)):
+    if index:  # the ids above, encoded once, are what the model reads
+        source = pad_rows(ids, max_length)
+        for i, translation in zip(index, task.translator(model, beam_size)(source, batch_size)):
             out[i] = translation
     return out
 
