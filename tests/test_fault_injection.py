@@ -4,6 +4,12 @@ SIGKILL at 10 random moments (start-up, compile, mid-step, mid-checkpoint,
 final evaluation) and SIGTERM at 5 more; then the newest checkpoint is
 truncated before the last resume. The final parameters must equal an
 uninterrupted run's bit for bit, and metrics.jsonl must hold every step once.
+
+The moments are placed by the run's progress, not by the clock alone: a few
+kills land during start-up, the others a random instant after the run has
+logged a random target step, targets spread over the whole run and the last
+one at the final step. So every interruption lands on a live, unfinished run
+however fast the machine is.
 """
 
 import json
@@ -47,6 +53,33 @@ def final_leaves(workdir):
     return jax.tree.leaves(state)
 
 
+def logged_step(workdir):
+    """The newest train step in metrics.jsonl (whole lines only; 0 before any)."""
+    try:
+        lines = (workdir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    except FileNotFoundError:
+        return 0
+    steps = []
+    for line in lines:
+        try:
+            steps.append(json.loads(line)["step"])
+        except ValueError:  # a line being written (or rewritten on resume)
+            pass
+    return max(steps, default=0)
+
+
+def interruption_schedule(rng, num_steps=6000):
+    """15 (signal, start-up delay or target step) pairs in run order."""
+    signals = [signal.SIGKILL] * 10 + [signal.SIGTERM] * 5
+    rng.shuffle(signals)
+    # 3 kills during start-up (imports, config, compile), 12 at target steps at least
+    # 300 apart so each relaunch has ground to cover, the last at the final step.
+    targets = sorted(rng.sample(range(300, num_steps - 300, 300), 11)) + [num_steps]
+    moments = [("startup", rng.uniform(0.2, 2.5)) for _ in range(3)]
+    moments += [("step", t) for t in targets]
+    return list(zip(signals, moments))
+
+
 @pytest.mark.slow
 def test_random_kills_and_a_truncated_checkpoint_lose_nothing(tmp_path):
     env = environment(tmp_path)
@@ -54,15 +87,21 @@ def test_random_kills_and_a_truncated_checkpoint_lose_nothing(tmp_path):
     subprocess.run(command(reference), env=env, check=True, capture_output=True)
     run = tmp_path / "run"
     rng = random.Random(2012)
-    interruptions = [signal.SIGKILL] * 10 + [signal.SIGTERM] * 5
-    rng.shuffle(interruptions)
+    schedule = interruption_schedule(rng)
     landed = 0
-    for sig in interruptions:
+    for sig, (kind, value) in schedule:
         process = subprocess.Popen(command(run), env=env, stdout=subprocess.PIPE,
                                    stderr=subprocess.PIPE, text=True)
-        deadline = time.time() + rng.uniform(0.5, 6.0)
-        while time.time() < deadline and process.poll() is None:
-            time.sleep(0.02)
+        if kind == "startup":
+            deadline = time.time() + value
+            while time.time() < deadline and process.poll() is None:
+                time.sleep(0.01)
+        else:
+            while logged_step(run) < value and process.poll() is None:
+                time.sleep(0.005)
+            # A random instant past the target: mid-step, mid-checkpoint or, at the
+            # final step, in the final evaluation.
+            time.sleep(rng.uniform(0.0, 0.05))
         if process.poll() is None:
             process.send_signal(sig)
             landed += 1
@@ -75,7 +114,7 @@ def test_random_kills_and_a_truncated_checkpoint_lose_nothing(tmp_path):
         if (run / "metrics.jsonl").exists():
             lines = (run / "metrics.jsonl").read_text().splitlines(keepends=True)
             assert all(json.loads(line) for line in lines[:-1])
-    assert landed >= 10, f"only {landed} interruptions landed before the run finished"
+    assert landed == len(schedule), f"only {landed} of {len(schedule)} interruptions landed on a live run"
     steps = sorted(int(p.name) for p in (run / "checkpoints").iterdir() if p.name.isdigit())
     if steps and steps[-1] < 6000:
         truncate_largest_array_file(run / "checkpoints" / str(steps[-1]))
