@@ -204,3 +204,25 @@ def confusion_matrix(confusion: np.ndarray, class_names, path: str, title: str) 
     ax.set_title(title)
     fig.colorbar(im, ax=ax, fraction=0.046)
     save(fig, path)
+
+
+def captioned_images(images: np.ndarray, captions: Sequence[str], correct: Sequence[bool] | None,
+                     path: str, title: str = "", columns: int = 4) -> None:
+    """A grid of images, each with its (generated) caption wrapped below it; green where it
+    matches a reference exactly, red where it does not (`correct` None: black)."""
+    import textwrap
+
+    n = len(images)
+    rows = -(-n // columns)
+    fig, axes = plt.subplots(rows, columns, figsize=(columns * 2.6, rows * 3.2), squeeze=False)
+    for ax in axes.ravel():
+        ax.axis("off")
+    for i, (image, caption) in enumerate(zip(images, captions)):
+        ax = axes.ravel()[i]
+        image = np.clip(image, 0.0, 1.0)
+        ax.imshow(image[..., 0] if image.shape[-1] == 1 else image, cmap="gray", vmin=0.0, vmax=1.0)
+        color = "black" if correct is None else ("tab:green" if correct[i] else "tab:red")
+        ax.set_title("\n".join(textwrap.wrap(caption or "(empty)", 30)), fontsize=8, color=color)
+    if title:
+        fig.suptitle(title)
+    save(fig, path)

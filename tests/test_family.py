@@ -166,7 +166,7 @@ def test_every_model_learns(tmp_path, name):
     ({"task": "vqvae", "vq.codebook_size": 1}, "vq.codebook_size=1 must be >= 2"),
     ({"task": "vqvae", "model.latent_dim": 5, "vq.embedding_dim": 2}, "must be a multiple of vq.embedding_dim"),
     ({"corruption.kind": "blur"}, "unknown corruption.kind 'blur'"),
-    ({"task": "gan"}, "unknown task 'gan'; known: autoencoder, segmentation, translation, vae, vqvae"),
+    ({"task": "gan"}, "unknown task 'gan'; known: autoencoder, captioning, segmentation, translation, vae, vqvae"),
 ])
 def test_bad_family_values_are_rejected(tmp_path, overrides, message):
     with pytest.raises(UsageError, match=message):

@@ -1,8 +1,6 @@
 """Segmentation: losses and metrics by hand, data readers and generators, the U-Net, training, predict."""
 
-import io
 import json
-import shutil
 
 import jax
 import jax.numpy as jnp
@@ -17,11 +15,9 @@ from aelab import data, evaluate, losses, train
 from aelab.config import base_config, set_value
 from aelab.data import segmentation
 from aelab.data.augment import flip_and_crop
-from aelab.data.splits import Split
 from aelab.errors import UsageError
 from aelab.main import main
 from aelab.models.unet import UNet, depth_to_space
-from aelab.tasks.segmentation import SegmentationTask
 from conftest import SHARED_DATA
 
 

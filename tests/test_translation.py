@@ -1,7 +1,5 @@
 """Translation: text data and tokenizer, masks, decoding, losses, a tiny model that learns, CLI."""
 
-import io
-import json
 import os
 import zipfile
 

@@ -2,7 +2,9 @@
 
 Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, or any TFDS name;
 for segmentation also `segfolder:DIR` and `scenes:NAME` (digit scenes built from data set NAME);
-for translation `textpairs:FILE` (a TSV or a zip holding one) and TFDS sets with `data.source_key`.
+for translation `textpairs:FILE` (a TSV or a zip holding one) and TFDS sets with `data.source_key`;
+for captioning `captions:DIR` (Flickr8k format), `digitcaptions:NAME` (described digit scenes built
+from data set NAME) and TFDS sets with `data.captions_key` (coco_captions).
 """
 
 from __future__ import annotations
@@ -10,7 +12,7 @@ from __future__ import annotations
 import ml_collections
 import numpy as np
 
-from aelab.data import files, segmentation, sources, text
+from aelab.data import captions, files, segmentation, sources, text
 from aelab.data.pipeline import TrainBatches, eval_batches
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
@@ -24,6 +26,9 @@ LOCAL_READERS = {
     "scenes": lambda name, data: segmentation.read_scenes(
         read_splits(_with_name(data, name)), data.scenes, data.split_seed),
     "textpairs": lambda path, data: text.read_textpairs(path, data.reverse, data.split_seed),
+    "captions": lambda path, data: captions.read_captions_dir(path, data.image_size),
+    "digitcaptions": lambda name, data: captions.read_digit_captions(
+        read_splits(_with_name(data, name)), data.scenes, data.split_seed),
 }
 NAMED_READERS = {"digits": sources.read_digits}
 
@@ -51,13 +56,16 @@ def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
     if data.source_key:  # a translation set: sentence pairs
         read_split = lambda source, ds_name, split: text.read_tfds_pairs(
             source, ds_name, split, data.source_key, data.target_key)
+    if data.captions_key:  # a captioning set: images and their reference captions
+        read_split = lambda source, ds_name, split: captions.read_tfds_captions(
+            source, ds_name, split, data.image_key, data.captions_key, data.image_size)
     return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key,
                              read_split)
 
 
 def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
     inner = ml_collections.ConfigDict(data.to_dict())
-    inner.name, inner.mask_key = name, ""
+    inner.name, inner.mask_key, inner.captions_key = name, "", ""
     return inner
 
 

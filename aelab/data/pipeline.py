@@ -77,11 +77,13 @@ class TrainBatches:
         return batch
 
 
-def eval_batches(split: Split, batch_size: int) -> Iterator[dict[str, np.ndarray]]:
-    """The whole split in order, in batches of exactly `batch_size` with a `mask`."""
-    batch_size = min(batch_size, len(split))
-    arrays = split.arrays()
-    for start in range(0, len(split), batch_size):
+def eval_batches(split: Split | dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:
+    """The whole split (or dict of per-example arrays) in order, in batches of exactly
+    `batch_size` with a `mask`."""
+    arrays = split if isinstance(split, dict) else split.arrays()
+    count = len(next(iter(arrays.values())))
+    batch_size = min(batch_size, count)
+    for start in range(0, count, batch_size):
         part = {k: v[start:start + batch_size] for k, v in arrays.items()}
         n = len(next(iter(part.values())))
         pad = batch_size - n

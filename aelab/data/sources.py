@@ -114,6 +114,12 @@ def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
 
     try:
         builder = tfds.builder(name, data_dir=data_dir or None, file_format="array_record")
+    except ModuleNotFoundError as e:
+        if "tensorflow" not in str(e):
+            raise
+        raise UsageError(  # e.g. coco_captions: its feature spec is written with tf dtypes
+            f"tfds:{name}: this data set's TFDS builder needs TensorFlow even to describe its features "
+            "(No module named 'tensorflow'); `pip install tensorflow-cpu` to read it") from None
     except Exception as e:  # TFDS raises several types for an unknown name
         raise UsageError(
             f"unknown data name {name!r} ({type(e).__name__}); accepted: digits, idx:DIR, "

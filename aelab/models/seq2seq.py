@@ -16,6 +16,12 @@ values of the source, computed once (beam search repeats the memory per beam
 but never reorders it). The RNN's cache holds its recurrent state. PAD never
 receives attention: source keys that are PAD are masked in every attention,
 and target keys that are PAD in the decoder's.
+
+For captioning, `source` is a batch of images (B, H, W, C): an
+`ImageEncoder` (convolutions, then one learned position per feature-map
+cell) turns them into a sequence of visual features that takes the place of
+the embedded source tokens; every feature is a valid key. The decoders, their
+caches and the searches are the same.
 """
 
 from __future__ import annotations
@@ -97,6 +103,43 @@ class MultiHeadAttention(nnx.Module):
         return self.attend(x, *self.keys_values(context), mask)
 
 
+def with_coordinates(images: jax.Array) -> jax.Array:
+    """Two more channels holding each pixel's row and column in [-1, 1] (CoordConv, Liu et al.
+    2018): every convolutional feature then knows where it is, which captions that say where
+    things are ("to the left of") need."""
+    b, h, w, _ = images.shape
+    rows = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, h, dtype=images.dtype)[None, :, None, None], (b, h, w, 1))
+    columns = jnp.broadcast_to(jnp.linspace(-1.0, 1.0, w, dtype=images.dtype)[None, None, :, None], (b, h, w, 1))
+    return jnp.concatenate([images, rows, columns], axis=-1)
+
+
+class ImageEncoder(nnx.Module):
+    """Images (B, H, W, C) -> visual features (B, h * w, dim): coordinate channels, stride-2 3x3
+    convolutions with ReLU, a linear map to `dim`, and a learned position per cell of the
+    feature map (the decoder's attention must know where in the image a feature comes from)."""
+
+    def __init__(self, image_shape, channels, dim: int, *, rngs: nnx.Rngs):
+        height, width, depth = image_shape
+        widths = (depth + 2, *channels)
+        self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
+                               for a, b in zip(widths[:-1], widths[1:])])
+        for _ in channels:
+            height, width = -(-height // 2), -(-width // 2)
+        self.project = nnx.Linear(widths[-1], dim, rngs=rngs)
+        self.positions = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (height * width, dim)))
+
+    def __call__(self, images: jax.Array) -> jax.Array:
+        x = with_coordinates(images)
+        for conv in self.convs:
+            x = jax.nn.relu(conv(x))
+        return self.project(x.reshape(x.shape[0], -1, x.shape[-1])) + self.positions[...]
+
+
+def all_valid(features: jax.Array) -> jax.Array:
+    """(B, S): every visual feature is a real key."""
+    return jnp.ones(features.shape[:2], bool)
+
+
 class FeedForward(nnx.Module):
     def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
         self.up, self.down = nnx.Linear(dim, hidden, rngs=rngs), nnx.Linear(hidden, dim, rngs=rngs)
@@ -159,8 +202,10 @@ class Transformer(nnx.Module):
 
     def __init__(self, vocab_size: int, max_length: int, dim: int = 256, heads: int = 4,
                  layers: int = 3, hidden: int = 1024, dropout_rate: float = 0.1,
-                 positions: str = "sinusoidal", share_embeddings: bool = True, *, rngs: nnx.Rngs):
+                 positions: str = "sinusoidal", share_embeddings: bool = True,
+                 image_encoder: ImageEncoder | None = None, *, rngs: nnx.Rngs):
         self.dim, self.rate, self.share = dim, dropout_rate, share_embeddings
+        self.image_encoder = image_encoder  # captioning: images replace the source tokens
         init = nnx.initializers.normal(dim ** -0.5)
         self.source_embed = nnx.Embed(vocab_size, dim, embedding_init=init, rngs=rngs)
         if not share_embeddings:
@@ -182,8 +227,12 @@ class Transformer(nnx.Module):
         return self.source_embed if self.share else self.target_embed
 
     def _encode(self, source, rng: Rng) -> dict:
-        mask = key_mask(source)
-        x = self._embed(self.source_embed, source, rng)
+        if self.image_encoder is not None:
+            x = dropout(self.image_encoder(source), self.rate, rng())
+            mask = all_valid(x)[:, None, None, :]
+        else:
+            mask = key_mask(source)
+            x = self._embed(self.source_embed, source, rng)
         for layer in self.encoder:
             x = layer(x, mask, self.rate, rng)
         return {"states": self.encoder_norm(x), "mask": mask}
@@ -232,8 +281,10 @@ class AttentionRNN(nnx.Module):
 
     def __init__(self, vocab_size: int, embed_dim: int = 256, hidden: int = 512, layers: int = 1,
                  cell: str = "gru", attention: str = "additive", dropout_rate: float = 0.1,
-                 share_embeddings: bool = True, *, rngs: nnx.Rngs):
+                 share_embeddings: bool = True, image_encoder: ImageEncoder | None = None, *,
+                 rngs: nnx.Rngs):
         self.cell_kind, self.attention_kind, self.rate, self.share = cell, attention, dropout_rate, share_embeddings
+        self.image_encoder = image_encoder  # captioning: its features (dim 2 * hidden) replace the bi-RNN's
         self.hidden = hidden
         make = CELLS[cell]
         self.source_embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
@@ -241,7 +292,8 @@ class AttentionRNN(nnx.Module):
             self.target_embed = nnx.Embed(vocab_size, embed_dim, rngs=rngs)
         # rngs=False: no random state in the scans (dropout is ours), so checkpoints hold parameters only.
         scan = lambda i: nnx.RNN(make(embed_dim if i == 0 else 2 * hidden, hidden, rngs=rngs), rngs=False)
-        self.encoder = nnx.List([nnx.Bidirectional(scan(i), scan(i), rngs=False) for i in range(layers)])
+        self.encoder = nnx.List([nnx.Bidirectional(scan(i), scan(i), rngs=False)
+                                 for i in range(0 if image_encoder else layers)])
         self.memory_proj = nnx.Linear(2 * hidden, hidden, rngs=rngs)
         self.init_proj = nnx.Linear(hidden, hidden, rngs=rngs)
         self.query_proj = nnx.Linear(hidden, hidden, use_bias=False, rngs=rngs)
@@ -256,9 +308,14 @@ class AttentionRNN(nnx.Module):
         return self.source_embed if self.share else self.target_embed
 
     def _encode(self, source, rng: Rng) -> dict:
-        valid = source != PAD
-        lengths = valid.sum(-1)
-        x = dropout(self.source_embed(source), self.rate, rng())
+        if self.image_encoder is not None:
+            x = dropout(self.image_encoder(source), self.rate, rng())
+            valid = all_valid(x)
+            lengths = valid.sum(-1)
+        else:
+            valid = source != PAD
+            lengths = valid.sum(-1)
+            x = dropout(self.source_embed(source), self.rate, rng())
         zeros = jnp.zeros((source.shape[0], self.hidden), x.dtype)
         start = (zeros, zeros) if self.cell_kind == "lstm" else zeros
         for layer in self.encoder:

@@ -20,13 +20,15 @@ import ml_collections
 
 from aelab.errors import choose
 from aelab.tasks.autoencoder import AutoencoderTask
+from aelab.tasks.captioning import CaptioningTask
 from aelab.tasks.segmentation import SegmentationTask
 from aelab.tasks.translation import TranslationTask
 from aelab.tasks.vae import VAETask
 from aelab.tasks.vqvae import VQVAETask
 
 TASKS = {"autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask,
-         "segmentation": SegmentationTask, "translation": TranslationTask}
+         "segmentation": SegmentationTask, "translation": TranslationTask,
+         "captioning": CaptioningTask}
 
 
 def get_task(config: ml_collections.ConfigDict):

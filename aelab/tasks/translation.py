@@ -171,7 +171,7 @@ class TranslationTask:
 
         def translate(source: np.ndarray, batch_size: int) -> list[str]:
             out = []
-            for batch in eval_batches(TextSplit(source, source, source, source), batch_size):
+            for batch in eval_batches({"source": source}, batch_size):
                 ids = np.asarray(run(state, batch["source"]))[:int(batch["mask"].sum())]
                 out += self.tokenizer.decode(ids)
             return out

@@ -1,0 +1,155 @@
+"""Image captioning: a convolutional encoder in front of translation's sequence decoders.
+
+The image encoder (aelab.models.seq2seq.ImageEncoder) turns an image into a
+grid of visual features with learned positions; the Transformer decoder
+cross-attends to them, the RNN decoder attends to them at every step. The
+tokenizer, loss, decoding (greedy, beam search) and sacreBLEU scoring are
+translation's. Every image has several references: each training step
+teacher-forces one of them, drawn at random per example (so no phrasing is
+favoured); evaluation's `loss`/`nll`/`token_accuracy` are per target token
+over all references; `bleu` is corpus BLEU-4 against all references and
+`exact_match` the fraction of images whose caption equals one of its
+references (case and whitespace aside).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from aelab import workdir as wd
+from aelab.data import Dataset
+from aelab.data.captions import Captions, CaptionSplit, tokenize_captions
+from aelab.errors import UsageError
+from aelab.models.seq2seq import AttentionRNN, ImageEncoder, Transformer
+from aelab.tasks.translation import TranslationTask, shift_right, token_losses
+from aelab.text import tokenizer as tok
+
+UNITS = {"bleu": "sacreBLEU BLEU-4 against all references, 0-100",
+         "exact_match": "fraction of images whose caption equals a reference"}
+
+
+def normalize(caption: str) -> str:
+    """What exact match compares: lower case, single spaces."""
+    return " ".join(caption.lower().split())
+
+
+def caption_scores(hypotheses: list[str], references) -> dict[str, float]:
+    """Corpus BLEU-4 against every image's references, and exact match with any of them.
+
+    sacreBLEU takes reference streams of equal length, so an image with fewer references than
+    the most has its first repeated (a duplicate reference leaves BLEU unchanged)."""
+    import sacrebleu
+
+    width = max(len(refs) for refs in references)
+    streams = [[refs[k] if k < len(refs) else refs[0] for refs in references] for k in range(width)]
+    exact = [normalize(h) in {normalize(r) for r in refs} for h, refs in zip(hypotheses, references)]
+    return {"bleu": sacrebleu.corpus_bleu(hypotheses, streams).score,
+            "exact_match": float(np.mean(exact))}
+
+
+def pick_reference(targets: jax.Array, rng: jax.Array) -> jax.Array:
+    """One reference per example, (B, R, L) -> (B, L), uniform over its real (non-PAD) ones."""
+    count = jnp.maximum((targets[:, :, 0] != tok.PAD).sum(1), 1)
+    k = jnp.floor(jax.random.uniform(rng, count.shape) * count).astype(jnp.int32)
+    return jnp.take_along_axis(targets, k[:, None, None], axis=1)[:, 0]
+
+
+class CaptioningTask(TranslationTask):
+    def __init__(self, config):
+        super().__init__(config)
+        self.bucket_lengths = ()  # images are one size; captions are padded to max_length
+
+    def prepare(self, dataset: Dataset) -> Dataset:
+        """Trains the tokenizer on the training references (unless the workdir had one) and tokenizes."""
+        if not isinstance(dataset.train, Captions):
+            raise UsageError(f"task=captioning needs captioned images, but {dataset.name} holds none; use "
+                             "captions:DIR, digitcaptions:NAME or a TFDS set with data.captions_key")
+        t = self.config.text
+        if self.tokenizer is None:
+            self.tokenizer = tok.Tokenizer(tok.train(
+                [r for refs in dataset.train.references for r in refs], t.vocab_size, t.tokenizer))
+        splits, info = {}, dict(dataset.info)
+        for name in ("train", "val", "test"):
+            splits[name], counts = tokenize_captions(dataset.split(name), self.tokenizer, t.max_length)
+            info.update({f"{name}_{k}": v for k, v in counts.items()})
+            if not len(splits[name]):
+                raise UsageError(f"{dataset.name}: every {name} caption is longer than text.max_length="
+                                 f"{t.max_length} tokens; raise it")
+        return Dataset(dataset.name, splits["train"], splits["val"], splits["test"], info)
+
+    def build_model(self, example_shape, rngs: nnx.Rngs):
+        m, vocab = self.config.model, self.tokenizer.vocab_size
+        if m.arch == "transformer":
+            encoder = ImageEncoder(example_shape, m.channels, m.embed_dim, rngs=rngs)
+            return Transformer(vocab, self.config.text.max_length + 1, m.embed_dim, m.num_heads, m.num_layers,
+                               m.mlp_dim, m.dropout, m.positions, m.share_embeddings, encoder, rngs=rngs)
+        encoder = ImageEncoder(example_shape, m.channels, 2 * m.hidden_dim, rngs=rngs)
+        return AttentionRNN(vocab, m.embed_dim, m.hidden_dim, m.num_layers, m.cell, m.attention, m.dropout,
+                            m.share_embeddings, encoder, rngs=rngs)
+
+    def loss_fn(self, model, batch, rng: jax.Array, step):
+        pick_rng, dropout_rng = jax.random.split(rng)
+        return super().loss_fn(model, {"source": batch["source"],
+                                       "target": pick_reference(batch["targets"], pick_rng)},
+                               dropout_rng, step)
+
+    def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
+        """Token sums over all of each image's references (summarize makes them per token)."""
+        targets = batch["targets"]
+        b, r, length = targets.shape
+        images = jnp.repeat(batch["source"], r, axis=0)
+        flat = targets.reshape(b * r, length)
+        logits = model(images, shift_right(flat))
+        smoothed, nll, correct, real = token_losses(logits, flat, self.config.text.label_smoothing)
+        per_image = lambda x: (x * real).sum(1).reshape(b, r).sum(1)  # noqa: E731
+        return {"loss_sum": per_image(smoothed), "nll_sum": per_image(nll), "correct": per_image(correct),
+                "tokens": real.sum(1).reshape(b, r).sum(1)}
+
+    def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
+        """Nearest neighbour (Devlin et al. 2015): each test image gets the first caption of the
+        training image closest in pixels; a model must beat retrieval."""
+        from sklearn.neighbors import NearestNeighbors
+
+        train, test = dataset.train, dataset.test
+        index = NearestNeighbors(n_neighbors=1).fit(train.images.reshape(len(train), -1))
+        nearest = index.kneighbors(test.images.reshape(len(test), -1), return_distance=False)[:, 0]
+        return {"nearest_neighbour": caption_scores([train.references[i][0] for i in nearest],
+                                                    list(test.references))}
+
+    def captions(self, model, images: np.ndarray, beam_size: int | None = None) -> list[str]:
+        """Captions of images (N, H, W, C) in [0, 1]."""
+        return self.translator(model, beam_size)(images, self.config.train.eval_batch_size)
+
+    def generation_metrics(self, model, split: CaptionSplit, final: bool, samples_path: str | None):
+        """BLEU-4 and exact match: greedy on the first decode.eval_examples images during training,
+        the configured beam on the whole split at the end."""
+        d = self.config.decode
+        if not final:
+            if not d.eval_examples:
+                return {}
+            split = split.take(np.arange(min(d.eval_examples, len(split))))
+        hypotheses = self.captions(model, split.images, d.beam_size if final else 1)
+        scores = caption_scores(hypotheses, list(split.references))
+        if samples_path:
+            lines = [f"image\t{i}\n" + "".join(f"reference\t{r}\n" for r in refs) + f"model\t{h}\n"
+                     for i, (refs, h) in enumerate(zip(split.references, hypotheses))]
+            wd.atomic_write(samples_path, "\n".join(lines).encode("utf-8"))
+        return scores
+
+    def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
+        from aelab import plots
+
+        super().figures(model, dataset, records, figure_dir, None)
+        if any("exact_match" in r for r in records):
+            plots.curves(records, "exact_match", os.path.join(figure_dir, "exact_match.png"),
+                         UNITS["exact_match"], log=False)
+        test = dataset.test.take(np.arange(min(16, len(dataset.test))))
+        hypotheses = self.captions(model, test.images)
+        correct = [normalize(h) in {normalize(r) for r in refs} for h, refs in zip(hypotheses, test.references)]
+        plots.captioned_images(test.images, hypotheses, correct, os.path.join(figure_dir, "captions.png"),
+                               "test images and their generated captions (green: equals a reference)")

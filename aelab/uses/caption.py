@@ -1,0 +1,48 @@
+"""`aelab caption`: captions for new images from a trained captioning workdir.
+
+`--input` is an image or a folder of images; each is read with the channels
+the model was trained on, resized (bilinear) to its square size, and
+captioned by the run's beam search (or `--beam_size`). One line per image,
+`name<TAB>caption`, in file-name order, to stdout or atomically to `--out`.
+Every image is read before any caption is written: an unreadable image is an
+error naming it, and nothing is written.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+
+import numpy as np
+
+from aelab.data.files import read_image
+from aelab.data.segmentation import resize_pair
+from aelab.data.splits import to_unit_float
+from aelab.errors import UsageError
+from aelab.tasks.captioning import CaptioningTask
+from aelab.train import load_trained
+from aelab.uses.predict import input_files
+from aelab.workdir import atomic_write
+
+
+def caption(workdir: str, input_path: str | None, out_path: str | None,
+            beam_size: int | None = None) -> list[str]:
+    """Captions the images at `input_path` to `out_path` (stdout if none)."""
+    if not input_path:
+        raise UsageError("caption needs --input=IMAGE_OR_DIR")
+    if beam_size is not None and beam_size < 1:
+        raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
+    files = input_files(input_path)
+    run, model, _ = load_trained(workdir)
+    if not isinstance(run.task, CaptioningTask):
+        raise UsageError(f"{workdir}: caption needs a captioning run, but this one trained "
+                         f"task={run.config.task!r}")
+    size, _, channels = run.dataset.image_shape
+    images = np.stack([resize_pair(read_image(path, channels), None, size)[0] for path in files])
+    captions = run.task.captions(model, to_unit_float(images, input_path), beam_size)
+    result = "".join(f"{os.path.basename(path)}\t{text}\n" for path, text in zip(files, captions))
+    if out_path:
+        atomic_write(out_path, result.encode("utf-8"))
+        return [out_path]
+    sys.stdout.write(result)
+    return []
