@@ -38,6 +38,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.reverse = False  # textpairs: translate the second column into the first
     config.data.source_key = ""  # TFDS translation sets: the source and target features ("es", "en")
     config.data.target_key = ""
+    config.data.captions_key = ""  # TFDS captioning sets: the feature whose "text" holds the captions
     config.data.scenes = ml_collections.ConfigDict()  # scenes:NAME, generated from NAME's digits
     config.data.scenes.canvas = 64  # canvas side in pixels
     config.data.scenes.min_digits = 1
@@ -45,6 +46,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.scenes.num_train = 10000  # scenes from train digits (validation is carved from them)
     config.data.scenes.num_test = 2000  # scenes from test digits
     config.data.scenes.ink_threshold = 0.5  # a digit's pixels at least this bright carry its class
+    config.data.scenes.language = "en"  # digitcaptions: en | es
 
     config.model = ml_collections.ConfigDict()
     config.model.arch = "mlp"  # mlp | conv
@@ -154,6 +156,13 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.early_stopping_min_delta = 0.0  # an improvement must beat the best by more than this
     config.train.skip_nonfinite = False  # True: drop updates with non-finite gradients, count them
     config.train.max_consecutive_nonfinite = 10  # ...and stop after this many in a row
+    config.train.compile_cache = "~/.cache/aelab/jax"  # persistent compilation cache; "" = off
+    config.train.compute_dtype = "float32"  # float32 | bfloat16 (mixed: parameters, optimizer state stay float32)
+
+    # Data parallel: parameters replicated, each batch sharded over the `data` axis of a device
+    # mesh; train.batch_size stays the global batch and must divide by the device count.
+    config.mesh = ml_collections.ConfigDict()
+    config.mesh.data = -1  # devices on the data axis; -1 = all (every device of every host)
     return config
 
 
@@ -278,6 +287,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
                 raise UsageError(f"model.{key}={tuple(model[key])} must hold positive integers")
     choose("optimizer.name", opt.name, OPTIMIZERS)
     choose("optimizer.schedule", opt.schedule, SCHEDULES)
+    choose("train.compute_dtype", train.compute_dtype, ("float32", "bfloat16"))
     if train.early_stopping_patience < 0 or train.early_stopping_min_delta < 0:
         raise UsageError("train.early_stopping_patience and train.early_stopping_min_delta must be >= 0")
     if opt.warmup_steps < 0 or opt.grad_clip_norm < 0:

@@ -1,6 +1,7 @@
 """The `aelab` command: thin. Parses flags, picks a subcommand, maps errors to exit codes.
 
     aelab train --config=configs/digits_ae.py[:args] --workdir=DIR [--config.a.b=v ...]
+        [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]   (multi-host; SLURM/TPU detected)
     aelab sample --workdir=DIR [--num_samples=64] [--seed=0]
     aelab embed --workdir=DIR [--split=test] --out=FILE.npz
     aelab probe --workdir=DIR [--probe_examples=10000]
@@ -8,8 +9,10 @@
     aelab anomaly --workdir=DIR
     aelab predict --workdir=DIR --input=IMAGE_OR_DIR --out=DIR   (segmentation masks as PNGs)
     aelab translate --workdir=DIR [--input=FILE] [--out=FILE] [--beam_size=N]   (stdin/stdout by default)
+    aelab caption --workdir=DIR --input=IMAGE_OR_DIR [--out=FILE] [--beam_size=N]   (stdout by default)
     aelab sweep --config=CONFIG.py --workdir=DIR --sweep=model.latent_dim=2,4,8 [--sweep=seed=0,1] [--config...]
     aelab report --workdir=DIR
+    aelab bench --workload=mlp_ae|conv_ae|mlp_vae [--json] [--min_seconds=5]   (no workdir)
 
 Exit codes: 0 done (or stopped by a signal, checkpointed), 1 training
 diverged, 2 bad input (nothing written).
@@ -32,9 +35,9 @@ from aelab import train
 from aelab.train import NonFiniteError
 
 USAGE = ("usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] | "
-         "aelab sample|embed|probe|denoise|anomaly|predict|translate --workdir=DIR [...]")
+         "aelab sample|embed|probe|denoise|anomaly|predict|translate|caption --workdir=DIR [...]")
 SUBCOMMANDS = ("train", "sweep", "report", "sample", "embed", "probe", "denoise", "anomaly", "predict",
-               "translate")
+               "translate", "caption", "bench")
 NEEDS_CONFIG = ("train", "sweep")
 
 
@@ -53,13 +56,21 @@ def parse(argv: list[str]):
     flags.DEFINE_integer("seed", 0, "sample, denoise: random seed", flag_values=values)
     flags.DEFINE_string("split", "test", "embed: train | val | test", flag_values=values)
     flags.DEFINE_string("out", None, "embed: the .npz file to write; predict: the mask folder; "
-                        "translate: the output file (default: stdout)", flag_values=values)
-    flags.DEFINE_string("input", None, "predict: an image or a folder of images; translate: a text "
+                        "translate, caption: the output file (default: stdout)", flag_values=values)
+    flags.DEFINE_string("input", None, "predict, caption: an image or a folder of images; translate: a text "
                         "file, one sentence a line (default: stdin)", flag_values=values)
-    flags.DEFINE_integer("beam_size", None, "translate: beam size (1 = greedy; default: the run's "
+    flags.DEFINE_integer("beam_size", None, "translate, caption: beam size (1 = greedy; default: the run's "
                          "decode.beam_size)", flag_values=values)
     flags.DEFINE_integer("probe_examples", 10000, "probe: training examples for the probes",
                          lower_bound=10, flag_values=values)
+    flags.DEFINE_string("workload", None, "bench: mlp_ae | conv_ae | mlp_vae", flag_values=values)
+    flags.DEFINE_boolean("json", False, "bench: print one JSON line", flag_values=values)
+    flags.DEFINE_float("min_seconds", 5.0, "bench: seconds of timed training steps", lower_bound=0.1,
+                       flag_values=values)
+    flags.DEFINE_string("coordinator_address", None, "train (multi-host): host:port of process 0; "
+                        "with --num_processes and --process_id (default: detect SLURM/TPU)", flag_values=values)
+    flags.DEFINE_integer("num_processes", None, "train (multi-host): how many processes", flag_values=values)
+    flags.DEFINE_integer("process_id", None, "train (multi-host): this process's index", flag_values=values)
     flags.DEFINE_multi_string("sweep", [], "sweep: KEY=V1,V2,... (repeat for a grid)",
                               flag_values=values)
     flags.DEFINE_multi_string("noise", ["gaussian:0.1,0.3,0.5"], "denoise: KIND:LEVEL[,LEVEL...]",
@@ -74,6 +85,10 @@ def parse(argv: list[str]):
     if len(rest) != 2 or rest[1] not in SUBCOMMANDS:
         given = " ".join(rest[1:]) or "none"
         raise UsageError(f"subcommand {given!r} not understood; accepted: {', '.join(SUBCOMMANDS)}. {USAGE}")
+    if rest[1] == "bench":
+        if not values.workload:
+            raise UsageError("bench needs --workload=mlp_ae|conv_ae|mlp_vae")
+        return rest[1], values
     if not values.workdir:
         raise UsageError(f"--workdir is required. {USAGE}")
     if rest[1] not in NEEDS_CONFIG:
@@ -140,10 +155,18 @@ def main(argv: list[str]) -> int:
             print(f"aelab: {len(record['points']) - len(failed)} points done, {len(failed)} failed; "
                   f"table in {values.workdir}/report.md")
             return 1 if failed else 0
+        if command == "bench":
+            from aelab import bench
+
+            bench.main(values.workload, values.json, values.min_seconds)
+            return 0
         if command != "train":
             for path in _use(command, values):
                 print(f"aelab: wrote {path}")
             return 0
+        from aelab import parallel
+
+        parallel.initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
         summary = train.train_and_evaluate(values.config, values.workdir,
                                            should_stop=_stop_on_signals())
         if summary.get("stopped"):
@@ -187,13 +210,17 @@ def _use(command: str, values) -> list[str]:
         from aelab.uses import translate
 
         return translate.translate(values.workdir, values.input, values.out, values.beam_size)
+    if command == "caption":
+        from aelab.uses import caption
+
+        return caption.caption(values.workdir, values.input, values.out, values.beam_size)
     return anomaly.anomaly(values.workdir)
 
 
 def _print_summary(summary: dict, workdir: str) -> None:
     ev, pca = summary["eval"], summary["baselines"].get("pca", {})
     parts = [f"{k} {ev[k]:.4f}" for k in ("neg_elbo", "nll", "recon_sse", "mean_iou", "pixel_accuracy",
-                                          "bleu", "chrf")
+                                          "bleu", "chrf", "exact_match")
              if k in ev]
     line = f"aelab: step {summary['step']}: eval " + ", ".join(parts)
     if "recon_sse" in pca:

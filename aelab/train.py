@@ -23,7 +23,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from aelab import checkpoint, config as config_lib, data, optim, tasks
+from aelab import checkpoint, config as config_lib, data, optim, parallel, tasks
 from aelab import workdir as wd
 from aelab.errors import UsageError
 from aelab.writer import MetricWriter, read_metrics
@@ -50,6 +50,7 @@ class Run:
     batches: data.TrainBatches
     train_key: jax.Array
     eval_key: jax.Array
+    mesh: jax.sharding.Mesh
 
 
 def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
@@ -59,6 +60,8 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     Raises UsageError on any bad input; writes no file.
     """
     config_lib.validate(config)
+    enable_compile_cache(config.train.compile_cache)
+    mesh = parallel.make_mesh(config)
     task = tasks.get_task(config)
     if workdir and hasattr(task, "load_assets"):
         task.load_assets(workdir)
@@ -74,7 +77,16 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
         _check_metric(task, model, dataset, config.train.early_stopping_metric)
     optimizer = nnx.Optimizer(model, tx, wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
-    return Run(config, dataset, task, graphdef, state, batches, train_key, eval_key)
+    # Replicated on the data mesh: a restore onto this target lands the same way.
+    state, train_key, eval_key = parallel.put_replicated((state, train_key, eval_key), mesh)
+    return Run(config, dataset, task, graphdef, state, batches, train_key, eval_key, mesh)
+
+
+def enable_compile_cache(directory: str) -> None:
+    """JAX's persistent compilation cache in `directory` ("" = off), so a resumed or repeated run
+    skips compiling; a cache already chosen (JAX_COMPILATION_CACHE_DIR, or in code) wins."""
+    if directory and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
 
 
 def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
@@ -86,16 +98,39 @@ def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
                          f"{type(task).__name__}; known: {', '.join(sorted(names))}")
 
 
-def make_train_step(graphdef: nnx.GraphDef, task) -> Callable:
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
+
+
+def in_compute_dtype(loss_fn: Callable, dtype) -> Callable:
+    """Mixed precision: `loss_fn` run on a copy of the model and batch cast to `dtype`, its
+    loss and metrics returned in float32. Gradients flow back through the cast, so they
+    (and the optimizer state and parameters) stay float32."""
+    if dtype == jnp.float32:
+        return loss_fn
+
+    def cast(tree):
+        return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
+
+    def mixed(model, batch, rng, step):
+        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
+        loss, metrics = loss_fn(nnx.merge(graphdef, cast(params), rest), cast(batch), rng, step)
+        return loss.astype(jnp.float32), jax.tree.map(lambda m: m.astype(jnp.float32), metrics)
+
+    return mixed
+
+
+def make_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") -> Callable:
     """A pure (state, batch, rng) -> (state, metrics), compiled once, state donated.
 
     The step's key is `fold_in(rng, step)`, so randomness depends only on the step.
     """
+    loss_fn = in_compute_dtype(task.loss_fn, COMPUTE_DTYPES[compute_dtype])
+
     @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state, batch, rng):
         model, optimizer = nnx.merge(graphdef, state)
         step = optimizer.step[...]
-        (_, metrics), grads = nnx.value_and_grad(task.loss_fn, has_aux=True)(
+        (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
             model, batch, jax.random.fold_in(rng, step), step)
         optimizer.update(model, grads)
         metrics["grad_norm"] = optax.global_norm(grads)
@@ -127,7 +162,7 @@ def evaluate_with_outputs(run: Run, eval_step, state, split_name: str, final: bo
     the chief writes those outputs to DIR/samples/<split>_<step>.txt."""
     split = run.dataset.split(split_name)
     results = evaluate_split(eval_step, state, split, run.config.train.eval_batch_size,
-                             run.eval_key, run.task)
+                             run.eval_key, run.task, run.mesh)
     if hasattr(run.task, "generation_metrics"):
         model, _ = nnx.merge(run.graphdef, state)
         samples = os.path.join(workdir, wd.SAMPLES, f"{split_name}_{step}.txt") if is_chief else None
@@ -135,13 +170,17 @@ def evaluate_with_outputs(run: Run, eval_step, state, split_name: str, final: bo
     return results
 
 
-def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng, task) -> dict[str, float]:
+def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng, task,
+                   mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
     """Means over every example of `split` (padding masked out), summarized by the task.
 
     Batch i draws its randomness from fold_in(rng, i): the same at every evaluation.
+    On a mesh, batches are sharded along its data axis.
     """
     totals = None
     for i, batch in enumerate(data.eval_batches(split, batch_size)):
+        if mesh is not None:
+            batch = parallel.put_batch(batch, mesh)
         sums = eval_step(state, batch, jax.random.fold_in(rng, i))
         totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
     totals = jax.device_get(totals)
@@ -209,6 +248,7 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     UsageError on bad input (before writing anything) and NonFiniteError when
     training diverges.
     """
+    started = time.perf_counter()
     run = build(config, workdir)
     is_chief = jax.process_index() == 0
     lock = wd.exclusive(workdir) if is_chief else contextlib.nullcontext()
@@ -227,16 +267,17 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                 wd.record_start(workdir, run.config.to_dict(), step, changes)
                 if hasattr(run.task, "save_assets"):
                     run.task.save_assets(workdir)
-            return _loop(run, state, step, ckpt, workdir, should_stop, is_chief)
+            return _loop(run, state, step, ckpt, workdir, should_stop, is_chief, started)
         finally:
             ckpt.close()
 
 
 def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: str,
-          should_stop, is_chief: bool) -> dict[str, Any]:
+          should_stop, is_chief: bool, started: float) -> dict[str, Any]:
     t = run.config.train
+    first_step_s = None  # from the call to its first step's result: data, build, restore, compile
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
-    train_step = make_train_step(run.graphdef, run.task)
+    train_step = make_train_step(run.graphdef, run.task, t.compute_dtype)
     eval_step = make_eval_step(run.graphdef, run.task)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
@@ -248,8 +289,11 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     early_stop = None
     try:
         while step < t.num_steps and early_stop is None:
-            state, metrics = train_step(state, run.batches(step), run.train_key)
+            state, metrics = train_step(state, parallel.put_batch(run.batches(step), run.mesh), run.train_key)
             window.add(metrics)
+            if first_step_s is None:
+                jax.block_until_ready(metrics)
+                first_step_s = time.perf_counter() - started
             step += 1
             if step % t.log_every == 0 or step == t.num_steps:
                 means = window.summarize()
@@ -272,7 +316,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 ckpt.save(step, state)
             if stopping:
                 return {"step": step, "stopped": True}
-        return finish(run, state, step, workdir, writer, is_chief, early_stop)
+        return finish(run, state, step, workdir, writer, is_chief, early_stop, first_step_s)
     finally:
         bar.close()
         writer.close()
@@ -296,7 +340,8 @@ def patience_exhausted(history: list, train: ml_collections.ConfigDict) -> dict 
 
 
 def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
-           is_chief: bool, early_stop: dict | None = None) -> dict[str, Any]:
+           is_chief: bool, early_stop: dict | None = None,
+           time_to_first_step_s: float | None = None) -> dict[str, Any]:
     """Final evaluation on val and test ("eval"), baselines, figures and summary.json."""
     results = {  # the expensive final metrics (e.g. IWAE NLL, beam search) on the test split only
         "val": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task), state, "val", False,
@@ -304,7 +349,7 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
         "eval": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task, final=True), state,
                                       "test", True, step, workdir, is_chief)}
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
-               "early_stopped": early_stop,
+               "early_stopped": early_stop, "time_to_first_step_s": time_to_first_step_s,
                "baselines": run.task.baselines(run.dataset),
                "data": {"name": run.dataset.name, "image_shape": list(run.dataset.image_shape),
                         **{f"num_{name}": len(run.dataset.split(name))
@@ -326,7 +371,9 @@ def load_trained(workdir: str) -> tuple[Run, nnx.Module, int]:
         raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
     if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
         raise UsageError(f"{workdir}: no checkpoints yet; train first")
-    run = build(config_lib.from_saved(wd.read_json(config_path)), workdir)
+    config = config_lib.from_saved(wd.read_json(config_path))
+    config.mesh.data = 1  # using a model needs one device, whatever the run trained on
+    run = build(config, workdir)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), run.config.train.keep_checkpoints)
     try:
         step, state = ckpt.restore_latest(run.state)

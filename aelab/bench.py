@@ -1,0 +1,150 @@
+"""`aelab bench`: the speed of the project's own train and eval steps on three fixed workloads.
+
+The workloads are those of ../shared/bench/README.md (and its PyTorch
+reference, torch_ref.py): `mlp_ae` (784-1000-500-250-30, mirrored, BCE,
+batch 256), `conv_ae` (configs/mnist_conv_ae.py: two stride-2 3x3 convs
+32/64, Dense 16, mirrored with transposed convs, BCE, batch 128) and
+`mlp_vae` (784-512-256, 20-d Gaussian latent, Bernoulli negative ELBO, batch
+128). Adam 1e-3, float32, losses summed over pixels and averaged over the
+batch, synthetic MNIST-shaped data (uint8 -> [0, 1]) already on the device
+as ready batches, as the reference has them in memory.
+
+What runs is aelab's own task, model and `make_train_step`/`make_eval_step`,
+not a copy. After compilation and a warm-up, steps run in chunks of about
+0.5 s until `min_seconds` have passed; a chunk ends when its last result is
+ready. Figures: examples per second (train, and eval = forward + loss at
+batch 1000), compile seconds, the train step's FLOPs (XLA's cost analysis)
+and the fraction of the machine's measured float32 matmul peak they reach.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import time
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from aelab import config as config_lib, optim, tasks
+from aelab.errors import choose
+
+WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae")
+N_TRAIN, N_EVAL, EVAL_BATCH = 60000, 10000, 1000
+
+
+def workload_config(name: str):
+    """The config of a workload, built like any experiment's (conv_ae = configs/mnist_conv_ae.py)."""
+    choose("--workload", name, WORKLOADS)
+    config = config_lib.base_config()
+    config.loss = "bce"
+    config.optimizer.name, config.optimizer.learning_rate, config.optimizer.schedule = "adam", 1e-3, "constant"
+    if name == "mlp_ae":
+        config.model.hidden, config.model.latent_dim, config.train.batch_size = (1000, 500, 250), 30, 256
+    elif name == "conv_ae":
+        config.model.arch, config.model.channels, config.model.strides = "conv", (32, 64), (2, 2)
+        config.model.kernel_size, config.model.latent_dim, config.model.upsample = 3, 16, "transpose"
+        config.train.batch_size = 128
+    else:
+        config.task = "vae"
+        config.model.hidden, config.model.latent_dim, config.train.batch_size = (512, 256), 20, 128
+    return config
+
+
+def synthetic_mnist(n: int, seed: int) -> np.ndarray:
+    """Deterministic MNIST-shaped images (n, 28, 28, 1) in [0, 1], as torch_ref.py draws them."""
+    rng = np.random.default_rng(seed)
+    return (rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8).astype(np.float32) / 255.0)[..., None]
+
+
+def timed(step, count: int, batch_size: int, warmup: int, min_seconds: float) -> dict:
+    """Runs `step(i)` (returning an array) after `warmup` calls, in ~0.5 s chunks until min_seconds."""
+    out = None
+    start = time.perf_counter()
+    for i in range(warmup):
+        out = step(i)
+    jax.block_until_ready(out)
+    per_step = max((time.perf_counter() - start) / max(warmup, 1), 1e-6)
+    chunk = max(1, int(0.5 / per_step))
+    rates, steps, total, i = [], 0, 0.0, warmup
+    while total < min_seconds:
+        start = time.perf_counter()
+        for _ in range(chunk):
+            out = step(i)
+            i += 1
+        jax.block_until_ready(out)
+        seconds = time.perf_counter() - start
+        total, steps = total + seconds, steps + chunk
+        rates.append(chunk * batch_size / seconds)
+    return {"examples_per_s": steps * batch_size / total, "median_chunk_examples_per_s": statistics.median(rates),
+            "steps": steps, "seconds": total}
+
+
+def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0) -> float:
+    """float32 matmul throughput of this machine's default device (GFLOP/s)."""
+    a = jnp.ones((size, size), jnp.float32)
+    f = jax.jit(lambda x: x @ a)
+    result = timed(lambda i: f(a), 1, 1, 3, seconds)
+    return 2.0 * size ** 3 * result["examples_per_s"] / 1e9
+
+
+def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int = 0) -> dict:
+    from aelab.train import make_eval_step, make_train_step
+
+    config = workload_config(workload)
+    task = tasks.get_task(config)
+    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(seed)))
+    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10 ** 6), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, optimizer))
+    batch_size = config.train.batch_size
+    train_images = synthetic_mnist(N_TRAIN, seed)
+    batches = [jax.device_put({"image": train_images[i:i + batch_size]})
+               for i in range(0, N_TRAIN - batch_size + 1, batch_size)]
+    eval_images = synthetic_mnist(N_EVAL, seed + 1)
+    mask = jnp.ones(EVAL_BATCH, jnp.float32)
+    eval_batches = [jax.device_put({"image": eval_images[i:i + EVAL_BATCH]}) | {"mask": mask}
+                    for i in range(0, N_EVAL, EVAL_BATCH)]
+    rng = jax.random.key(seed)
+
+    train_step = make_train_step(graphdef, task)
+    start = time.perf_counter()
+    compiled = train_step.lower(state, batches[0], rng).compile()
+    compile_s = time.perf_counter() - start
+    cost = compiled.cost_analysis()
+    cost = cost[0] if isinstance(cost, (list, tuple)) else cost
+    flops = float(cost.get("flops", 0.0)) if cost else 0.0
+
+    holder = {"state": state}
+
+    def train(i):
+        holder["state"], metrics = compiled(holder["state"], batches[i % len(batches)], rng)
+        return metrics["loss"]
+
+    train_result = timed(train, len(batches), batch_size, warmup, min_seconds)
+    eval_step = make_eval_step(graphdef, task)
+    eval_state = holder["state"]
+    eval_result = timed(lambda i: eval_step(eval_state, eval_batches[i % len(eval_batches)], rng)["loss"],
+                        len(eval_batches), EVAL_BATCH, 3, max(min_seconds * 0.6, 1.0))
+    peak = matmul_peak_gflops()
+    achieved = flops * train_result["examples_per_s"] / batch_size / 1e9
+    return {"workload": workload, "framework": "aelab (jax " + jax.__version__ + ")",
+            "backend": jax.default_backend(), "devices": jax.device_count(), "batch_size": batch_size,
+            "train_examples_per_s": round(train_result["examples_per_s"], 1),
+            "train_median_chunk_examples_per_s": round(train_result["median_chunk_examples_per_s"], 1),
+            "eval_examples_per_s": round(eval_result["examples_per_s"], 1),
+            "compile_s": round(compile_s, 3), "train_step_gflop": round(flops / 1e9, 4),
+            "train_gflops_per_s": round(achieved, 2), "matmul_peak_gflops_per_s": round(peak, 1),
+            "peak_fraction": round(achieved / peak, 4) if peak else None,
+            "train_steps_timed": train_result["steps"]}
+
+
+def main(workload: str, as_json: bool, min_seconds: float = 5.0) -> dict:
+    result = bench(workload, min_seconds)
+    if as_json:
+        print(json.dumps(result), flush=True)
+    else:
+        for key, value in result.items():
+            print(f"{key:>34}: {value}")
+    return result
