@@ -60,7 +60,7 @@ def synthetic_mnist(n: int, seed: int) -> np.ndarray:
 
 
 def timed(step, count: int, batch_size: int, warmup: int, min_seconds: float) -> dict:
-    """Runs `step(i)` (returning an array) after `warmup` calls, in ~0.5 s chunks until min_seconds."""
+    """Runs `step(i)` (returning arrays) after `warmup` calls, in ~0.5 s chunks until min_seconds."""
     out = None
     start = time.perf_counter()
     for i in range(warmup):
@@ -125,7 +125,7 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     train_result = timed(train, len(batches), batch_size, warmup, min_seconds)
     eval_step = make_eval_step(graphdef, task)
     eval_state = holder["state"]
-    eval_result = timed(lambda i: eval_step(eval_state, eval_batches[i % len(eval_batches)], rng)["loss"],
+    eval_result = timed(lambda i: eval_step(eval_state, eval_batches[i % len(eval_batches)], rng),
                         len(eval_batches), EVAL_BATCH, 3, max(min_seconds * 0.6, 1.0))
     peak = matmul_peak_gflops()
     achieved = flops * train_result["examples_per_s"] / batch_size / 1e9
