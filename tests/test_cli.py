@@ -134,3 +134,20 @@ def test_sample_refuses_models_without_a_prior_and_missing_workdirs(tmp_path, ca
     assert "has no prior to sample; train with --config.task=vae" in capsys.readouterr().err
     assert main(["aelab", "sample", f"--workdir={tmp_path}/nothing"]) == 2
     assert "no config.json" in capsys.readouterr().err
+
+
+def test_bench_prints_one_json_line_of_positive_figures(capsys):
+    assert main(["aelab", "bench", "--workload=mlp_vae", "--json", "--min_seconds=0.2"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 1
+    result = json.loads(lines[0])
+    assert result["workload"] == "mlp_vae" and result["batch_size"] == 128
+    for key in ("train_examples_per_s", "eval_examples_per_s", "compile_s", "train_step_gflop",
+                "matmul_peak_gflops_per_s", "peak_fraction"):
+        assert result[key] > 0, key
+    # The step's FLOPs are the VAE's: 3 passes over 784-512-256-40 and 20-256-512-784 per example.
+    macs = 784 * 512 + 512 * 256 + 256 * 40 + 20 * 256 + 256 * 512 + 512 * 784
+    assert 0.8 < result["train_step_gflop"] / (3 * 2 * macs * 128 / 1e9) < 1.5
+    assert main(["aelab", "bench", "--workload=resnet"]) == 2
+    assert capsys.readouterr().err.strip() == (
+        "aelab: error: unknown --workload 'resnet'; known: conv_ae, mlp_ae, mlp_vae")
