@@ -69,18 +69,8 @@ class CaptioningTask(TranslationTask):
         if not isinstance(dataset.train, Captions):
             raise UsageError(f"task=captioning needs captioned images, but {dataset.name} holds none; use "
                              "captions:DIR, digitcaptions:NAME or a TFDS set with data.captions_key")
-        t = self.config.text
-        if self.tokenizer is None:
-            self.tokenizer = tok.Tokenizer(tok.train(
-                [r for refs in dataset.train.references for r in refs], t.vocab_size, t.tokenizer))
-        splits, info = {}, dict(dataset.info)
-        for name in ("train", "val", "test"):
-            splits[name], counts = tokenize_captions(dataset.split(name), self.tokenizer, t.max_length)
-            info.update({f"{name}_{k}": v for k, v in counts.items()})
-            if not len(splits[name]):
-                raise UsageError(f"{dataset.name}: every {name} caption is longer than text.max_length="
-                                 f"{t.max_length} tokens; raise it")
-        return Dataset(dataset.name, splits["train"], splits["val"], splits["test"], info)
+        references = [r for refs in dataset.train.references for r in refs]
+        return self.tokenized(dataset, references, tokenize_captions, "caption")
 
     def build_model(self, example_shape, rngs: nnx.Rngs):
         m, vocab = self.config.model, self.tokenizer.vocab_size

@@ -104,16 +104,26 @@ class TranslationTask:
         if not isinstance(dataset.train, TextPairs):
             raise UsageError(f"task=translation needs sentence pairs, but {dataset.name} holds images; "
                              "use textpairs:FILE or a TFDS translation set with data.source_key/target_key")
+
+        def tokenize_split(split, tokenizer, max_length):
+            tokenized, skipped = tokenize(split, tokenizer, max_length)
+            return tokenized, {"skipped_longer_than_max_length": skipped}
+
+        return self.tokenized(dataset, [*dataset.train.source, *dataset.train.target], tokenize_split, "pair")
+
+    def tokenized(self, dataset: Dataset, training_text, tokenize_split, what: str) -> Dataset:
+        """The dataset with every split tokenized by `tokenize_split(split, tokenizer, max_length)
+        -> (split, counts)`; the tokenizer is trained on `training_text` unless the workdir had one.
+        The counts land in the dataset's info (summary.json), prefixed by the split's name."""
         t = self.config.text
         if self.tokenizer is None:
-            self.tokenizer = tok.Tokenizer(tok.train(
-                [*dataset.train.source, *dataset.train.target], t.vocab_size, t.tokenizer))
+            self.tokenizer = tok.Tokenizer(tok.train(training_text, t.vocab_size, t.tokenizer))
         splits, info = {}, dict(dataset.info)
         for name in ("train", "val", "test"):
-            splits[name], skipped = tokenize(dataset.split(name), self.tokenizer, t.max_length)
-            info[f"{name}_skipped_longer_than_max_length"] = skipped
+            splits[name], counts = tokenize_split(dataset.split(name), self.tokenizer, t.max_length)
+            info.update({f"{name}_{k}": v for k, v in counts.items()})
             if not len(splits[name]):
-                raise UsageError(f"{dataset.name}: every {name} pair is longer than text.max_length="
+                raise UsageError(f"{dataset.name}: every {name} {what} is longer than text.max_length="
                                  f"{t.max_length} tokens; raise it")
         return Dataset(dataset.name, splits["train"], splits["val"], splits["test"], info)
 
