@@ -139,6 +139,30 @@ def make_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32"
     return train_step
 
 
+def make_indexed_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") -> Callable:
+    """(state, data, index, rng) -> (state, metrics): `train_step` on the batch `data[index]`,
+    gathered on the device from a training split that stays there. The host sends only the
+    batch's row indices, so on a CPU it does not copy images while the step computes."""
+    step = make_train_step(graphdef, task, compute_dtype)
+
+    @functools.partial(jax.jit, donate_argnums=0)
+    def indexed_step(state, data, index, rng):
+        return step(state, jax.tree.map(lambda array: array[index], data), rng)
+
+    return indexed_step
+
+
+def device_batches(run: Run) -> Callable[[int], tuple] | None:
+    """`step -> (data, index)` for `make_indexed_train_step` when the training arrays fit in
+    `train.device_data_mb` and batches are not bucketed (bucketing cuts them to lengths on the
+    host); None otherwise. The batches are the same rows as `run.batches(step)`."""
+    arrays, budget = run.batches.arrays, run.config.train.device_data_mb
+    if run.batches.bucket_of is not None or sum(a.nbytes for a in arrays.values()) > budget * 2 ** 20:
+        return None
+    data = parallel.put_replicated(arrays, run.mesh)
+    return lambda step: (data, parallel.put_batch({"index": run.batches.indices(step)}, run.mesh)["index"])
+
+
 def make_eval_step(graphdef: nnx.GraphDef, task, final: bool = False) -> Callable:
     """(state, batch, rng) -> masked sums over the batch of the task's per-example metrics, plus `count`.
 
@@ -277,7 +301,14 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     t = run.config.train
     first_step_s = None  # from the call to its first step's result: data, build, restore, compile
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
-    train_step = make_train_step(run.graphdef, run.task, t.compute_dtype)
+    on_device = device_batches(run)
+    if on_device:
+        indexed_step = make_indexed_train_step(run.graphdef, run.task, t.compute_dtype)
+        train_step = lambda state, step, key: indexed_step(state, *on_device(step), key)  # noqa: E731
+    else:
+        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype)
+        train_step = lambda state, step, key: host_step(  # noqa: E731
+            state, parallel.put_batch(run.batches(step), run.mesh), key)
     eval_step = make_eval_step(run.graphdef, run.task)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
@@ -289,7 +320,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     early_stop = None
     try:
         while step < t.num_steps and early_stop is None:
-            state, metrics = train_step(state, parallel.put_batch(run.batches(step), run.mesh), run.train_key)
+            state, metrics = train_step(state, step, run.train_key)
             window.add(metrics)
             if first_step_s is None:
                 jax.block_until_ready(metrics)

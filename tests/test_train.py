@@ -166,3 +166,16 @@ def test_early_stopping_metric_must_exist(tmp_path):
     with pytest.raises(UsageError, match="early_stopping_metric='psnr' is not a validation metric.*known: bce"):
         train.train_and_evaluate(early(**{"train.early_stopping_metric": "psnr"}), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_data_on_the_device_trains_bitwise_like_host_batches(tmp_path):
+    """The split kept on the device and gathered there by row indices gives the very batches
+    the host would have sent: the same parameters, bit for bit."""
+    train.train_and_evaluate(tiny_config(), str(tmp_path / "device"))
+    train.train_and_evaluate(tiny_config(**{"train.device_data_mb": 0}), str(tmp_path / "host"))
+    run = train.build(tiny_config())
+    assert train.device_batches(run) is not None
+    assert train.device_batches(train.build(tiny_config(**{"train.device_data_mb": 0}))) is None
+    for a, b in zip(jax.tree.leaves(checkpoint.read_state(str(tmp_path / "device"))[1]),
+                    jax.tree.leaves(checkpoint.read_state(str(tmp_path / "host"))[1]), strict=True):
+        assert np.array_equal(a, b)
