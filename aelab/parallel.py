@@ -59,9 +59,8 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
     processes, index = jax.process_count(), jax.process_index()
 
     def put(x: np.ndarray) -> jax.Array:
-        if len(x) % mesh.size:
-            return jax.device_put(x, replicated(mesh)) if processes == 1 else \
-                jax.make_array_from_process_local_data(replicated(mesh), x)
+        if len(x) % mesh.size:  # every process holds all the rows
+            return jax.make_array_from_process_local_data(replicated(mesh), x)
         rows = len(x) // processes
         return jax.make_array_from_process_local_data(NamedSharding(mesh, PartitionSpec(DATA)),
                                                       x[index * rows:(index + 1) * rows], x.shape)

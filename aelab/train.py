@@ -395,14 +395,20 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
     return summary
 
 
-def load_trained(workdir: str) -> tuple[Run, nnx.Module, int]:
-    """(run, model, step) of a workdir's latest checkpoint, rebuilt from its config.json."""
+def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[Run, nnx.Module, int]:
+    """(run, model, step) of a workdir's latest checkpoint, rebuilt from its config.json.
+
+    With `task`, a run of any other task is refused (naming `use`, the command) before
+    anything is loaded. The name is compared, not the class: captioning subclasses translation.
+    """
     config_path = os.path.join(workdir, wd.CONFIG)
     if not os.path.exists(config_path):
         raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
     if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
         raise UsageError(f"{workdir}: no checkpoints yet; train first")
     config = config_lib.from_saved(wd.read_json(config_path))
+    if task is not None and config.task != task:
+        raise UsageError(f"{workdir}: {use} needs a {task} run, but this one trained task={config.task!r}")
     config.mesh.data = 1  # using a model needs one device, whatever the run trained on
     run = build(config, workdir)
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), run.config.train.keep_checkpoints)

@@ -325,6 +325,19 @@ def test_caption_command_prints_captions_and_refuses_bad_images(trained_captione
     assert not out.exists()
 
 
+@pytest.mark.slow
+def test_translate_refuses_a_captioning_run(trained_captioner, tmp_path):
+    """Regression: captioning's task class extends translation's, so a class check let
+    `aelab translate` load a captioning run; the task name is what is checked."""
+    from aelab.uses.translate import translate
+
+    workdir, _ = trained_captioner
+    (tmp_path / "in.txt").write_text("hola\n")
+    with pytest.raises(UsageError, match="translate needs a translation run, but this one trained task='captioning'"):
+        translate(str(workdir), str(tmp_path / "in.txt"), str(tmp_path / "out.txt"))
+    assert not (tmp_path / "out.txt").exists()
+
+
 def test_caption_command_refuses_a_translation_or_autoencoder_run(tmp_path):
     from aelab.train import train_and_evaluate as train
     from aelab.uses.caption import caption

@@ -33,6 +33,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from aelab.models.conv import feature_shape
 from aelab.text.tokenizer import PAD
 
 NEG = -1e9  # a finite "minus infinity": a row with every key masked stays finite
@@ -119,12 +120,10 @@ class ImageEncoder(nnx.Module):
     feature map (the decoder's attention must know where in the image a feature comes from)."""
 
     def __init__(self, image_shape, channels, dim: int, *, rngs: nnx.Rngs):
-        height, width, depth = image_shape
-        widths = (depth + 2, *channels)
+        widths = (image_shape[-1] + 2, *channels)
         self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
                                for a, b in zip(widths[:-1], widths[1:])])
-        for _ in channels:
-            height, width = -(-height // 2), -(-width // 2)
+        height, width, _ = feature_shape(image_shape, channels, (2,) * len(channels))
         self.project = nnx.Linear(widths[-1], dim, rngs=rngs)
         self.positions = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (height * width, dim)))
 
@@ -311,11 +310,10 @@ class AttentionRNN(nnx.Module):
         if self.image_encoder is not None:
             x = dropout(self.image_encoder(source), self.rate, rng())
             valid = all_valid(x)
-            lengths = valid.sum(-1)
         else:
             valid = source != PAD
-            lengths = valid.sum(-1)
             x = dropout(self.source_embed(source), self.rate, rng())
+        lengths = valid.sum(-1)
         zeros = jnp.zeros((source.shape[0], self.hidden), x.dtype)
         start = (zeros, zeros) if self.cell_kind == "lstm" else zeros
         for layer in self.encoder:

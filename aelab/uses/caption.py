@@ -19,7 +19,6 @@ from aelab.data.files import read_image
 from aelab.data.segmentation import resize_pair
 from aelab.data.splits import to_unit_float
 from aelab.errors import UsageError
-from aelab.tasks.captioning import CaptioningTask
 from aelab.train import load_trained
 from aelab.uses.predict import input_files
 from aelab.workdir import atomic_write
@@ -33,10 +32,7 @@ def caption(workdir: str, input_path: str | None, out_path: str | None,
     if beam_size is not None and beam_size < 1:
         raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
     files = input_files(input_path)
-    run, model, _ = load_trained(workdir)
-    if not isinstance(run.task, CaptioningTask):
-        raise UsageError(f"{workdir}: caption needs a captioning run, but this one trained "
-                         f"task={run.config.task!r}")
+    run, model, _ = load_trained(workdir, "captioning", "caption")
     size, _, channels = run.dataset.image_shape
     images = np.stack([resize_pair(read_image(path, channels), None, size)[0] for path in files])
     captions = run.task.captions(model, to_unit_float(images, input_path), beam_size)

@@ -55,10 +55,7 @@ def translate(workdir: str, input_path: str | None, out_path: str | None,
     if beam_size is not None and beam_size < 1:
         raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
     lines = read_lines(input_path)
-    run, model, _ = load_trained(workdir)
-    if not isinstance(run.task, TranslationTask):
-        raise UsageError(f"{workdir}: translate needs a translation run, but this one trained "
-                         f"task={run.config.task!r}")
+    run, model, _ = load_trained(workdir, "translation", "translate")
     result = "".join(t + "\n" for t in translate_lines(run.task, model, lines, beam_size))
     if out_path:
         atomic_write(out_path, result.encode("utf-8"))
