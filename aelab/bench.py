@@ -28,7 +28,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from aelab import config as config_lib, optim, tasks
+from aelab import compiler, config as config_lib, optim, tasks
 from aelab.errors import choose
 
 WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae")
@@ -82,15 +82,16 @@ def timed(step, count: int, batch_size: int, warmup: int, min_seconds: float) ->
             "steps": steps, "seconds": total}
 
 
-def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0) -> float:
+def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, ynn_dots: bool = False) -> float:
     """float32 matmul throughput of this machine's default device (GFLOP/s)."""
     a = jnp.ones((size, size), jnp.float32)
-    f = jax.jit(lambda x: x @ a)
+    f = compiler.jit(lambda x: x @ a, ynn_dots=ynn_dots)
     result = timed(lambda i: f(a), 1, 1, 3, seconds)
     return 2.0 * size ** 3 * result["examples_per_s"] / 1e9
 
 
-def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int = 0) -> dict:
+def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int = 0,
+          ynn_dots: bool = False) -> dict:
     from aelab.train import make_eval_step, make_train_step
 
     config = workload_config(workload)
@@ -108,7 +109,7 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
                     for i in range(0, N_EVAL, EVAL_BATCH)]
     rng = jax.random.key(seed)
 
-    train_step = make_train_step(graphdef, task)
+    train_step = make_train_step(graphdef, task, ynn_dots=ynn_dots)
     start = time.perf_counter()
     compiled = train_step.lower(state, batches[0], rng).compile()
     compile_s = time.perf_counter() - start
@@ -123,14 +124,15 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
         return metrics["loss"]
 
     train_result = timed(train, len(batches), batch_size, warmup, min_seconds)
-    eval_step = make_eval_step(graphdef, task)
+    eval_step = make_eval_step(graphdef, task, ynn_dots=ynn_dots)
     eval_state = holder["state"]
     eval_result = timed(lambda i: eval_step(eval_state, eval_batches[i % len(eval_batches)], rng),
                         len(eval_batches), EVAL_BATCH, 3, max(min_seconds * 0.6, 1.0))
-    peak = matmul_peak_gflops()
+    peak = matmul_peak_gflops(ynn_dots=ynn_dots)
     achieved = flops * train_result["examples_per_s"] / batch_size / 1e9
     return {"workload": workload, "framework": "aelab (jax " + jax.__version__ + ")",
             "backend": jax.default_backend(), "devices": jax.device_count(), "batch_size": batch_size,
+            "compiler_options": compiler.compiler_options(ynn_dots),
             "train_examples_per_s": round(train_result["examples_per_s"], 1),
             "train_median_chunk_examples_per_s": round(train_result["median_chunk_examples_per_s"], 1),
             "eval_examples_per_s": round(eval_result["examples_per_s"], 1),
@@ -140,8 +142,8 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
             "train_steps_timed": train_result["steps"]}
 
 
-def main(workload: str, as_json: bool, min_seconds: float = 5.0) -> dict:
-    result = bench(workload, min_seconds)
+def main(workload: str, as_json: bool, min_seconds: float = 5.0, ynn_dots: bool = False) -> dict:
+    result = bench(workload, min_seconds, ynn_dots=ynn_dots)
     if as_json:
         print(json.dumps(result), flush=True)
     else:

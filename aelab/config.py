@@ -158,6 +158,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.max_consecutive_nonfinite = 10  # ...and stop after this many in a row
     config.train.compile_cache = "~/.cache/aelab/jax"  # persistent compilation cache; "" = off
     config.train.device_data_mb = 2048  # a training split up to this size stays on the device(s); 0 = never
+    config.train.cpu_ynn_dots = False  # True: XLA's default YNNPACK matmuls on CPU (slower here; aelab/compiler.py)
     config.train.compute_dtype = "float32"  # float32 | bfloat16 (mixed: parameters, optimizer state stay float32)
 
     # Data parallel: parameters replicated, each batch sharded over the `data` axis of a device

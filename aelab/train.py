@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import functools
 import os
 import time
 from typing import Any, Callable
@@ -23,7 +22,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from aelab import checkpoint, config as config_lib, data, optim, parallel, tasks
+from aelab import checkpoint, compiler, config as config_lib, data, optim, parallel, tasks
 from aelab import workdir as wd
 from aelab.errors import UsageError
 from aelab.writer import MetricWriter, read_metrics
@@ -119,33 +118,39 @@ def in_compute_dtype(loss_fn: Callable, dtype) -> Callable:
     return mixed
 
 
-def make_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") -> Callable:
-    """A pure (state, batch, rng) -> (state, metrics), compiled once, state donated.
+def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") -> Callable:
+    """The pure (state, batch, rng) -> (state, metrics) that `make_train_step` compiles.
 
     The step's key is `fold_in(rng, step)`, so randomness depends only on the step.
     """
     loss_fn = in_compute_dtype(task.loss_fn, COMPUTE_DTYPES[compute_dtype])
 
-    @functools.partial(jax.jit, donate_argnums=0)
     def train_step(state, batch, rng):
         model, optimizer = nnx.merge(graphdef, state)
         step = optimizer.step[...]
         (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
             model, batch, jax.random.fold_in(rng, step), step)
         optimizer.update(model, grads)
-        metrics["grad_norm"] = optax.global_norm(grads)
+        metrics["grad_norm"] = optax.tree.norm(grads)
         return nnx.state((model, optimizer)), metrics
 
     return train_step
 
 
-def make_indexed_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") -> Callable:
+def make_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32",
+                    ynn_dots: bool = False) -> Callable:
+    """`train_step_fn`, compiled once, state donated; `ynn_dots`: see `aelab.compiler`."""
+    return compiler.jit(train_step_fn(graphdef, task, compute_dtype), donate_argnums=0, ynn_dots=ynn_dots)
+
+
+def make_indexed_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32",
+                            ynn_dots: bool = False) -> Callable:
     """(state, data, index, rng) -> (state, metrics): `train_step` on the batch `data[index]`,
     gathered on the device from a training split that stays there. The host sends only the
     batch's row indices, so on a CPU it does not copy images while the step computes."""
-    step = make_train_step(graphdef, task, compute_dtype)
+    step = train_step_fn(graphdef, task, compute_dtype)
 
-    @functools.partial(jax.jit, donate_argnums=0)
+    @compiler.jit(donate_argnums=0, ynn_dots=ynn_dots)
     def indexed_step(state, data, index, rng):
         return step(state, jax.tree.map(lambda array: array[index], data), rng)
 
@@ -163,12 +168,12 @@ def device_batches(run: Run) -> Callable[[int], tuple] | None:
     return lambda step: (data, parallel.put_batch({"index": run.batches.indices(step)}, run.mesh)["index"])
 
 
-def make_eval_step(graphdef: nnx.GraphDef, task, final: bool = False) -> Callable:
+def make_eval_step(graphdef: nnx.GraphDef, task, final: bool = False, ynn_dots: bool = False) -> Callable:
     """(state, batch, rng) -> masked sums over the batch of the task's per-example metrics, plus `count`.
 
     `final` asks the task for its expensive metrics too (e.g. a VAE's importance-sampled NLL).
     """
-    @jax.jit
+    @compiler.jit(ynn_dots=ynn_dots)
     def eval_step(state, batch, rng):
         model, _ = nnx.merge(graphdef, state)
         per_example = task.eval_metrics(model, batch, rng, final)
@@ -303,13 +308,13 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
     on_device = device_batches(run)
     if on_device:
-        indexed_step = make_indexed_train_step(run.graphdef, run.task, t.compute_dtype)
+        indexed_step = make_indexed_train_step(run.graphdef, run.task, t.compute_dtype, t.cpu_ynn_dots)
         train_step = lambda state, step, key: indexed_step(state, *on_device(step), key)  # noqa: E731
     else:
-        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype)
+        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype, t.cpu_ynn_dots)
         train_step = lambda state, step, key: host_step(  # noqa: E731
             state, parallel.put_batch(run.batches(step), run.mesh), key)
-    eval_step = make_eval_step(run.graphdef, run.task)
+    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=t.cpu_ynn_dots)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
     window = Window(step, t)
@@ -374,10 +379,11 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
            is_chief: bool, early_stop: dict | None = None,
            time_to_first_step_s: float | None = None) -> dict[str, Any]:
     """Final evaluation on val and test ("eval"), baselines, figures and summary.json."""
+    ynn_dots = run.config.train.cpu_ynn_dots
     results = {  # the expensive final metrics (e.g. IWAE NLL, beam search) on the test split only
-        "val": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task), state, "val", False,
-                                     step, workdir, is_chief),
-        "eval": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task, final=True), state,
+        "val": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task, False, ynn_dots), state,
+                                     "val", False, step, workdir, is_chief),
+        "eval": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task, True, ynn_dots), state,
                                       "test", True, step, workdir, is_chief)}
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
                "early_stopped": early_stop, "time_to_first_step_s": time_to_first_step_s,

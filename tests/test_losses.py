@@ -2,6 +2,7 @@
 
 import math
 
+import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
@@ -19,6 +20,17 @@ def test_bce_with_logits_is_nats_summed_per_example():
     expected = [bce(0, 1) + bce(2, 0), bce(-1, 0.25) + bce(0.5, 1)]
     np.testing.assert_allclose(losses.bce_with_logits(logits, target), expected, rtol=1e-6)
     assert expected[0] == pytest.approx(math.log(2) + 2 + math.log(1 + math.exp(-2)))
+
+
+def test_bce_with_logits_is_stable_at_extreme_logits_and_its_gradient_is_sigmoid_minus_target():
+    logits = jnp.array([[-100.0, -20.0, 0.0, 20.0, 100.0]])
+    target = jnp.array([[0.0, 1.0, 0.5, 0.0, 1.0]])
+    # softplus(z) - t z per pixel: ~0 at -100 with t=0, 20 at -20 with t=1, log 2 at 0, 20, ~0.
+    expected = 0.0 + (20.0 + math.log1p(math.exp(-20))) + math.log(2) + (20.0 + math.log1p(math.exp(-20))) + 0.0
+    np.testing.assert_allclose(losses.bce_with_logits(logits, target), [expected], rtol=1e-6)
+    grad = jax.grad(lambda z: losses.bce_with_logits(z, target).sum())(logits)
+    np.testing.assert_allclose(grad, jax.nn.sigmoid(logits) - target, atol=1e-7)
+    assert np.all(np.isfinite(grad))
 
 
 def test_sse_and_l1_sum_over_pixels():

@@ -17,7 +17,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from aelab import evaluate, losses, plots
+from aelab import compiler, evaluate, losses, plots
 from aelab.data import Dataset, Split, eval_batches
 from aelab.data.augment import flip_and_crop
 from aelab.errors import UsageError, choose
@@ -111,7 +111,7 @@ class SegmentationTask:
         """`segment(images (N, H, W, C), batch_size) -> class ids (N, H, W)`, compiled once per
         image shape and run in fixed-shape batches."""
         graphdef, state = nnx.split(model)
-        forward = jax.jit(lambda state, x: jnp.argmax(nnx.merge(graphdef, state)(x), -1))
+        forward = compiler.jit(lambda state, x: jnp.argmax(nnx.merge(graphdef, state)(x), -1))
 
         def segment(images: np.ndarray, batch_size: int) -> np.ndarray:
             return np.concatenate([np.asarray(forward(state, b["image"]))[:int(b["mask"].sum())]

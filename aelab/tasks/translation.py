@@ -25,6 +25,7 @@ import numpy as np
 import optax
 from flax import nnx
 
+from aelab import compiler
 from aelab import workdir as wd
 from aelab.data import Dataset, eval_batches
 from aelab.data.text import TextPairs, TextSplit, tokenize
@@ -176,7 +177,7 @@ class TranslationTask:
             else:
                 search = lambda m, src: decode.beam_search(m, src, max_length, beam_size,  # noqa: E731
                                                            d.length_penalty)
-            self._decoders[beam_size] = jax.jit(lambda state, src: search(nnx.merge(graphdef, state), src))
+            self._decoders[beam_size] = compiler.jit(lambda state, src: search(nnx.merge(graphdef, state), src))
         run = self._decoders[beam_size]
 
         def translate(source: np.ndarray, batch_size: int) -> list[str]:

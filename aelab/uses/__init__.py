@@ -13,7 +13,7 @@ import jax
 import numpy as np
 from flax import nnx
 
-from aelab import data
+from aelab import compiler, data
 
 USES = "uses"
 
@@ -29,7 +29,7 @@ def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int 
     graphdef, state = nnx.split(model)
     rng = jax.random.key(0) if rng is None else rng
 
-    @jax.jit
+    @compiler.jit
     def step(state, batch, key):
         return fn(nnx.merge(graphdef, state), batch, key)
 

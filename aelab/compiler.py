@@ -1,0 +1,33 @@
+"""`jit`: jax.jit with aelab's per-backend XLA compiler options.
+
+jax 0.10's CPU backend hands matrix multiplications to YNNPACK by default. On the
+2-core x86-64 machine of README's speed table, XLA's own (Eigen) matmuls were
+faster in every step measured: train steps +0-37% (conv_ae the most), evaluation
++20-60% (`experiments/speed/compare.py --with_ynn`). So on CPU aelab's compiled
+functions turn the YNNPACK dot fusion off, each through its own compiler options
+(nothing process-wide: a user's other jax code keeps XLA's defaults).
+`ynn_dots=True` (config: `train.cpu_ynn_dots`) keeps XLA's default. Other
+backends get no options.
+"""
+
+from __future__ import annotations
+
+from typing import Callable
+
+import jax
+
+NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def compiler_options(ynn_dots: bool = False) -> dict[str, str] | None:
+    """The options aelab compiles with on the current default backend."""
+    if jax.default_backend() == "cpu" and not ynn_dots:
+        return dict(NO_YNN_DOTS)
+    return None
+
+
+def jit(fun: Callable | None = None, *, ynn_dots: bool = False, **jit_kwargs) -> Callable:
+    """`jax.jit(fun, **jit_kwargs)` compiled with `compiler_options(ynn_dots)`; a decorator too."""
+    if fun is None:
+        return lambda f: jit(f, ynn_dots=ynn_dots, **jit_kwargs)
+    return jax.jit(fun, compiler_options=compiler_options(ynn_dots), **jit_kwargs)

@@ -1,0 +1,46 @@
+"""aelab.compiler: on CPU aelab's steps compile without YNNPACK matmuls, to the same numbers."""
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from aelab import bench, compiler, optim, tasks
+from aelab.train import make_eval_step, make_train_step
+
+
+def test_cpu_options_turn_ynn_dots_off_unless_asked():
+    assert jax.default_backend() == "cpu"
+    assert compiler.compiler_options() == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert compiler.compiler_options(ynn_dots=True) is None
+    x = jnp.ones((64, 32))
+    hlo = compiler.jit(lambda a: a @ a.T).lower(x).compile().as_text()
+    hlo_ynn = compiler.jit(lambda a: a @ a.T, ynn_dots=True).lower(x).compile().as_text()
+    assert "__ynn_fusion" not in hlo
+    assert "__ynn_fusion" in hlo_ynn  # the option is what changes the compiled code
+
+
+def _train(workload: str, ynn_dots: bool, steps: int = 3):
+    config = bench.workload_config(workload)
+    task = tasks.get_task(config)
+    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(0)))
+    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 100), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, optimizer))
+    images = bench.synthetic_mnist(2 * 32, 0)
+    step = make_train_step(graphdef, task, ynn_dots=ynn_dots)
+    losses = []
+    for i in range(steps):
+        state, metrics = step(state, {"image": images[32 * (i % 2):32 * (i % 2 + 1)]}, jax.random.key(1))
+        losses.append(float(metrics["loss"]))
+    batch = {"image": images, "mask": jnp.ones(len(images))}
+    evaluated = make_eval_step(graphdef, task, ynn_dots=ynn_dots)(state, batch, jax.random.key(2))
+    return np.array(losses), float(evaluated["recon_sse"])
+
+
+def test_train_and_eval_steps_give_the_same_numbers_with_either_matmul_library():
+    for workload in ("mlp_vae", "conv_ae"):
+        losses, evaluated = _train(workload, ynn_dots=False)
+        losses_ynn, evaluated_ynn = _train(workload, ynn_dots=True)
+        np.testing.assert_allclose(losses, losses_ynn, rtol=1e-4)
+        np.testing.assert_allclose(evaluated, evaluated_ynn, rtol=1e-4)
+        assert losses[-1] < losses[0]  # it trains
