@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import jax
+import jax.numpy as jnp
 import ml_collections
 import optax
 
@@ -30,3 +32,13 @@ def make_optimizer(opt: ml_collections.ConfigDict, num_steps: int) -> optax.Grad
     if opt.grad_clip_norm:
         tx = optax.chain(optax.clip_by_global_norm(opt.grad_clip_norm), tx)
     return tx
+
+
+def global_norm(tree) -> jax.Array:
+    """The L2 norm of all of a pytree's leaves together (optax.tree.norm's value).
+
+    Each leaf's sum of squares is one dot product. With optax.tree.norm, XLA shares the
+    squares with Adam's second-moment update and writes them out as an array that the
+    norm reads back: an extra pass over the gradients, ~5% of the mlp_ae step on CPU.
+    """
+    return jnp.sqrt(sum(jnp.vdot(leaf, leaf) for leaf in jax.tree.leaves(tree)))

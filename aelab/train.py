@@ -131,7 +131,7 @@ def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") 
         (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
             model, batch, jax.random.fold_in(rng, step), step)
         optimizer.update(model, grads)
-        metrics["grad_norm"] = optax.tree.norm(grads)
+        metrics["grad_norm"] = optim.global_norm(grads)
         return nnx.state((model, optimizer)), metrics
 
     return train_step
