@@ -158,6 +158,7 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.max_consecutive_nonfinite = 10  # ...and stop after this many in a row
     config.train.compile_cache = "~/.cache/aelab/jax"  # persistent compilation cache; "" = off
     config.train.device_data_mb = 2048  # a training split up to this size stays on the device(s); 0 = never
+    config.train.steps_per_dispatch = 10  # with the split on the device, steps run per call (a loop there)
     config.train.cpu_ynn_dots = False  # True: XLA's default YNNPACK matmuls on CPU (slower here; aelab/compiler.py)
     config.train.compute_dtype = "float32"  # float32 | bfloat16 (mixed: parameters, optimizer state stay float32)
 
@@ -279,7 +280,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
     model, train, opt = config.model, config.train, config.optimizer
     positive("model.latent_dim", model.latent_dim)
     for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
-                "checkpoint_every", "keep_checkpoints", "max_consecutive_nonfinite"):
+                "checkpoint_every", "keep_checkpoints", "max_consecutive_nonfinite", "steps_per_dispatch"):
         positive(f"train.{key}", train[key])
     positive("optimizer.learning_rate", opt.learning_rate)
     positive("model.kernel_size", model.kernel_size)

@@ -143,29 +143,53 @@ def make_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32"
     return compiler.jit(train_step_fn(graphdef, task, compute_dtype), donate_argnums=0, ynn_dots=ynn_dots)
 
 
-def make_indexed_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32",
-                            ynn_dots: bool = False) -> Callable:
-    """(state, data, index, rng) -> (state, metrics): `train_step` on the batch `data[index]`,
-    gathered on the device from a training split that stays there. The host sends only the
-    batch's row indices, so on a CPU it does not copy images while the step computes."""
+def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compute_dtype: str = "float32",
+                             ynn_dots: bool = False) -> Callable:
+    """(state, data, indices (B, max_steps), count, rng) -> (state, metrics (max_steps,)): the
+    train step run `count` times in one dispatch (a loop on the device), step j on the batch
+    `data[indices[:, j]]`, gathered on the device from a training split that stays there.
+
+    The host sends only row indices, so on a CPU it copies no images while the device computes,
+    and Python's per-dispatch work is paid once per `count` steps. One compiled program serves
+    every count <= max_steps; metrics of steps past `count` are zeros. Each step's key is still
+    fold_in(rng, step), so how steps are grouped changes no number.
+    """
     step = train_step_fn(graphdef, task, compute_dtype)
 
     @compiler.jit(donate_argnums=0, ynn_dots=ynn_dots)
-    def indexed_step(state, data, index, rng):
-        return step(state, jax.tree.map(lambda array: array[index], data), rng)
+    def indexed_steps(state, data, indices, count, rng):
+        def one(j, state):
+            return step(state, jax.tree.map(lambda array: array[indices[:, j]], data), rng)
 
-    return indexed_step
+        shapes = jax.eval_shape(one, 0, state)[1]
+        history = jax.tree.map(lambda m: jnp.zeros((max_steps, *m.shape), m.dtype), shapes)
+
+        def body(j, carry):
+            state, history = carry
+            state, metrics = one(j, state)
+            return state, jax.tree.map(lambda h, m: h.at[j].set(m), history, metrics)
+
+        return jax.lax.fori_loop(0, count, body, (state, history))
+
+    return indexed_steps
 
 
-def device_batches(run: Run) -> Callable[[int], tuple] | None:
-    """`step -> (data, index)` for `make_indexed_train_step` when the training arrays fit in
-    `train.device_data_mb` and batches are not bucketed (bucketing cuts them to lengths on the
-    host); None otherwise. The batches are the same rows as `run.batches(step)`."""
+def device_batches(run: Run) -> Callable[[int, int], tuple] | None:
+    """`(step, count) -> (data, indices (B, count))` for `make_indexed_train_steps` when the training
+    arrays fit in `train.device_data_mb` and batches are not bucketed (bucketing cuts them to
+    lengths on the host); None otherwise. Column j holds the rows of `run.batches(step + j)`."""
     arrays, budget = run.batches.arrays, run.config.train.device_data_mb
     if run.batches.bucket_of is not None or sum(a.nbytes for a in arrays.values()) > budget * 2 ** 20:
         return None
     data = parallel.put_replicated(arrays, run.mesh)
-    return lambda step: (data, parallel.put_batch({"index": run.batches.indices(step)}, run.mesh)["index"])
+    width = run.config.train.steps_per_dispatch
+
+    def batches(step: int, count: int) -> tuple:
+        columns = [run.batches.indices(step + j) for j in range(count)]
+        columns += columns[-1:] * (width - count)  # a fixed shape; the device runs only `count`
+        return data, parallel.put_batch({"index": np.stack(columns, axis=1)}, run.mesh)["index"]
+
+    return batches
 
 
 def make_eval_step(graphdef: nnx.GraphDef, task, final: bool = False, ynn_dots: bool = False) -> Callable:
@@ -226,15 +250,20 @@ class Window:
         self.max_in_a_row = train.max_consecutive_nonfinite
         self.in_a_row = 0  # bad steps in a row at the end of the previous window
         self._window_end_in_a_row = 0  # ... and at the end of this one (committed by restart)
-        self.metrics: list[dict] = []
+        self.metrics: list[tuple[dict, int | None]] = []
+        self.steps = 0
         self.start_time = time.perf_counter()
 
-    def add(self, metrics: dict) -> None:
-        self.metrics.append(metrics)
+    def add(self, metrics: dict, count: int | None = None) -> None:
+        """One step's scalar metrics, or (count given) the first `count` rows of several steps'."""
+        self.metrics.append((metrics, count))
+        self.steps += 1 if count is None else count
 
     def summarize(self) -> dict[str, float]:
         """Means over the window's finite steps; raises NonFiniteError where training went bad."""
-        stacked = jax.device_get(jax.tree.map(lambda *xs: jnp.stack(xs), *self.metrics))
+        fetched = jax.device_get(self.metrics)
+        stacked = {k: np.concatenate([np.asarray(m[k])[:count] if count is not None else np.asarray(m[k])[None]
+                                      for m, count in fetched]) for k in fetched[0][0]}
         finite = np.all([np.isfinite(v) for v in stacked.values()], axis=0)
         in_a_row = self.in_a_row  # counted afresh from the window's start: calling twice is harmless
         for i, ok in enumerate(finite):
@@ -261,9 +290,9 @@ class Window:
     def restart(self, first_step: int) -> float:
         """Starts the next window; returns the steps per second of the one that ended."""
         now = time.perf_counter()
-        rate = len(self.metrics) / max(now - self.start_time, 1e-9)
+        rate = self.steps / max(now - self.start_time, 1e-9)
         self.in_a_row = self._window_end_in_a_row
-        self.first_step, self.metrics, self.start_time = first_step, [], now
+        self.first_step, self.metrics, self.steps, self.start_time = first_step, [], 0, now
         return rate
 
 
@@ -271,8 +300,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
                        should_stop: Callable[[int], bool] | None = None) -> dict[str, Any]:
     """Trains (or resumes) the run of `config` in `workdir` and writes the workdir contract.
 
-    `should_stop(step)` is polled after every step; when it returns True the
-    loop checkpoints and returns early (signals use this). Returns the summary
+    `should_stop(step)` is polled after every dispatch (at most
+    `train.steps_per_dispatch` steps); when it returns True the loop
+    checkpoints and returns early (signals use this). Returns the summary
     (or, when stopped early, {"step": ..., "stopped": True}). Raises
     UsageError on bad input (before writing anything) and NonFiniteError when
     training diverges.
@@ -308,11 +338,13 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
     on_device = device_batches(run)
     if on_device:
-        indexed_step = make_indexed_train_step(run.graphdef, run.task, t.compute_dtype, t.cpu_ynn_dots)
-        train_step = lambda state, step, key: indexed_step(state, *on_device(step), key)  # noqa: E731
+        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, t.steps_per_dispatch,
+                                                 t.compute_dtype, t.cpu_ynn_dots)
+        train_steps = lambda state, step, count, key: indexed_steps(  # noqa: E731
+            state, *on_device(step, count), count, key)
     else:
         host_step = make_train_step(run.graphdef, run.task, t.compute_dtype, t.cpu_ynn_dots)
-        train_step = lambda state, step, key: host_step(  # noqa: E731
+        train_steps = lambda state, step, count, key: host_step(  # noqa: E731
             state, parallel.put_batch(run.batches(step), run.mesh), key)
     eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=t.cpu_ynn_dots)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
@@ -325,12 +357,13 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     early_stop = None
     try:
         while step < t.num_steps and early_stop is None:
-            state, metrics = train_step(state, step, run.train_key)
-            window.add(metrics)
+            count = dispatch_length(step, t) if on_device and first_step_s is not None else 1
+            state, metrics = train_steps(state, step, count, run.train_key)
+            window.add(metrics, count if on_device else None)
             if first_step_s is None:
                 jax.block_until_ready(metrics)
                 first_step_s = time.perf_counter() - started
-            step += 1
+            step += count
             if step % t.log_every == 0 or step == t.num_steps:
                 means = window.summarize()
                 means["steps_per_s"] = window.restart(step)
@@ -356,6 +389,16 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     finally:
         bar.close()
         writer.close()
+
+
+def dispatch_length(step: int, train: ml_collections.ConfigDict) -> int:
+    """How many steps the next dispatch runs: up to `train.steps_per_dispatch`, ending at the
+    next log, evaluation or checkpoint step or the end, so those happen exactly where
+    they would step by step."""
+    end = min(step + train.steps_per_dispatch, train.num_steps,
+              *((step // every + 1) * every for every in (train.log_every, train.eval_every,
+                                                           train.checkpoint_every)))
+    return end - step
 
 
 def patience_exhausted(history: list, train: ml_collections.ConfigDict) -> dict | None:

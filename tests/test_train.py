@@ -46,19 +46,22 @@ def test_tiny_autoencoder_learns_and_beats_pca(tmp_path):
 
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, arch):
+    # 4 steps a dispatch: [0, 1), [1, 5), ... [24, 28); the resumed run groups them otherwise
+    # ([28, 29), [29, 30), ...), which must change no number.
     overrides = {"model.arch": arch, "model.channels": (4, 8), "optimizer.schedule": "cosine",
-                 "optimizer.grad_clip_norm": 1.0}
+                 "optimizer.grad_clip_norm": 1.0, "train.steps_per_dispatch": 4}
     straight = tmp_path / "straight"
     train.train_and_evaluate(tiny_config(**overrides), str(straight))
     resumed = tmp_path / "resumed"
-    # Stop after step 27: not a checkpoint or log boundary, so the stop path saves it.
+    # Stop at the first poll after step 27, step 28: not a checkpoint or log boundary, so the
+    # stop path saves it.
     stopped = train.train_and_evaluate(tiny_config(**overrides), str(resumed),
-                                       should_stop=lambda step: step == 27)
-    assert stopped == {"step": 27, "stopped": True}
-    assert params_of(resumed)[0] == 27
+                                       should_stop=lambda step: step >= 27)
+    assert stopped == {"step": 28, "stopped": True}
+    assert params_of(resumed)[0] == 28
     # A stop on a checkpoint step saves once (a second save of a step would fail).
     assert train.train_and_evaluate(tiny_config(**overrides), str(tmp_path / "at20"),
-                                    should_stop=lambda step: step == 20)["step"] == 20
+                                    should_stop=lambda step: step >= 19)["step"] == 20
     assert not (resumed / "summary.json").exists()
     train.train_and_evaluate(tiny_config(**overrides), str(resumed))
     (step_a, a), (step_b, b) = params_of(straight), params_of(resumed)
@@ -153,8 +156,11 @@ def test_early_stopping_with_patience_survives_resume_and_is_final(tmp_path):
     assert summary["early_stopped"] == {"metric": "loss", "best": pytest.approx(summary["early_stopped"]["best"]),
                                         "best_eval": 1, "evals_without_improvement": 2}
     # Interrupted between evaluations, the patience count continues from the log.
-    assert train.train_and_evaluate(early(), str(tmp_path / "resumed"), should_stop=lambda s: s == 25)["stopped"]
-    assert train.train_and_evaluate(early(), str(tmp_path / "resumed"))["step"] == 30
+    # (3 steps a dispatch, so the first poll at or after step 25 is step 26, between evaluations.)
+    three = early(**{"train.steps_per_dispatch": 3})
+    assert train.train_and_evaluate(three, str(tmp_path / "resumed"), should_stop=lambda s: s >= 25) == {
+        "step": 26, "stopped": True}
+    assert train.train_and_evaluate(three, str(tmp_path / "resumed"))["step"] == 30
     # A finished early-stopped run is complete: rerunning trains nothing more.
     before = (tmp_path / "straight" / "metrics.jsonl").read_text()
     assert train.train_and_evaluate(early(), str(tmp_path / "straight"))["step"] == 30
@@ -168,14 +174,24 @@ def test_early_stopping_metric_must_exist(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
-def test_data_on_the_device_trains_bitwise_like_host_batches(tmp_path):
+def test_data_on_the_device_trains_bitwise_like_host_batches_however_steps_are_grouped(tmp_path):
     """The split kept on the device and gathered there by row indices gives the very batches
-    the host would have sent: the same parameters, bit for bit."""
-    train.train_and_evaluate(tiny_config(), str(tmp_path / "device"))
-    train.train_and_evaluate(tiny_config(**{"train.device_data_mb": 0}), str(tmp_path / "host"))
-    run = train.build(tiny_config())
-    assert train.device_batches(run) is not None
+    the host would have sent, and running several steps per dispatch (7 here: dispatches of
+    1, 7, 2, 7, 3, ... steps between the log steps) changes no number: the same parameters
+    and the same logged losses, bit for bit."""
+    runs = {"host": {"train.device_data_mb": 0}, "device": {"train.steps_per_dispatch": 1},
+            "device7": {"train.steps_per_dispatch": 7}}
+    for name, overrides in runs.items():
+        train.train_and_evaluate(tiny_config(**overrides), str(tmp_path / name))
+    assert train.device_batches(train.build(tiny_config())) is not None
     assert train.device_batches(train.build(tiny_config(**{"train.device_data_mb": 0}))) is None
-    for a, b in zip(jax.tree.leaves(checkpoint.read_state(str(tmp_path / "device"))[1]),
-                    jax.tree.leaves(checkpoint.read_state(str(tmp_path / "host"))[1]), strict=True):
-        assert np.array_equal(a, b)
+    assert [train.dispatch_length(s, tiny_config(**runs["device7"]).train) for s in (1, 8, 10, 37)] == [7, 2, 7, 3]
+
+    def logged(name):
+        return [{k: v for k, v in r.items() if k != "steps_per_s"}
+                for r in read_metrics(str(tmp_path / name / "metrics.jsonl"))]
+    for name in ("device", "device7"):
+        for a, b in zip(jax.tree.leaves(checkpoint.read_state(str(tmp_path / name))[1]),
+                        jax.tree.leaves(checkpoint.read_state(str(tmp_path / "host"))[1]), strict=True):
+            assert np.array_equal(a, b)
+        assert logged(name) == logged("host")

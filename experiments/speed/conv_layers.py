@@ -1,11 +1,16 @@
 """Per-layer timing of the conv_ae train step on CPU: forward, weight and input gradients of each
 layer alone (batch 128), native and sub-pixel transposed convolutions.
 
-    python experiments/speed/conv_layers.py
+    python experiments/speed/conv_layers.py [--ynn]
+
+Compiled as aelab compiles (aelab.compiler: no YNNPACK matmuls on CPU); --ynn keeps XLA's default.
 """
-import time, jax, jax.numpy as jnp
+import sys, time, jax, jax.numpy as jnp
 from flax import nnx
+from aelab import compiler
 from aelab.models.conv import conv_transpose_subpixel
+
+jit = lambda f: compiler.jit(f, ynn_dots="--ynn" in sys.argv)
 
 def timeit(f, *args, n=30):
     out = f(*args); jax.block_until_ready(out)
@@ -30,7 +35,7 @@ for name, (layer, shape, sub) in layers.items():
     def apply(state, x):
         m = nnx.merge(g, state)
         return conv_transpose_subpixel(m, x) if sub else m(x)
-    fwd = jax.jit(apply)
+    fwd = jit(apply)
     loss = lambda s, x: jnp.sum(apply(s, x) ** 2)
-    wgrad = jax.jit(jax.grad(loss, 0)); xgrad = jax.jit(jax.grad(loss, 1))
+    wgrad = jit(jax.grad(loss, 0)); xgrad = jit(jax.grad(loss, 1))
     print(f"{name:38s} forward {timeit(fwd, state, x):6.2f} ms  weight grad {timeit(wgrad, state, x):6.2f} ms  input grad {timeit(xgrad, state, x):6.2f} ms")

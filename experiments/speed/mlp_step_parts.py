@@ -1,31 +1,57 @@
-"""Where the mlp_ae train step's time goes: the step with and without its per-step metrics.
+"""Where an MLP workload's train step time goes: aelab's step, then the same step without its
+gradient norm, without its other metrics, and without the optimizer update (gradient only).
 
-    python experiments/speed/mlp_step_parts.py
+    python experiments/speed/mlp_step_parts.py [mlp_ae|mlp_vae]
 """
-import time, functools, jax, jax.numpy as jnp, optax
+import sys, time, jax, jax.numpy as jnp
 from flax import nnx
-from aelab import bench, tasks, optim
-config = bench.workload_config("mlp_ae"); task = tasks.get_task(config)
-model = task.build_model((28,28,1), nnx.Rngs(params=jax.random.key(0)))
-opt = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10**6), wrt=nnx.Param)
-graphdef, state = nnx.split((model, opt))
-x = {"image": jnp.asarray(bench.synthetic_mnist(256, 0))}
+from aelab import bench, compiler, tasks, optim
+
+workload = sys.argv[1] if len(sys.argv) > 1 else "mlp_ae"
+config = bench.workload_config(workload); task = tasks.get_task(config)
+batch_size = config.train.batch_size
+x = {"image": jnp.asarray(bench.synthetic_mnist(batch_size, 0))}
 rng = jax.random.key(0)
-def make(grad_norm=True, metrics=True):
-    @functools.partial(jax.jit, donate_argnums=0)
+
+
+def make(grad_norm=True, metrics=True, update=True):
+    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(0)))
+    opt = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10**6), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, opt))
+
+    @compiler.jit(donate_argnums=0)
     def step(state, batch, rng):
         model, optimizer = nnx.merge(graphdef, state)
         def loss_fn(m):
-            l, mets = task.loss_fn(m, batch, rng, 0)
-            return l, (mets if metrics else {"loss": l})
+            loss, mets = task.loss_fn(m, batch, jax.random.fold_in(rng, 0), 0)
+            return loss, (mets if metrics else {"loss": loss})
         (_, mets), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
-        optimizer.update(model, grads)
-        if grad_norm: mets["grad_norm"] = optax.global_norm(grads)
+        if update:
+            optimizer.update(model, grads)
+        else:  # keep the gradients alive without applying them
+            mets["grads"] = grads
+        if grad_norm:
+            mets["grad_norm"] = optim.global_norm(grads)
         return nnx.state((model, optimizer)), mets
-    return step
-for name, kw in [("full", {}), ("no grad_norm", {"grad_norm": False}), ("no metrics", {"grad_norm": False, "metrics": False}), ("full again", {})]:
-    step = make(**kw); s = jax.tree.map(jnp.copy, state)
-    for _ in range(10): s, m = step(s, x, rng)
-    jax.block_until_ready(m); t = time.perf_counter()
-    for _ in range(150): s, m = step(s, x, rng)
-    jax.block_until_ready(m); print(name, round(150*256/(time.perf_counter()-t)))
+    holder = [state]
+
+    def run():
+        holder[0], mets = step(holder[0], x, rng)
+        return mets["loss"]
+    return run
+
+
+variants = {"aelab step": {}, "no grad_norm": {"grad_norm": False},
+            "loss only (no metrics)": {"grad_norm": False, "metrics": False},
+            "gradient only (no update)": {"grad_norm": False, "metrics": False, "update": False}}
+runs = {name: make(**kw) for name, kw in variants.items()}
+times = {name: [] for name in runs}
+for _ in range(3):  # alternated rounds: the machine is noisy
+    for name, run in runs.items():
+        for _ in range(10): out = run()
+        jax.block_until_ready(out); start = time.perf_counter()
+        for _ in range(100): out = run()
+        jax.block_until_ready(out); times[name].append((time.perf_counter() - start) / 100 * 1e3)
+for name, ms in times.items():
+    ms = sorted(ms)[1]
+    print(f"{workload} {name:28s} {ms:6.2f} ms/step  {batch_size / ms * 1e3:8.0f} examples/s")
