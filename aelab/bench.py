@@ -96,14 +96,14 @@ def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, ynn_dots: bool = 
 
 def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int = 0,
           ynn_dots: bool = False) -> dict:
-    from aelab.train import make_eval_step, make_indexed_train_steps, make_train_step
+    from aelab.train import make_eval_step, make_indexed_train_steps, make_train_step, steps_per_dispatch
 
     config = workload_config(workload)
     task = tasks.get_task(config)
     model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(seed)))
     optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10 ** 6), wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
-    batch_size, per_dispatch = config.train.batch_size, config.train.steps_per_dispatch
+    batch_size, per_dispatch = config.train.batch_size, steps_per_dispatch(config.train.steps_per_dispatch, model)
     train_images = synthetic_mnist(N_TRAIN, seed)
     batches = [jax.device_put({"image": train_images[i:i + batch_size]})
                for i in range(0, N_TRAIN - batch_size + 1, batch_size)]

@@ -161,6 +161,9 @@ def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compu
         def one(j, state):
             return step(state, jax.tree.map(lambda array: array[indices[:, j]], data), rng)
 
+        if max_steps == 1:  # no loop (see `steps_per_dispatch`)
+            state, metrics = one(0, state)
+            return state, jax.tree.map(lambda m: m[None], metrics)
         shapes = jax.eval_shape(one, 0, state)[1]
         history = jax.tree.map(lambda m: jnp.zeros((max_steps, *m.shape), m.dtype), shapes)
 
@@ -174,15 +177,23 @@ def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compu
     return indexed_steps
 
 
-def device_batches(run: Run) -> Callable[[int, int], tuple] | None:
-    """`(step, count) -> (data, indices (B, count))` for `make_indexed_train_steps` when the training
+def steps_per_dispatch(requested: int, model: nnx.Module) -> int:
+    """`train.steps_per_dispatch`, but 1 on CPU for a model with convolutions: XLA:CPU runs a
+    convolution's gradient inside a device loop some 60x slower than outside it (a 3x3
+    stride-2 convolution's gradient at batch 128: 3 ms alone, 198 ms an iteration in a
+    loop), so there every step is its own dispatch."""
+    convolutions = any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
+    return 1 if convolutions and jax.default_backend() == "cpu" else requested
+
+
+def device_batches(run: Run, width: int) -> Callable[[int, int], tuple] | None:
+    """`(step, count) -> (data, indices (B, width))` for `make_indexed_train_steps` when the training
     arrays fit in `train.device_data_mb` and batches are not bucketed (bucketing cuts them to
-    lengths on the host); None otherwise. Column j holds the rows of `run.batches(step + j)`."""
+    lengths on the host); None otherwise. Column j < count holds the rows of `run.batches(step + j)`."""
     arrays, budget = run.batches.arrays, run.config.train.device_data_mb
     if run.batches.bucket_of is not None or sum(a.nbytes for a in arrays.values()) > budget * 2 ** 20:
         return None
     data = parallel.put_replicated(arrays, run.mesh)
-    width = run.config.train.steps_per_dispatch
 
     def batches(step: int, count: int) -> tuple:
         columns = [run.batches.indices(step + j) for j in range(count)]
@@ -336,9 +347,10 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     t = run.config.train
     first_step_s = None  # from the call to its first step's result: data, build, restore, compile
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
-    on_device = device_batches(run)
+    per_dispatch = steps_per_dispatch(t.steps_per_dispatch, nnx.merge(run.graphdef, run.state)[0])
+    on_device = device_batches(run, per_dispatch)
     if on_device:
-        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, t.steps_per_dispatch,
+        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, per_dispatch,
                                                  t.compute_dtype, t.cpu_ynn_dots)
         train_steps = lambda state, step, count, key: indexed_steps(  # noqa: E731
             state, *on_device(step, count), count, key)
@@ -357,7 +369,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     early_stop = None
     try:
         while step < t.num_steps and early_stop is None:
-            count = dispatch_length(step, t) if on_device and first_step_s is not None else 1
+            count = dispatch_length(step, t, per_dispatch) if on_device and first_step_s is not None else 1
             state, metrics = train_steps(state, step, count, run.train_key)
             window.add(metrics, count if on_device else None)
             if first_step_s is None:
@@ -391,11 +403,11 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
         writer.close()
 
 
-def dispatch_length(step: int, train: ml_collections.ConfigDict) -> int:
-    """How many steps the next dispatch runs: up to `train.steps_per_dispatch`, ending at the
-    next log, evaluation or checkpoint step or the end, so those happen exactly where
-    they would step by step."""
-    end = min(step + train.steps_per_dispatch, train.num_steps,
+def dispatch_length(step: int, train: ml_collections.ConfigDict, per_dispatch: int) -> int:
+    """How many steps the next dispatch runs: up to `per_dispatch`, ending at the next log,
+    evaluation or checkpoint step or the end, so those happen exactly where they would
+    step by step."""
+    end = min(step + per_dispatch, train.num_steps,
               *((step // every + 1) * every for every in (train.log_every, train.eval_every,
                                                            train.checkpoint_every)))
     return end - step
