@@ -83,9 +83,12 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
 
 def enable_compile_cache(directory: str) -> None:
     """JAX's persistent compilation cache in `directory` ("" = off), so a resumed or repeated run
-    skips compiling; a cache already chosen (JAX_COMPILATION_CACHE_DIR, or in code) wins."""
+    skips compiling; a cache already chosen (JAX_COMPILATION_CACHE_DIR, or in code) wins.
+    Programs that compile in 0.2 s or more are kept (JAX's default, 1 s, left the evaluation
+    and decoding steps out)."""
     if directory and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:

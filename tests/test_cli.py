@@ -142,9 +142,12 @@ def test_bench_prints_one_json_line_of_positive_figures(capsys):
     assert len(lines) == 1
     result = json.loads(lines[0])
     assert result["workload"] == "mlp_vae" and result["batch_size"] == 128
-    for key in ("train_examples_per_s", "eval_examples_per_s", "compile_s", "train_step_gflop",
+    for key in ("train_examples_per_s", "train_one_step_per_dispatch_examples_per_s", "eval_examples_per_s",
+                "eval_all_metrics_examples_per_s", "compile_s", "train_step_gflop",
                 "matmul_peak_gflops_per_s", "peak_fraction"):
         assert result[key] > 0, key
+    assert result["steps_per_dispatch"] == 10  # the trainer's default for an MLP
+    assert result["compiler_options"] == {"xla_cpu_experimental_ynn_fusion_type": ""}
     # The step's FLOPs are the VAE's: 3 passes over 784-512-256-40 and 20-256-512-784 per example.
     macs = 784 * 512 + 512 * 256 + 256 * 40 + 20 * 256 + 256 * 512 + 512 * 784
     assert 0.8 < result["train_step_gflop"] / (3 * 2 * macs * 128 / 1e9) < 1.5
