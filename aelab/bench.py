@@ -37,6 +37,7 @@ from aelab.errors import choose
 
 WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae")
 N_TRAIN, N_EVAL, EVAL_BATCH = 60000, 10000, 1000
+NUM_STEPS = 10 ** 6  # a run's length, for the schedule and the last logged step
 
 
 def workload_config(name: str):
@@ -101,7 +102,7 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     config = workload_config(workload)
     task = tasks.get_task(config)
     model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(seed)))
-    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10 ** 6), wrt=nnx.Param)
+    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, NUM_STEPS), wrt=nnx.Param)
     graphdef, state = nnx.split((model, optimizer))
     batch_size, per_dispatch = config.train.batch_size, steps_per_dispatch(config.train.steps_per_dispatch, model)
     train_images = synthetic_mnist(N_TRAIN, seed)
@@ -119,10 +120,11 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     rng = jax.random.key(seed)
 
     start = time.perf_counter()
-    compiled = make_indexed_train_steps(graphdef, task, per_dispatch, ynn_dots=ynn_dots).lower(
+    logging = {"log_every": config.train.log_every, "num_steps": NUM_STEPS}  # the trainer's grad_norm cadence
+    compiled = make_indexed_train_steps(graphdef, task, per_dispatch, ynn_dots=ynn_dots, **logging).lower(
         state, device_data, index_blocks[0], per_dispatch, rng).compile()
     compile_s = time.perf_counter() - start
-    single = make_train_step(graphdef, task, ynn_dots=ynn_dots).lower(state, batches[0], rng).compile()
+    single = make_train_step(graphdef, task, ynn_dots=ynn_dots, **logging).lower(state, batches[0], rng).compile()
     cost = single.cost_analysis()  # one step's (a loop's count is unknown to the cost analysis)
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0

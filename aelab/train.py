@@ -121,10 +121,14 @@ def in_compute_dtype(loss_fn: Callable, dtype) -> Callable:
     return mixed
 
 
-def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") -> Callable:
+def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32", log_every: int = 1,
+                  num_steps: int = 0) -> Callable:
     """The pure (state, batch, rng) -> (state, metrics) that `make_train_step` compiles.
 
     The step's key is `fold_in(rng, step)`, so randomness depends only on the step.
+    `grad_norm` is computed only by the steps that end a log window (step count a multiple
+    of `log_every`, or `num_steps`); the others report 0 for it (`Window` logs the window's
+    last value). Every step computing it cost 5-9% of an MLP step on CPU.
     """
     loss_fn = in_compute_dtype(task.loss_fn, COMPUTE_DTYPES[compute_dtype])
 
@@ -134,20 +138,26 @@ def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32") 
         (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
             model, batch, jax.random.fold_in(rng, step), step)
         optimizer.update(model, grads)
-        metrics["grad_norm"] = optim.global_norm(grads)
+        if log_every == 1:
+            metrics["grad_norm"] = optim.global_norm(grads)
+        else:
+            logged = ((step + 1) % log_every == 0) | (step + 1 == num_steps)
+            metrics["grad_norm"] = jax.lax.cond(logged, optim.global_norm,
+                                                lambda _: jnp.zeros((), jnp.float32), grads)
         return nnx.state((model, optimizer)), metrics
 
     return train_step
 
 
 def make_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32",
-                    ynn_dots: bool = False) -> Callable:
+                    ynn_dots: bool = False, log_every: int = 1, num_steps: int = 0) -> Callable:
     """`train_step_fn`, compiled once, state donated; `ynn_dots`: see `aelab.compiler`."""
-    return compiler.jit(train_step_fn(graphdef, task, compute_dtype), donate_argnums=0, ynn_dots=ynn_dots)
+    return compiler.jit(train_step_fn(graphdef, task, compute_dtype, log_every, num_steps),
+                        donate_argnums=0, ynn_dots=ynn_dots)
 
 
 def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compute_dtype: str = "float32",
-                             ynn_dots: bool = False) -> Callable:
+                             ynn_dots: bool = False, log_every: int = 1, num_steps: int = 0) -> Callable:
     """(state, data, indices (B, max_steps), count, rng) -> (state, metrics (max_steps,)): the
     train step run `count` times in one dispatch (a loop on the device), step j on the batch
     `data[indices[:, j]]`, gathered on the device from a training split that stays there.
@@ -157,7 +167,7 @@ def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compu
     every count <= max_steps; metrics of steps past `count` are zeros. Each step's key is still
     fold_in(rng, step), so how steps are grouped changes no number.
     """
-    step = train_step_fn(graphdef, task, compute_dtype)
+    step = train_step_fn(graphdef, task, compute_dtype, log_every, num_steps)
 
     @compiler.jit(donate_argnums=0, ynn_dots=ynn_dots)
     def indexed_steps(state, data, indices, count, rng):
@@ -258,6 +268,8 @@ def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng, ta
 class Window:
     """Per-step metrics since the last log, kept on device until read (no per-step host sync)."""
 
+    SAMPLED = ("grad_norm",)  # computed by a window's last step only (train_step_fn): logged as is
+
     def __init__(self, first_step: int, train: ml_collections.ConfigDict):
         self.first_step = first_step
         self.skip = train.skip_nonfinite
@@ -278,16 +290,19 @@ class Window:
         fetched = jax.device_get(self.metrics)
         stacked = {k: np.concatenate([np.asarray(m[k])[:count] if count is not None else np.asarray(m[k])[None]
                                       for m, count in fetched]) for k in fetched[0][0]}
+        sampled = {k: stacked.pop(k)[-1] for k in self.SAMPLED if k in stacked}
         finite = np.all([np.isfinite(v) for v in stacked.values()], axis=0)
+        finite[-1] &= all(np.isfinite(v) for v in sampled.values())
         in_a_row = self.in_a_row  # counted afresh from the window's start: calling twice is harmless
         for i, ok in enumerate(finite):
             in_a_row = 0 if ok else in_a_row + 1
             if not ok and (not self.skip or in_a_row > self.max_in_a_row):
-                metric = next(k for k, v in sorted(stacked.items()) if not np.isfinite(v[i]))
-                raise NonFiniteError(self.first_step + i + 1, metric, float(stacked[metric][i]))
+                at_step = {k: v[i] for k, v in stacked.items()} | (sampled if i == len(finite) - 1 else {})
+                metric = next(k for k, v in sorted(at_step.items()) if not np.isfinite(v))
+                raise NonFiniteError(self.first_step + i + 1, metric, float(at_step[metric]))
         self._window_end_in_a_row = in_a_row
         means = {k: float(np.mean(v[finite])) if finite.any() else float("nan")
-                 for k, v in stacked.items()}
+                 for k, v in stacked.items()} | {k: float(v) for k, v in sampled.items()}
         if self.skip:
             means["skipped_steps"] = float(np.sum(~finite))
         return means
@@ -353,12 +368,13 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     per_dispatch = steps_per_dispatch(t.steps_per_dispatch, nnx.merge(run.graphdef, run.state)[0])
     on_device = device_batches(run, per_dispatch)
     if on_device:
-        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, per_dispatch,
-                                                 t.compute_dtype, t.cpu_ynn_dots)
+        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, per_dispatch, t.compute_dtype,
+                                                 t.cpu_ynn_dots, t.log_every, t.num_steps)
         train_steps = lambda state, step, count, key: indexed_steps(  # noqa: E731
             state, *on_device(step, count), count, key)
     else:
-        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype, t.cpu_ynn_dots)
+        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype, t.cpu_ynn_dots,
+                                    t.log_every, t.num_steps)
         train_steps = lambda state, step, count, key: host_step(  # noqa: E731
             state, parallel.put_batch(run.batches(step), run.mesh), key)
     eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=t.cpu_ynn_dots)

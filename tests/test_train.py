@@ -207,3 +207,17 @@ def test_models_with_convolutions_run_one_step_per_dispatch_on_cpu():
         return train.steps_per_dispatch(10, nnx.merge(run.graphdef, run.state)[0])
     assert per_dispatch(**{"model.arch": "conv", "model.channels": (4, 8)}) == 1
     assert per_dispatch() == 10
+
+
+def test_grad_norm_is_logged_as_the_log_steps_own(tmp_path):
+    """Only the step ending a log window computes the gradient norm; the log shows that value
+    (a run logging every step computes it every step: same values at steps 10, 20, 30, 40)."""
+    train.train_and_evaluate(tiny_config(**{"train.log_every": 1}), str(tmp_path / "every"))
+    train.train_and_evaluate(tiny_config(**{"train.num_steps": 35}), str(tmp_path / "ten"))
+    every = {r["step"]: r["grad_norm"] for r in read_metrics(str(tmp_path / "every" / "metrics.jsonl"))
+             if r["split"] == "train"}
+    ten = {r["step"]: r["grad_norm"] for r in read_metrics(str(tmp_path / "ten" / "metrics.jsonl"))
+           if r["split"] == "train"}
+    assert sorted(ten) == [10, 20, 30, 35]  # the last step ends a window too
+    for step, value in ten.items():
+        assert value > 0 and value == pytest.approx(every[step], rel=1e-5)
