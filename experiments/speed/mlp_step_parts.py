@@ -1,5 +1,6 @@
-"""Where an MLP workload's train step time goes: aelab's step, then the same step without its
-gradient norm, without its other metrics, and without the optimizer update (gradient only).
+"""Where an MLP workload's train step time goes: the step with the gradient norm (aelab's log
+steps), without it (aelab's other steps), without its other metrics, and without the optimizer
+update (gradient only).
 
     python experiments/speed/mlp_step_parts.py [mlp_ae|mlp_vae]
 """
@@ -41,7 +42,7 @@ def make(grad_norm=True, metrics=True, update=True):
     return run
 
 
-variants = {"aelab step": {}, "no grad_norm": {"grad_norm": False},
+variants = {"with grad_norm (log steps)": {}, "no grad_norm (other steps)": {"grad_norm": False},
             "loss only (no metrics)": {"grad_norm": False, "metrics": False},
             "gradient only (no update)": {"grad_norm": False, "metrics": False, "update": False}}
 runs = {name: make(**kw) for name, kw in variants.items()}
