@@ -1,9 +1,10 @@
 """`jit`: jax.jit with aelab's per-backend XLA compiler options.
 
 jax 0.10's CPU backend hands matrix multiplications to YNNPACK by default. On the
-2-core x86-64 machine of README's speed table, XLA's own (Eigen) matmuls were
-faster in every step measured: train steps +0-37% (conv_ae the most), evaluation
-+20-60% (`experiments/speed/compare.py --with_ynn`). So on CPU aelab's compiled
+2-core x86-64 machine of README's speed table, XLA's own (Eigen) matmuls made
+evaluation 20-60% faster and the mlp_ae and conv_ae train steps 10-40% faster;
+only mlp_vae training came out even or slightly ahead with YNNPACK
+(`experiments/speed/compare.py --with_ynn`). So on CPU aelab's compiled
 functions turn the YNNPACK dot fusion off, each through its own compiler options
 (nothing process-wide: a user's other jax code keeps XLA's defaults).
 `ynn_dots=True` (config: `train.cpu_ynn_dots`) keeps XLA's default. Other
