@@ -288,8 +288,7 @@ class Window:
     def summarize(self) -> dict[str, float]:
         """Means over the window's finite steps; raises NonFiniteError where training went bad."""
         fetched = jax.device_get(self.metrics)
-        stacked = {k: np.concatenate([np.asarray(m[k])[:count] if count is not None else np.asarray(m[k])[None]
-                                      for m, count in fetched]) for k in fetched[0][0]}
+        stacked = {k: np.concatenate([np.atleast_1d(m[k])[:count] for m, count in fetched]) for k in fetched[0][0]}
         sampled = {k: stacked.pop(k)[-1] for k in self.SAMPLED if k in stacked}
         finite = np.all([np.isfinite(v) for v in stacked.values()], axis=0)
         finite[-1] &= all(np.isfinite(v) for v in sampled.values())
