@@ -138,12 +138,9 @@ def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32", 
         (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
             model, batch, jax.random.fold_in(rng, step), step)
         optimizer.update(model, grads)
-        if log_every == 1:
-            metrics["grad_norm"] = optim.global_norm(grads)
-        else:
-            logged = ((step + 1) % log_every == 0) | (step + 1 == num_steps)
-            metrics["grad_norm"] = jax.lax.cond(logged, optim.global_norm,
-                                                lambda _: jnp.zeros((), jnp.float32), grads)
+        logged = ((step + 1) % log_every == 0) | (step + 1 == num_steps)
+        metrics["grad_norm"] = jax.lax.cond(logged, optim.global_norm,
+                                            lambda _: jnp.zeros((), jnp.float32), grads)
         return nnx.state((model, optimizer)), metrics
 
     return train_step
