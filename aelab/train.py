@@ -412,7 +412,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 ckpt.save(step, state)
             if stopping:
                 return {"step": step, "stopped": True}
-        return finish(run, state, step, workdir, writer, is_chief, early_stop, first_step_s)
+        return finish(run, state, step, workdir, writer, is_chief, eval_step, early_stop, first_step_s)
     finally:
         bar.close()
         writer.close()
@@ -446,15 +446,14 @@ def patience_exhausted(history: list, train: ml_collections.ConfigDict) -> dict 
 
 
 def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
-           is_chief: bool, early_stop: dict | None = None,
+           is_chief: bool, eval_step: Callable, early_stop: dict | None = None,
            time_to_first_step_s: float | None = None) -> dict[str, Any]:
-    """Final evaluation on val and test ("eval"), baselines, figures and summary.json."""
-    ynn_dots = run.config.train.cpu_ynn_dots
+    """Final evaluation on val (with the loop's `eval_step`, already compiled) and test ("eval",
+    with the task's expensive final metrics), baselines, figures and summary.json."""
+    final_step = make_eval_step(run.graphdef, run.task, True, run.config.train.cpu_ynn_dots)
     results = {  # the expensive final metrics (e.g. IWAE NLL, beam search) on the test split only
-        "val": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task, False, ynn_dots), state,
-                                     "val", False, step, workdir, is_chief),
-        "eval": evaluate_with_outputs(run, make_eval_step(run.graphdef, run.task, True, ynn_dots), state,
-                                      "test", True, step, workdir, is_chief)}
+        "val": evaluate_with_outputs(run, eval_step, state, "val", False, step, workdir, is_chief),
+        "eval": evaluate_with_outputs(run, final_step, state, "test", True, step, workdir, is_chief)}
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
                "early_stopped": early_stop, "time_to_first_step_s": time_to_first_step_s,
                "baselines": run.task.baselines(run.dataset),
