@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from aelab import train
+from aelab.errors import UsageError
 from aelab.main import main
 from aelab.uses.anomaly import detection_scores, threshold_for_fpr
 from aelab.uses.denoise import parse_spec, ssim
@@ -134,3 +135,14 @@ def test_latent_maps_for_other_code_sizes(tmp_path, latent, expected):
     paths = latent_maps(None, codes, np.arange(200) % 10, str(tmp_path), seed=0)
     assert [p.split("/")[-1] for p in paths] == expected
     assert all((tmp_path / name).exists() for name in expected)
+
+
+@pytest.mark.parametrize("use", ["translate", "caption"])
+def test_decoding_uses_refuse_a_beam_size_below_one_before_loading_anything(tmp_path, use):
+    from aelab.uses.caption import caption
+    from aelab.uses.translate import translate
+
+    run = {"translate": translate, "caption": caption}[use]
+    with pytest.raises(UsageError, match=r"^--beam_size=0 must be >= 1 \(1 = greedy\)$"):
+        run(str(tmp_path / "no_run"), str(tmp_path / "no_input"), str(tmp_path / "out"), beam_size=0)
+    assert not (tmp_path / "out").exists()

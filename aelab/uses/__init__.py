@@ -14,8 +14,15 @@ import numpy as np
 from flax import nnx
 
 from aelab import compiler, data
+from aelab.errors import UsageError
 
 USES = "uses"
+
+def check_beam_size(beam_size: int | None) -> None:
+    """--beam_size of the decoding uses (translate, caption): None (the run's) or >= 1."""
+    if beam_size is not None and beam_size < 1:
+        raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
+
 
 def uses_dir(workdir: str) -> str:
     return os.path.join(workdir, USES)

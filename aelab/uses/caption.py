@@ -20,6 +20,7 @@ from aelab.data.segmentation import resize_pair
 from aelab.data.splits import to_unit_float
 from aelab.errors import UsageError
 from aelab.train import load_trained
+from aelab.uses import check_beam_size
 from aelab.uses.predict import input_files
 from aelab.workdir import atomic_write
 
@@ -29,8 +30,7 @@ def caption(workdir: str, input_path: str | None, out_path: str | None,
     """Captions the images at `input_path` to `out_path` (stdout if none)."""
     if not input_path:
         raise UsageError("caption needs --input=IMAGE_OR_DIR")
-    if beam_size is not None and beam_size < 1:
-        raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
+    check_beam_size(beam_size)
     files = input_files(input_path)
     run, model, _ = load_trained(workdir, "captioning", "caption")
     size, _, channels = run.dataset.image_shape

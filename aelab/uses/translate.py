@@ -15,6 +15,7 @@ from aelab.data.text import pad_rows
 from aelab.errors import UsageError
 from aelab.tasks.translation import TranslationTask
 from aelab.train import load_trained
+from aelab.uses import check_beam_size
 from aelab.workdir import atomic_write
 
 
@@ -52,8 +53,7 @@ def translate_lines(task: TranslationTask, model, lines: list[str], beam_size: i
 def translate(workdir: str, input_path: str | None, out_path: str | None,
               beam_size: int | None = None) -> list[str]:
     """Translates the lines of `input_path` (stdin if none) to `out_path` (stdout if none)."""
-    if beam_size is not None and beam_size < 1:
-        raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
+    check_beam_size(beam_size)
     lines = read_lines(input_path)
     run, model, _ = load_trained(workdir, "translation", "translate")
     result = "".join(t + "\n" for t in translate_lines(run.task, model, lines, beam_size))
