@@ -40,6 +40,21 @@ def test_sse_and_l1_sum_over_pixels():
     np.testing.assert_allclose(losses.l1(prediction, target), [0.5 + 0 + 1, 1 + 0 + 0.5])
 
 
+def test_per_example_sums_match_float64_sums_keep_the_dtype_and_differentiate():
+    # The sums are a matrix-vector product (for XLA:CPU's speed); they must still be plain sums.
+    values = np.random.default_rng(0).normal(size=(3, 28, 28, 1)).astype(np.float32)
+    target = np.zeros_like(values)
+    np.testing.assert_allclose(losses.sse(values, target), np.square(values.astype(np.float64)).sum(axis=(1, 2, 3)),
+                               rtol=1e-6)
+    np.testing.assert_allclose(losses.l1(values, target), np.abs(values.astype(np.float64)).sum(axis=(1, 2, 3)),
+                               rtol=1e-6)
+    half = losses.sse(jnp.asarray(values, jnp.bfloat16), jnp.asarray(target, jnp.bfloat16))
+    assert half.dtype == jnp.bfloat16
+    np.testing.assert_allclose(np.asarray(half, np.float32), losses.sse(values, target), rtol=1e-2)
+    grad = jax.grad(lambda p: losses.sse(p, target).mean())(values)
+    np.testing.assert_allclose(grad, 2 * values / 3, rtol=1e-6)
+
+
 def test_recon_metrics_use_the_link_and_report_mse_per_element():
     raw = jnp.zeros((2, 2, 2, 1))  # logits 0 -> prediction 0.5 everywhere
     target = jnp.ones((2, 2, 2, 1))

@@ -1,0 +1,138 @@
+"""How fast an MLP workload could be if only its matrix multiplications cost time.
+
+    python experiments/speed/matmul_floor.py --torch_python=/tmp/torchvenv/bin/python [--workloads=mlp_ae,mlp_vae]
+
+For aelab's own train step (one step, as `aelab bench` compiles it) and evaluation
+(forward + loss, batch 1000), lists every `dot_general` in the traced program (the
+gradient norm's dots are left out: they run on log steps only), times each one
+alone as XLA compiles it for aelab (`compiler.jit`) and as PyTorch's CPU matmul
+does it (the same shapes and transposes, in a `--torch_python` process), minus
+each side's cost of a trivial call. Then it runs ../shared/bench/torch_ref.py and
+prints the ratio aelab would reach if everything but its matmuls were free:
+torch's measured step time / the sum of XLA's matmul times. That bound says what
+a target is still within reach of the step's other work, and what only a faster
+matmul could give.
+"""
+
+import argparse
+import json
+import pathlib
+import statistics
+import subprocess
+import sys
+import time
+
+import jax
+import jax.extend
+import jax.numpy as jnp
+from flax import nnx
+
+from aelab import bench, compiler, optim, tasks
+from aelab.train import train_step_fn
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+TORCH_REF = REPO.parent / "shared" / "bench" / "torch_ref.py"
+
+TORCH_TIMER = r"""
+import json, statistics, sys, time, torch
+torch.set_num_threads(int(sys.argv[1]))
+def per_call(f):
+    f(); rates = []
+    for _ in range(5):
+        n, t = 0, time.perf_counter()
+        while time.perf_counter() - t < 0.1: f(); n += 1
+        rates.append((time.perf_counter() - t) / n)
+    return statistics.median(rates)
+out = []
+for lhs, rhs, lc, rc in json.loads(sys.stdin.read()):
+    a, b = torch.rand(*lhs), torch.rand(*rhs)
+    a2 = a.t() if lc == 0 else a        # (M, K)
+    b2 = b.t() if (len(rhs) == 2 and rc == 1) else b  # (K, N) or (K,)
+    out.append(per_call(lambda: torch.matmul(a2, b2)) - per_call(lambda: a[:1]))
+print(json.dumps(out))
+"""
+
+
+def dots_of(jaxpr, skip=("cond",)) -> list[tuple]:
+    """(lhs shape, rhs shape, lhs contracting dim, rhs contracting dim) of every 2-D dot_general."""
+    found = []
+    for eqn in jaxpr.eqns:
+        if eqn.primitive.name == "dot_general":
+            (lc, rc), (lb, _) = eqn.params["dimension_numbers"]
+            lhs, rhs = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
+            if lc:  # no contraction: an outer product, which XLA turns into a multiply
+                assert len(lc) == 1 and not lb and len(lhs) == 2, f"not a plain matmul: {eqn}"
+                found.append((tuple(lhs), tuple(rhs), lc[0], rc[0]))
+        if eqn.primitive.name in skip:
+            continue
+        for param in eqn.params.values():
+            for sub in param if isinstance(param, (tuple, list)) else (param,):
+                if isinstance(sub, (jax.extend.core.ClosedJaxpr, jax.extend.core.Jaxpr)):
+                    found += dots_of(getattr(sub, "jaxpr", sub), skip)
+    return found
+
+
+def per_call(f) -> float:
+    jax.block_until_ready(f())
+    rates = []
+    for _ in range(5):
+        n, start = 0, time.perf_counter()
+        while time.perf_counter() - start < 0.1:
+            out = f()
+            n += 1
+        jax.block_until_ready(out)
+        rates.append((time.perf_counter() - start) / n)
+    return statistics.median(rates)
+
+
+def xla_seconds(lhs, rhs, lc, rc) -> float:
+    a, b = jnp.ones(lhs), jnp.ones(rhs)
+    dot = compiler.jit(lambda a, b: jax.lax.dot_general(a, b, (((lc,), (rc,)), ((), ()))))
+    trivial = compiler.jit(lambda a, b: a[:1])
+    return per_call(lambda: dot(a, b)) - per_call(lambda: trivial(a, b))
+
+
+def programs(workload: str):
+    """The jaxprs of aelab's train step and evaluation (forward + loss at bench.EVAL_BATCH)."""
+    config = bench.workload_config(workload)
+    task = tasks.get_task(config)
+    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(0)))
+    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, bench.NUM_STEPS), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, optimizer))
+    rng = jax.random.key(0)
+    step = train_step_fn(graphdef, task, log_every=100, num_steps=bench.NUM_STEPS)
+    train_batch = {"image": jnp.zeros((config.train.batch_size, 28, 28, 1))}
+    model_graphdef, params = nnx.split(model)
+
+    def forward_and_loss(params, batch):
+        return task.loss_fn(nnx.merge(model_graphdef, params), batch, rng, 0)[0]
+
+    eval_batch = {"image": jnp.zeros((bench.EVAL_BATCH, 28, 28, 1))}
+    return {"train": (jax.make_jaxpr(step)(state, train_batch, rng).jaxpr, config.train.batch_size),
+            "eval": (jax.make_jaxpr(forward_and_loss)(params, eval_batch).jaxpr, bench.EVAL_BATCH)}
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--torch_python", required=True)
+    parser.add_argument("--workloads", default="mlp_ae,mlp_vae")
+    args = parser.parse_args()
+    threads = str(len(__import__("os").sched_getaffinity(0)))
+    print("| workload | program | matmuls | XLA matmuls ms | torch matmuls ms | torch measured ms "
+          "| bound on aelab/torch if only matmuls cost |")
+    print("|---|---|---|---|---|---|---|")
+    for workload in args.workloads.split(","):
+        reference = json.loads(subprocess.run([args.torch_python, str(TORCH_REF), "--workload", workload, "--json"],
+                                              capture_output=True, text=True, check=True).stdout.splitlines()[-1])
+        for name, (jaxpr, batch_size) in programs(workload).items():
+            dots = dots_of(jaxpr)
+            xla = sum(xla_seconds(*d) for d in dots)
+            torch_each = json.loads(subprocess.run([args.torch_python, "-c", TORCH_TIMER, threads], input=json.dumps(dots),
+                                                   capture_output=True, text=True, check=True).stdout)
+            measured = batch_size / reference[f"{name}_examples_per_s"]
+            print(f"| {workload} | {name} (batch {batch_size}) | {len(dots)} | {xla * 1e3:.2f} | "
+                  f"{sum(torch_each) * 1e3:.2f} | {measured * 1e3:.2f} | **{measured / xla:.2f}x** |", flush=True)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
