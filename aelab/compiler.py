@@ -2,8 +2,8 @@
 
 jax 0.10's CPU backend hands matrix multiplications to YNNPACK by default. On the
 2-core x86-64 machine of README's speed table, XLA's own (Eigen) matmuls made
-evaluation 20-60% faster and the mlp_ae and conv_ae train steps 10-40% faster;
-only mlp_vae training came out even or slightly ahead with YNNPACK
+evaluation 5-55% faster and the conv_ae train step 30% faster, and trained
+mlp_ae as fast; only mlp_vae training came out ahead (4-9%) with YNNPACK
 (`experiments/speed/compare.py --with_ynn`). So on CPU aelab's compiled
 functions turn the YNNPACK dot fusion off, each through its own compiler options
 (nothing process-wide: a user's other jax code keeps XLA's defaults).
