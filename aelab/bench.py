@@ -58,6 +58,16 @@ def workload_config(name: str):
     return config
 
 
+def workload_state(workload: str, seed: int = 0):
+    """(config, task, model, graphdef, state): a workload's model and Adam, split as the trainer splits them."""
+    config = workload_config(workload)
+    task = tasks.get_task(config)
+    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(seed)))
+    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, NUM_STEPS), wrt=nnx.Param)
+    graphdef, state = nnx.split((model, optimizer))
+    return config, task, model, graphdef, state
+
+
 def synthetic_mnist(n: int, seed: int) -> np.ndarray:
     """Deterministic MNIST-shaped images (n, 28, 28, 1) in [0, 1], as torch_ref.py draws them."""
     rng = np.random.default_rng(seed)
@@ -99,11 +109,7 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
           ynn_dots: bool = False) -> dict:
     from aelab.train import make_eval_step, make_indexed_train_steps, make_train_step, steps_per_dispatch
 
-    config = workload_config(workload)
-    task = tasks.get_task(config)
-    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(seed)))
-    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, NUM_STEPS), wrt=nnx.Param)
-    graphdef, state = nnx.split((model, optimizer))
+    config, task, model, graphdef, state = workload_state(workload, seed)
     batch_size, per_dispatch = config.train.batch_size, steps_per_dispatch(config.train.steps_per_dispatch, model)
     train_images = synthetic_mnist(N_TRAIN, seed)
     batches = [jax.device_put({"image": train_images[i:i + batch_size]})

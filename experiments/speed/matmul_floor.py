@@ -27,7 +27,7 @@ import jax.extend
 import jax.numpy as jnp
 from flax import nnx
 
-from aelab import bench, compiler, optim, tasks
+from aelab import bench, compiler
 from aelab.train import train_step_fn
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
@@ -94,11 +94,7 @@ def xla_seconds(lhs, rhs, lc, rc) -> float:
 
 def programs(workload: str):
     """The jaxprs of aelab's train step and evaluation (forward + loss at bench.EVAL_BATCH)."""
-    config = bench.workload_config(workload)
-    task = tasks.get_task(config)
-    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(0)))
-    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, bench.NUM_STEPS), wrt=nnx.Param)
-    graphdef, state = nnx.split((model, optimizer))
+    config, task, model, graphdef, state = bench.workload_state(workload)
     rng = jax.random.key(0)
     step = train_step_fn(graphdef, task, log_every=100, num_steps=bench.NUM_STEPS)
     train_batch = {"image": jnp.zeros((config.train.batch_size, 28, 28, 1))}

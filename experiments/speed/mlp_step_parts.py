@@ -6,19 +6,17 @@ update (gradient only).
 """
 import sys, time, jax, jax.numpy as jnp
 from flax import nnx
-from aelab import bench, compiler, tasks, optim
+from aelab import bench, compiler, optim
 
 workload = sys.argv[1] if len(sys.argv) > 1 else "mlp_ae"
-config = bench.workload_config(workload); task = tasks.get_task(config)
+config = bench.workload_config(workload)
 batch_size = config.train.batch_size
 x = {"image": jnp.asarray(bench.synthetic_mnist(batch_size, 0))}
 rng = jax.random.key(0)
 
 
 def make(grad_norm=True, metrics=True, update=True):
-    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(0)))
-    opt = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10**6), wrt=nnx.Param)
-    graphdef, state = nnx.split((model, opt))
+    _, task, _, graphdef, state = bench.workload_state(workload)
 
     @compiler.jit(donate_argnums=0)
     def step(state, batch, rng):
