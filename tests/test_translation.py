@@ -16,7 +16,7 @@ from aelab.data import TrainBatches
 from aelab.data.text import TextPairs, parse_tsv, read_textpairs, tokenize
 from aelab.errors import UsageError
 from aelab.main import main
-from aelab.models.seq2seq import AttentionRNN, Transformer
+from aelab.models.seq2seq import AttentionRNN, ImageEncoder, Transformer
 from aelab.tasks.translation import corpus_scores, shift_right, token_losses
 from aelab.text import decode, tokenizer as tok
 from conftest import SHARED_DATA
@@ -171,6 +171,27 @@ def test_cached_decode_steps_equal_the_teacher_forced_pass(model):
     for t in range(5):
         logits, cache = model.decode_step(memory, cache, buffer, t)
         np.testing.assert_allclose(logits, full[:, t], atol=1e-4)
+
+
+def image_models(vocab=40, length=12, shape=(8, 8, 1)):
+    """Captioning's two architectures, on images."""
+    return [Transformer(vocab, length, 32, 4, 1, 64, image_encoder=ImageEncoder(shape, (8,), 32, rngs=nnx.Rngs(4)),
+                        rngs=nnx.Rngs(4)),
+            AttentionRNN(vocab, 16, 32, image_encoder=ImageEncoder(shape, (8,), 64, rngs=nnx.Rngs(5)), rngs=nnx.Rngs(5))]
+
+
+@pytest.mark.parametrize("model", models() + image_models(), ids=MODEL_IDS + ["image-transformer", "image-rnn"])
+def test_teacher_forced_on_repeated_memory_equals_the_full_pass_on_repeated_sources(model):
+    # Captioning's evaluation encodes each image once and repeats its memory per reference.
+    if isinstance(model.image_encoder, ImageEncoder):
+        source = jax.random.uniform(jax.random.key(0), (2, 8, 8, 1))
+    else:
+        source = jnp.array([[5, 6, 7, tok.EOS], [8, 9, tok.EOS, 0]])
+    target_in = jnp.array([[tok.BOS, 9, 10, 11], [tok.BOS, 13, 14, 0], [tok.BOS, 7, 0, 0],
+                           [tok.BOS, 12, 11, 10], [tok.BOS, 8, 0, 0], [tok.BOS, 9, 9, 0]])
+    memory = jax.tree.map(lambda m: jnp.repeat(m, 3, axis=0), model.encode(source))
+    np.testing.assert_allclose(model.teacher_forced(memory, target_in), model(jnp.repeat(source, 3, axis=0), target_in),
+                               atol=1e-5)
 
 
 # Decoding.

@@ -257,6 +257,10 @@ class Transformer(nnx.Module):
         memory["cross"] = [layer.cross_attention.keys_values(memory["states"]) for layer in self.decoder]
         return memory
 
+    def teacher_forced(self, memory: dict, target_in) -> jax.Array:
+        """Logits (B, T, V) for `target_in` given `encode`'s memory, without dropout."""
+        return self._decode(memory, target_in, Rng(None))
+
     def init_cache(self, memory: dict, length: int) -> list:
         return [layer.init_cache(memory["states"], length) for layer in self.decoder]
 
@@ -351,10 +355,9 @@ class AttentionRNN(nnx.Module):
         out = jnp.tanh(self.output_proj(jnp.concatenate([h, context, e], -1)))
         return carry, self.project(dropout(out, self.rate, rng()))
 
-    def __call__(self, source, target_in, dropout_rng=None):
-        rng = Rng(dropout_rng)
-        memory = self._encode(source, rng)
-        keys = None if dropout_rng is None else jax.random.split(rng(), target_in.shape[1])
+    def _decode(self, memory: dict, target_in, rng: Rng):
+        key = rng()
+        keys = None if key is None else jax.random.split(key, target_in.shape[1])
 
         def body(carry, inputs):
             token, key = inputs
@@ -363,8 +366,16 @@ class AttentionRNN(nnx.Module):
         _, logits = jax.lax.scan(body, self._initial_carry(memory), (target_in.T, keys))
         return jnp.swapaxes(logits, 0, 1)
 
+    def __call__(self, source, target_in, dropout_rng=None):
+        rng = Rng(dropout_rng)
+        return self._decode(self._encode(source, rng), target_in, rng)
+
     def encode(self, source) -> dict:
         return self._encode(source, Rng(None))
+
+    def teacher_forced(self, memory: dict, target_in) -> jax.Array:
+        """Logits (B, T, V) for `target_in` given `encode`'s memory, without dropout."""
+        return self._decode(memory, target_in, Rng(None))
 
     def init_cache(self, memory: dict, length: int):
         return self._initial_carry(memory)

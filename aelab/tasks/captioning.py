@@ -89,12 +89,13 @@ class CaptioningTask(TranslationTask):
                                dropout_rng, step)
 
     def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
-        """Token sums over all of each image's references (summarize makes them per token)."""
+        """Token sums over all of each image's references (summarize makes them per token).
+        Each image is encoded once; its memory is repeated for its references."""
         targets = batch["targets"]
         b, r, length = targets.shape
-        images = jnp.repeat(batch["source"], r, axis=0)
+        memory = jax.tree.map(lambda m: jnp.repeat(m, r, axis=0), model.encode(batch["source"]))
         flat = targets.reshape(b * r, length)
-        logits = model(images, shift_right(flat))
+        logits = model.teacher_forced(memory, shift_right(flat))
         smoothed, nll, correct, real = token_losses(logits, flat, self.config.text.label_smoothing)
         per_image = lambda x: (x * real).sum(1).reshape(b, r).sum(1)  # noqa: E731
         return {"loss_sum": per_image(smoothed), "nll_sum": per_image(nll), "correct": per_image(correct),
