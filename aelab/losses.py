@@ -22,9 +22,10 @@ def _sum_per_example(x: jax.Array) -> jax.Array:
     Callers average these sums over the batch, and XLA:CPU merges that mean and a
     `.sum(axis=1)` into one reduction of the whole batch, which its tree-reduction pass
     splits into a few huge windows. The product keeps the per-example sums a separate
-    (Eigen) operation: the mlp_vae evaluation step got 11-13% faster and its train step
-    2-4% (experiments/speed/compare.py). HIGHEST precision keeps GPU/TPU from summing
-    in TF32/bfloat16; accumulation is float32, as `jnp.sum` does for low-precision input.
+    (Eigen) operation: the mlp_vae evaluation step got 7-13% faster and its train step
+    ~2% (both forms compiled in one process, alternated). HIGHEST precision keeps GPU/TPU
+    from summing in TF32/bfloat16; accumulation is float32, as `jnp.sum` does for
+    low-precision input.
     """
     flat = x.reshape(x.shape[0], -1)
     ones = jnp.ones(flat.shape[1], flat.dtype)
