@@ -189,7 +189,7 @@ def test_teacher_forced_on_repeated_memory_equals_the_full_pass_on_repeated_sour
         source = jnp.array([[5, 6, 7, tok.EOS], [8, 9, tok.EOS, 0]])
     target_in = jnp.array([[tok.BOS, 9, 10, 11], [tok.BOS, 13, 14, 0], [tok.BOS, 7, 0, 0],
                            [tok.BOS, 12, 11, 10], [tok.BOS, 8, 0, 0], [tok.BOS, 9, 9, 0]])
-    memory = jax.tree.map(lambda m: jnp.repeat(m, 3, axis=0), model.encode(source))
+    memory = decode.encode_repeated(model, source, 3)
     np.testing.assert_allclose(model.teacher_forced(memory, target_in), model(jnp.repeat(source, 3, axis=0), target_in),
                                atol=1e-5)
 

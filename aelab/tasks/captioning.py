@@ -27,7 +27,7 @@ from aelab.data.captions import Captions, CaptionSplit, tokenize_captions
 from aelab.errors import UsageError
 from aelab.models.seq2seq import AttentionRNN, ImageEncoder, Transformer
 from aelab.tasks.translation import TranslationTask, shift_right, token_losses
-from aelab.text import tokenizer as tok
+from aelab.text import decode, tokenizer as tok
 
 UNITS = {"bleu": "sacreBLEU BLEU-4 against all references, 0-100",
          "exact_match": "fraction of images whose caption equals a reference"}
@@ -93,7 +93,7 @@ class CaptioningTask(TranslationTask):
         Each image is encoded once; its memory is repeated for its references."""
         targets = batch["targets"]
         b, r, length = targets.shape
-        memory = jax.tree.map(lambda m: jnp.repeat(m, r, axis=0), model.encode(batch["source"]))
+        memory = decode.encode_repeated(model, batch["source"], r)
         flat = targets.reshape(b * r, length)
         logits = model.teacher_forced(memory, shift_right(flat))
         smoothed, nll, correct, real = token_losses(logits, flat, self.config.text.label_smoothing)

@@ -69,11 +69,16 @@ def _gather(tree, index):
     return jax.tree.map(take, tree)
 
 
+def encode_repeated(model, source: jax.Array, k: int) -> dict:
+    """`model.encode(source)` with each row's memory repeated k times: rows b*k .. b*k+k-1 are row b's."""
+    return jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), model.encode(source))
+
+
 def beam_search(model, source: jax.Array, max_length: int, beam_size: int = 4,
                 alpha: float = 0.6) -> jax.Array:
     """The highest-scoring beam of each row; a beam cut at max_length competes as if it ended there."""
     batch, k = source.shape[0], beam_size
-    memory = jax.tree.map(lambda x: jnp.repeat(x, k, axis=0), model.encode(source))
+    memory = encode_repeated(model, source, k)
     tokens = _buffer(batch * k, max_length).reshape(batch, k, max_length + 1)
     # Only beam 0 is alive at first, so the K first candidates are K distinct tokens.
     alive_logp = jnp.tile(jnp.array([0.0] + [NEG_INF] * (k - 1)), (batch, 1))
