@@ -68,6 +68,15 @@ def workload_state(workload: str, seed: int = 0):
     return config, task, model, graphdef, state
 
 
+def forward_and_loss_fn(graphdef: nnx.GraphDef, task):
+    """The reference's evaluation, (state, batch, rng) -> the loss: forward and loss, no gradient."""
+    def forward_and_loss(state, batch, rng):
+        model, _ = nnx.merge(graphdef, state)
+        return task.loss_fn(model, batch, rng, 0)[0]
+
+    return forward_and_loss
+
+
 def synthetic_mnist(n: int, seed: int) -> np.ndarray:
     """Deterministic MNIST-shaped images (n, 28, 28, 1) in [0, 1], as torch_ref.py draws them."""
     rng = np.random.default_rng(seed)
@@ -151,11 +160,7 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     single_result = timed(train_single, len(batches), batch_size, warmup, max(min_seconds * 0.6, 1.0))
     eval_state = holder["state"]
 
-    @compiler.jit(ynn_dots=ynn_dots)
-    def forward_and_loss(state, batch, rng):  # the reference's evaluation: the loss, no gradient
-        model, _ = nnx.merge(graphdef, state)
-        return task.loss_fn(model, batch, rng, 0)[0]
-
+    forward_and_loss = compiler.jit(forward_and_loss_fn(graphdef, task), ynn_dots=ynn_dots)
     eval_seconds = max(min_seconds * 0.6, 1.0)
     eval_result = timed(lambda i: forward_and_loss(eval_state, eval_batches[i % len(eval_batches)], rng),
                         len(eval_batches), EVAL_BATCH, 3, eval_seconds)

@@ -16,16 +16,14 @@ matmul could give.
 
 import argparse
 import json
+import os
 import pathlib
-import statistics
 import subprocess
 import sys
-import time
 
 import jax
 import jax.extend
 import jax.numpy as jnp
-from flax import nnx
 
 from aelab import bench, compiler
 from aelab.train import train_step_fn
@@ -73,16 +71,8 @@ def dots_of(jaxpr, skip=("cond",)) -> list[tuple]:
 
 
 def per_call(f) -> float:
-    jax.block_until_ready(f())
-    rates = []
-    for _ in range(5):
-        n, start = 0, time.perf_counter()
-        while time.perf_counter() - start < 0.1:
-            out = f()
-            n += 1
-        jax.block_until_ready(out)
-        rates.append((time.perf_counter() - start) / n)
-    return statistics.median(rates)
+    """Seconds per call of f, timed as `aelab bench` times its steps."""
+    return 1.0 / bench.timed(lambda i: f(), 1, 1, 3, 0.5)["examples_per_s"]
 
 
 def xla_seconds(lhs, rhs, lc, rc) -> float:
@@ -94,18 +84,14 @@ def xla_seconds(lhs, rhs, lc, rc) -> float:
 
 def programs(workload: str):
     """The jaxprs of aelab's train step and evaluation (forward + loss at bench.EVAL_BATCH)."""
-    config, task, model, graphdef, state = bench.workload_state(workload)
+    config, task, _, graphdef, state = bench.workload_state(workload)
     rng = jax.random.key(0)
     step = train_step_fn(graphdef, task, log_every=100, num_steps=bench.NUM_STEPS)
     train_batch = {"image": jnp.zeros((config.train.batch_size, 28, 28, 1))}
-    model_graphdef, params = nnx.split(model)
-
-    def forward_and_loss(params, batch):
-        return task.loss_fn(nnx.merge(model_graphdef, params), batch, rng, 0)[0]
-
     eval_batch = {"image": jnp.zeros((bench.EVAL_BATCH, 28, 28, 1))}
+    evaluation = bench.forward_and_loss_fn(graphdef, task)
     return {"train": (jax.make_jaxpr(step)(state, train_batch, rng).jaxpr, config.train.batch_size),
-            "eval": (jax.make_jaxpr(forward_and_loss)(params, eval_batch).jaxpr, bench.EVAL_BATCH)}
+            "eval": (jax.make_jaxpr(evaluation)(state, eval_batch, rng).jaxpr, bench.EVAL_BATCH)}
 
 
 def main():
@@ -113,7 +99,7 @@ def main():
     parser.add_argument("--torch_python", required=True)
     parser.add_argument("--workloads", default="mlp_ae,mlp_vae")
     args = parser.parse_args()
-    threads = str(len(__import__("os").sched_getaffinity(0)))
+    threads = str(len(os.sched_getaffinity(0)))
     print("| workload | program | matmuls | XLA matmuls ms | torch matmuls ms | torch measured ms "
           "| bound on aelab/torch if only matmuls cost |")
     print("|---|---|---|---|---|---|---|")
