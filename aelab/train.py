@@ -137,7 +137,7 @@ def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32", 
         step = optimizer.step[...]
         (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
             model, batch, jax.random.fold_in(rng, step), step)
-        optimizer.update(model, grads)
+        optimizer.update(model, optim.after_whole_backward(grads))
         logged = ((step + 1) % log_every == 0) | (step + 1 == num_steps)
         metrics["grad_norm"] = jax.lax.cond(logged, optim.global_norm,
                                             lambda _: jnp.zeros((), jnp.float32), grads)

@@ -26,7 +26,7 @@ def make(grad_norm=True, metrics=True, update=True):
             return loss, (mets if metrics else {"loss": loss})
         (_, mets), grads = nnx.value_and_grad(loss_fn, has_aux=True)(model)
         if update:
-            optimizer.update(model, grads)
+            optimizer.update(model, optim.after_whole_backward(grads))
         else:  # keep the gradients alive without applying them
             mets["grads"] = grads
         if grad_norm:
