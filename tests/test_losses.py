@@ -33,6 +33,21 @@ def test_bce_with_logits_is_stable_at_extreme_logits_and_its_gradient_is_sigmoid
     assert np.all(np.isfinite(grad))
 
 
+def test_softplus_matches_float64_and_its_derivative_is_the_sigmoid():
+    z = np.concatenate([np.linspace(-40, 40, 8001), [0.0, -1e-6, 1e-6, -88.0, 88.0]]).astype(np.float32)
+    exact = np.logaddexp(0.0, z.astype(np.float64))
+    value = np.asarray(losses.softplus(jnp.asarray(z)), np.float64)
+    # log(1 + e) instead of log1p(e): an absolute error of at most about one float32 ulp of 1.
+    np.testing.assert_allclose(value, exact, atol=2.5e-7, rtol=2e-7)
+    grad = jax.vmap(jax.grad(losses.softplus))(jnp.asarray(z))
+    np.testing.assert_allclose(grad, 1 / (1 + np.exp(-z.astype(np.float64))), atol=1e-7, rtol=1e-6)
+    assert float(jax.grad(losses.softplus)(0.0)) == 0.5
+    assert np.isnan(losses.softplus(jnp.array(np.nan)))
+    half = losses.softplus(jnp.asarray(z, jnp.bfloat16))
+    assert half.dtype == jnp.bfloat16  # computed in float32 inside: bfloat16's 1 + e would drop e
+    np.testing.assert_allclose(np.asarray(half, np.float64), exact, rtol=1e-2, atol=1e-3)
+
+
 def test_sse_and_l1_sum_over_pixels():
     prediction = jnp.array([[0.0, 0.5, 1.0], [1.0, 1.0, 1.0]])
     target = jnp.array([[0.5, 0.5, 0.0], [0.0, 1.0, 0.5]])
