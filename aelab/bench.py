@@ -115,10 +115,14 @@ def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, ynn_dots: bool = 
 
 
 def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int = 0,
-          ynn_dots: bool = False) -> dict:
-    from aelab.train import make_eval_step, make_indexed_train_steps, make_train_step, steps_per_dispatch
+          ynn_dots: bool | None = None) -> dict:
+    """`ynn_dots`: CPU matmul library, as `train.cpu_ynn_dots` (None: the trainer's rule)."""
+    from aelab.train import (has_convolutions, make_eval_step, make_indexed_train_steps, make_train_step,
+                             steps_per_dispatch)
 
     config, task, model, graphdef, state = workload_state(workload, seed)
+    train_ynn = compiler.ynn_dots_for(ynn_dots, training=True, has_convolutions=has_convolutions(model))
+    eval_ynn = compiler.ynn_dots_for(ynn_dots, training=False)
     batch_size, per_dispatch = config.train.batch_size, steps_per_dispatch(config.train.steps_per_dispatch, model)
     train_images = synthetic_mnist(N_TRAIN, seed)
     batches = [jax.device_put({"image": train_images[i:i + batch_size]})
@@ -136,10 +140,10 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
 
     start = time.perf_counter()
     logging = {"log_every": config.train.log_every, "num_steps": NUM_STEPS}  # the trainer's grad_norm cadence
-    compiled = make_indexed_train_steps(graphdef, task, per_dispatch, ynn_dots=ynn_dots, **logging).lower(
+    compiled = make_indexed_train_steps(graphdef, task, per_dispatch, ynn_dots=train_ynn, **logging).lower(
         state, device_data, index_blocks[0], per_dispatch, rng).compile()
     compile_s = time.perf_counter() - start
-    single = make_train_step(graphdef, task, ynn_dots=ynn_dots, **logging).lower(state, batches[0], rng).compile()
+    single = make_train_step(graphdef, task, ynn_dots=train_ynn, **logging).lower(state, batches[0], rng).compile()
     cost = single.cost_analysis()  # one step's (a loop's count is unknown to the cost analysis)
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
@@ -160,18 +164,19 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     single_result = timed(train_single, len(batches), batch_size, warmup, max(min_seconds * 0.6, 1.0))
     eval_state = holder["state"]
 
-    forward_and_loss = compiler.jit(forward_and_loss_fn(graphdef, task), ynn_dots=ynn_dots)
+    forward_and_loss = compiler.jit(forward_and_loss_fn(graphdef, task), ynn_dots=eval_ynn)
     eval_seconds = max(min_seconds * 0.6, 1.0)
     eval_result = timed(lambda i: forward_and_loss(eval_state, eval_batches[i % len(eval_batches)], rng),
                         len(eval_batches), EVAL_BATCH, 3, eval_seconds)
-    eval_step = make_eval_step(graphdef, task, ynn_dots=ynn_dots)
+    eval_step = make_eval_step(graphdef, task, ynn_dots=eval_ynn)
     metrics_result = timed(lambda i: eval_step(eval_state, eval_batches[i % len(eval_batches)], rng),
                            len(eval_batches), EVAL_BATCH, 3, eval_seconds)
-    peak = matmul_peak_gflops(ynn_dots=ynn_dots)
+    peak = matmul_peak_gflops(ynn_dots=train_ynn)  # with the train step's matmul library
     achieved = flops * train_result["examples_per_s"] / batch_size / 1e9
     return {"workload": workload, "framework": "aelab (jax " + jax.__version__ + ")",
             "backend": jax.default_backend(), "devices": jax.device_count(), "batch_size": batch_size,
-            "compiler_options": compiler.compiler_options(ynn_dots),
+            "compiler_options": {"train": compiler.compiler_options(train_ynn),
+                                 "eval": compiler.compiler_options(eval_ynn)},
             "train_examples_per_s": round(train_result["examples_per_s"], 1),
             "train_median_chunk_examples_per_s": round(train_result["median_chunk_examples_per_s"], 1),
             "steps_per_dispatch": per_dispatch,
@@ -184,7 +189,7 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
             "train_steps_timed": train_result["steps"] * per_dispatch}
 
 
-def main(workload: str, as_json: bool, min_seconds: float = 5.0, ynn_dots: bool = False) -> dict:
+def main(workload: str, as_json: bool, min_seconds: float = 5.0, ynn_dots: bool | None = None) -> dict:
     result = bench(workload, min_seconds, ynn_dots=ynn_dots)
     if as_json:
         print(json.dumps(result), flush=True)

@@ -2,13 +2,15 @@
 
 jax 0.10's CPU backend hands matrix multiplications to YNNPACK by default. On the
 2-core x86-64 machine of README's speed table, XLA's own (Eigen) matmuls made
-evaluation 5-55% faster and the conv_ae train step 30% faster, and trained
-mlp_ae as fast; only mlp_vae training came out ahead (4-9%) with YNNPACK
-(`experiments/speed/compare.py --with_ynn`). So on CPU aelab's compiled
-functions turn the YNNPACK dot fusion off, each through its own compiler options
-(nothing process-wide: a user's other jax code keeps XLA's defaults).
-`ynn_dots=True` (config: `train.cpu_ynn_dots`) keeps XLA's default. Other
-backends get no options.
+evaluation 5-55% faster and the conv_ae train step 30% faster, while the train
+steps of models without convolutions ran 3-7% faster with YNNPACK (mlp_ae,
+mlp_vae, the Transformer and the RNN translators; `experiments/speed/compare.py
+--with_ynn` and in-process A/Bs). So aelab keeps XLA's default for those train
+steps and turns the YNNPACK dot fusion off for every other program it compiles
+on CPU (`ynn_dots_for`), each through its own compiler options (nothing
+process-wide: a user's other jax code keeps XLA's defaults). The config's
+`train.cpu_ynn_dots` (True / False) overrides the rule. Other backends get no
+options.
 """
 
 from __future__ import annotations
@@ -18,6 +20,12 @@ from typing import Callable
 import jax
 
 NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+
+
+def ynn_dots_for(requested: bool | None, training: bool, has_convolutions: bool = False) -> bool:
+    """Whether a program uses YNNPACK dots on CPU: `requested` (train.cpu_ynn_dots) when set,
+    else only a train step of a model without convolutions."""
+    return training and not has_convolutions if requested is None else requested
 
 
 def compiler_options(ynn_dots: bool = False) -> dict[str, str] | None:

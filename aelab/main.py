@@ -12,7 +12,7 @@
     aelab caption --workdir=DIR --input=IMAGE_OR_DIR [--out=FILE] [--beam_size=N]   (stdout by default)
     aelab sweep --config=CONFIG.py --workdir=DIR --sweep=model.latent_dim=2,4,8 [--sweep=seed=0,1] [--config...]
     aelab report --workdir=DIR
-    aelab bench --workload=mlp_ae|conv_ae|mlp_vae [--json] [--min_seconds=5] [--cpu_ynn_dots]   (no workdir)
+    aelab bench --workload=mlp_ae|conv_ae|mlp_vae [--json] [--min_seconds=5] [--[no]cpu_ynn_dots]   (no workdir)
 
 Exit codes: 0 done (or stopped by a signal, checkpointed), 1 training
 diverged, 2 bad input (nothing written).
@@ -67,8 +67,9 @@ def parse(argv: list[str]):
     flags.DEFINE_boolean("json", False, "bench: print one JSON line", flag_values=values)
     flags.DEFINE_float("min_seconds", 5.0, "bench: seconds of timed training steps", lower_bound=0.1,
                        flag_values=values)
-    flags.DEFINE_boolean("cpu_ynn_dots", False, "bench: keep XLA's default YNNPACK matmuls on CPU "
-                         "(aelab turns them off; see aelab/compiler.py)", flag_values=values)
+    flags.DEFINE_boolean("cpu_ynn_dots", None, "bench: CPU matmuls by YNNPACK everywhere (--cpu_ynn_dots) "
+                         "or nowhere (--nocpu_ynn_dots); default: the trainer's rule, YNNPACK only in "
+                         "train steps of models without convolutions (aelab/compiler.py)", flag_values=values)
     flags.DEFINE_string("coordinator_address", None, "train (multi-host): host:port of process 0; "
                         "with --num_processes and --process_id (default: detect SLURM/TPU)", flag_values=values)
     flags.DEFINE_integer("num_processes", None, "train (multi-host): how many processes", flag_values=values)

@@ -187,13 +187,16 @@ def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compu
     return indexed_steps
 
 
+def has_convolutions(model: nnx.Module) -> bool:
+    return any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
+
+
 def steps_per_dispatch(requested: int, model: nnx.Module) -> int:
     """`train.steps_per_dispatch`, but 1 on CPU for a model with convolutions: XLA:CPU runs a
     convolution's gradient inside a device loop some 60x slower than outside it (a 3x3
     stride-2 convolution's gradient at batch 128: 3 ms alone, 198 ms an iteration in a
     loop), so there every step is its own dispatch."""
-    convolutions = any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
-    return 1 if convolutions and jax.default_backend() == "cpu" else requested
+    return 1 if has_convolutions(model) and jax.default_backend() == "cpu" else requested
 
 
 def device_batches(run: Run, width: int) -> Callable[[int, int], tuple] | None:
@@ -361,19 +364,22 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     t = run.config.train
     first_step_s = None  # from the call to its first step's result: data, build, restore, compile
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
-    per_dispatch = steps_per_dispatch(t.steps_per_dispatch, nnx.merge(run.graphdef, run.state)[0])
+    model = nnx.merge(run.graphdef, run.state)[0]
+    per_dispatch = steps_per_dispatch(t.steps_per_dispatch, model)
+    train_ynn = compiler.ynn_dots_for(t.cpu_ynn_dots, training=True, has_convolutions=has_convolutions(model))
+    eval_ynn = compiler.ynn_dots_for(t.cpu_ynn_dots, training=False)
     on_device = device_batches(run, per_dispatch)
     if on_device:
         indexed_steps = make_indexed_train_steps(run.graphdef, run.task, per_dispatch, t.compute_dtype,
-                                                 t.cpu_ynn_dots, t.log_every, t.num_steps)
+                                                 train_ynn, t.log_every, t.num_steps)
         train_steps = lambda state, step, count, key: indexed_steps(  # noqa: E731
             state, *on_device(step, count), count, key)
     else:
-        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype, t.cpu_ynn_dots,
+        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype, train_ynn,
                                     t.log_every, t.num_steps)
         train_steps = lambda state, step, count, key: host_step(  # noqa: E731
             state, parallel.put_batch(run.batches(step), run.mesh), key)
-    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=t.cpu_ynn_dots)
+    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=eval_ynn)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
     window = Window(step, t)
@@ -450,7 +456,8 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
            time_to_first_step_s: float | None = None) -> dict[str, Any]:
     """Final evaluation on val (with the loop's `eval_step`, already compiled) and test ("eval",
     with the task's expensive final metrics), baselines, figures and summary.json."""
-    final_step = make_eval_step(run.graphdef, run.task, True, run.config.train.cpu_ynn_dots)
+    final_step = make_eval_step(run.graphdef, run.task, True,
+                                compiler.ynn_dots_for(run.config.train.cpu_ynn_dots, training=False))
     results = {  # the expensive final metrics (e.g. IWAE NLL, beam search) on the test split only
         "val": evaluate_with_outputs(run, eval_step, state, "val", False, step, workdir, is_chief),
         "eval": evaluate_with_outputs(run, final_step, state, "test", True, step, workdir, is_chief)}

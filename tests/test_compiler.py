@@ -20,6 +20,19 @@ def test_cpu_options_turn_ynn_dots_off_unless_asked():
     assert "__ynn_fusion" in hlo_ynn  # the option is what changes the compiled code
 
 
+def test_ynn_dots_only_in_train_steps_of_models_without_convolutions_unless_asked():
+    from aelab.train import has_convolutions
+
+    assert compiler.ynn_dots_for(None, training=True, has_convolutions=False)
+    assert not compiler.ynn_dots_for(None, training=True, has_convolutions=True)
+    assert not compiler.ynn_dots_for(None, training=False)
+    for requested in (True, False):
+        for training, convolutions in ((True, False), (True, True), (False, False)):
+            assert compiler.ynn_dots_for(requested, training, convolutions) is requested
+    mlp, conv = (bench.workload_state(w)[2] for w in ("mlp_vae", "conv_ae"))
+    assert not has_convolutions(mlp) and has_convolutions(conv)
+
+
 def _train(workload: str, ynn_dots: bool, steps: int = 3):
     config = bench.workload_config(workload)
     task = tasks.get_task(config)

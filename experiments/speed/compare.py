@@ -1,14 +1,16 @@
 """aelab bench vs the PyTorch reference (../shared/bench/torch_ref.py), one after the other.
 
-    python experiments/speed/compare.py --torch_python=/tmp/torchvenv/bin/python [--repeats=3] [--with_ynn]
+    python experiments/speed/compare.py --torch_python=/tmp/torchvenv/bin/python [--repeats=3] \
+        [--also=--cpu_ynn_dots --also=--nocpu_ynn_dots]
 
 For each workload and repeat, runs `aelab bench --workload=W --json` and
 `torch_ref.py --workload W --json` as separate processes, alternating, and
 prints the median examples/s of each and their ratio (aelab / torch) as a
-Markdown table, plus every raw JSON line to --out. `--with_ynn` also runs
-`aelab bench --cpu_ynn_dots` (XLA's default YNNPACK matmuls, which aelab turns
-off on CPU) in the same rotation and adds its ratios. The machine is shared and
-noisy: only ratios from the same session mean anything.
+Markdown table, plus every raw JSON line to --out. Each `--also=FLAGS` runs
+`aelab bench FLAGS` too, in the same rotation, and adds its ratios (e.g.
+`--cpu_ynn_dots`: YNNPACK matmuls everywhere; `--nocpu_ynn_dots`: nowhere).
+The machine is shared and noisy: only ratios from the same session mean
+anything.
 """
 
 import argparse
@@ -34,35 +36,35 @@ def main():
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     parser.add_argument("--out", default="")
-    parser.add_argument("--with_ynn", action="store_true")
+    parser.add_argument("--also", action="append", default=[], help="extra `aelab bench` flags, a variant")
     args = parser.parse_args()
-    raw, rows, ynn_rows = [], [], []
+    raw, rows, variant_rows = [], [], []
     median = lambda runs, key: statistics.median(r[key] for r in runs)  # noqa: E731
     for workload in args.workloads.split(","):
-        ours, theirs, ynn = [], [], []
+        ours, theirs, variants = [], [], {flags: [] for flags in args.also}
         aelab = [sys.executable, "-m", "aelab.main", "bench", f"--workload={workload}", "--json"]
         for _ in range(args.repeats):
             ours.append(run_json(aelab))
             theirs.append(run_json([args.torch_python, str(TORCH_REF), "--workload", workload, "--json"]))
-            if args.with_ynn:
-                ynn.append(run_json(aelab + ["--cpu_ynn_dots"]))
-        raw += ours + theirs + ynn
+            for flags, runs in variants.items():
+                runs.append(run_json(aelab + flags.split()) | {"variant": flags})
+        raw += ours + theirs + [r for runs in variants.values() for r in runs]
         rows.append((workload, median(ours, "train_examples_per_s"), median(theirs, "train_examples_per_s"),
                      median(ours, "eval_examples_per_s"), median(theirs, "eval_examples_per_s"),
                      median(ours, "compile_s"), median(ours, "peak_fraction")))
-        if ynn:
-            ynn_rows.append((workload, median(ynn, "train_examples_per_s") / rows[-1][2],
-                             median(ynn, "eval_examples_per_s") / rows[-1][4]))
+        for flags, runs in variants.items():
+            variant_rows.append((workload, flags, median(runs, "train_examples_per_s") / rows[-1][2],
+                                 median(runs, "eval_examples_per_s") / rows[-1][4]))
     print("| workload | aelab train ex/s | torch train ex/s | train ratio | aelab eval ex/s | torch eval ex/s "
           "| eval ratio | aelab compile s | aelab fraction of matmul peak |")
     print("|---|---|---|---|---|---|---|---|---|")
     for w, a, t, ae, te, c, p in rows:
         print(f"| {w} | {a:,.0f} | {t:,.0f} | **{a / t:.2f}x** | {ae:,.0f} | {te:,.0f} | **{ae / te:.2f}x** "
               f"| {c:.2f} | {p:.3f} |")
-    if ynn_rows:
-        print("\n| workload | train ratio with YNNPACK dots | eval ratio with YNNPACK dots |\n|---|---|---|")
-        for w, train, evaluation in ynn_rows:
-            print(f"| {w} | {train:.2f}x | {evaluation:.2f}x |")
+    if variant_rows:
+        print("\n| workload | aelab bench flags | train ratio | eval ratio |\n|---|---|---|---|")
+        for w, flags, train, evaluation in variant_rows:
+            print(f"| {w} | `{flags}` | {train:.2f}x | {evaluation:.2f}x |")
     if args.out:
         pathlib.Path(args.out).write_text("".join(json.dumps(r) + "\n" for r in raw))
 

@@ -5,7 +5,8 @@
 For aelab's own train step (one step, as `aelab bench` compiles it) and evaluation
 (forward + loss, batch 1000), lists every `dot_general` in the traced program (the
 gradient norm's dots are left out: they run on log steps only), times each one
-alone as XLA compiles it for aelab (`compiler.jit`) and as PyTorch's CPU matmul
+alone as XLA compiles it for aelab (`compiler.jit`, with the matmul library aelab
+picks for that program: YNNPACK in these train steps, Eigen in evaluation) and as PyTorch's CPU matmul
 does it (the same shapes and transposes, in a `--torch_python` process), minus
 each side's cost of a trivial call. Then it runs ../shared/bench/torch_ref.py and
 prints the ratio aelab would reach if everything but its matmuls were free:
@@ -75,10 +76,10 @@ def per_call(f) -> float:
     return 1.0 / bench.timed(lambda i: f(), 1, 1, 3, 0.5)["examples_per_s"]
 
 
-def xla_seconds(lhs, rhs, lc, rc) -> float:
+def xla_seconds(lhs, rhs, lc, rc, ynn_dots: bool) -> float:
     a, b = jnp.ones(lhs), jnp.ones(rhs)
-    dot = compiler.jit(lambda a, b: jax.lax.dot_general(a, b, (((lc,), (rc,)), ((), ()))))
-    trivial = compiler.jit(lambda a, b: a[:1])
+    dot = compiler.jit(lambda a, b: jax.lax.dot_general(a, b, (((lc,), (rc,)), ((), ()))), ynn_dots=ynn_dots)
+    trivial = compiler.jit(lambda a, b: a[:1], ynn_dots=ynn_dots)
     return per_call(lambda: dot(a, b)) - per_call(lambda: trivial(a, b))
 
 
@@ -108,7 +109,8 @@ def main():
                                               capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         for name, (jaxpr, batch_size) in programs(workload).items():
             dots = dots_of(jaxpr)
-            xla = sum(xla_seconds(*d) for d in dots)
+            ynn_dots = compiler.ynn_dots_for(None, training=name == "train")  # MLPs: no convolutions
+            xla = sum(xla_seconds(*d, ynn_dots) for d in dots)
             torch_each = json.loads(subprocess.run([args.torch_python, "-c", TORCH_TIMER, threads], input=json.dumps(dots),
                                                    capture_output=True, text=True, check=True).stdout)
             measured = batch_size / reference[f"{name}_examples_per_s"]
