@@ -5,7 +5,7 @@ jax 0.10's CPU backend hands matrix multiplications to YNNPACK by default. On th
 evaluation 5-55% faster and the conv_ae train step 30% faster, while the train
 steps of models without convolutions ran 3-7% faster with YNNPACK (mlp_ae,
 mlp_vae, the Transformer and the RNN translators; `experiments/speed/compare.py
---with_ynn` and in-process A/Bs). So aelab keeps XLA's default for those train
+--also=--nocpu_ynn_dots` and in-process A/Bs). So aelab keeps XLA's default for those train
 steps and turns the YNNPACK dot fusion off for every other program it compiles
 on CPU (`ynn_dots_for`), each through its own compiler options (nothing
 process-wide: a user's other jax code keeps XLA's defaults). The config's

@@ -3,7 +3,7 @@ layer alone (batch 128), native and sub-pixel transposed convolutions.
 
     python experiments/speed/conv_layers.py [--ynn]
 
-Compiled as aelab compiles (aelab.compiler: no YNNPACK matmuls on CPU); --ynn keeps XLA's default.
+Compiled as aelab compiles a convolution model (aelab.compiler: no YNNPACK matmuls on CPU); --ynn keeps XLA's default.
 """
 import sys, time, jax, jax.numpy as jnp
 from flax import nnx
