@@ -117,11 +117,11 @@ def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, ynn_dots: bool = 
 def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int = 0,
           ynn_dots: bool | None = None) -> dict:
     """`ynn_dots`: CPU matmul library, as `train.cpu_ynn_dots` (None: the trainer's rule)."""
-    from aelab.train import (has_convolutions, make_eval_step, make_indexed_train_steps, make_train_step,
-                             steps_per_dispatch)
+    from aelab.train import (make_eval_step, make_indexed_train_steps, make_train_step, steps_per_dispatch,
+                             train_ynn_dots)
 
     config, task, model, graphdef, state = workload_state(workload, seed)
-    train_ynn = compiler.ynn_dots_for(ynn_dots, training=True, has_convolutions=has_convolutions(model))
+    train_ynn = train_ynn_dots(ynn_dots, model)
     eval_ynn = compiler.ynn_dots_for(ynn_dots, training=False)
     batch_size, per_dispatch = config.train.batch_size, steps_per_dispatch(config.train.steps_per_dispatch, model)
     train_images = synthetic_mnist(N_TRAIN, seed)

@@ -191,6 +191,11 @@ def has_convolutions(model: nnx.Module) -> bool:
     return any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
 
 
+def train_ynn_dots(requested: bool | None, model: nnx.Module) -> bool:
+    """Whether the model's train step uses YNNPACK matmuls on CPU (`compiler.ynn_dots_for`)."""
+    return compiler.ynn_dots_for(requested, training=True, has_convolutions=has_convolutions(model))
+
+
 def steps_per_dispatch(requested: int, model: nnx.Module) -> int:
     """`train.steps_per_dispatch`, but 1 on CPU for a model with convolutions: XLA:CPU runs a
     convolution's gradient inside a device loop some 60x slower than outside it (a 3x3
@@ -366,7 +371,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
     model = nnx.merge(run.graphdef, run.state)[0]
     per_dispatch = steps_per_dispatch(t.steps_per_dispatch, model)
-    train_ynn = compiler.ynn_dots_for(t.cpu_ynn_dots, training=True, has_convolutions=has_convolutions(model))
+    train_ynn = train_ynn_dots(t.cpu_ynn_dots, model)
     eval_ynn = compiler.ynn_dots_for(t.cpu_ynn_dots, training=False)
     on_device = device_batches(run, per_dispatch)
     if on_device:
