@@ -196,6 +196,12 @@ def train_ynn_dots(requested: bool | None, model: nnx.Module) -> bool:
     return compiler.ynn_dots_for(requested, training=True, has_convolutions=has_convolutions(model))
 
 
+def train_step_options(t: ml_collections.ConfigDict, model: nnx.Module) -> dict:
+    """The keyword arguments the trainer's loop compiles its train step with (`train` config `t`)."""
+    return {"compute_dtype": t.compute_dtype, "ynn_dots": train_ynn_dots(t.cpu_ynn_dots, model),
+            "log_every": t.log_every, "num_steps": t.num_steps}
+
+
 def steps_per_dispatch(requested: int, model: nnx.Module) -> int:
     """`train.steps_per_dispatch`, but 1 on CPU for a model with convolutions: XLA:CPU runs a
     convolution's gradient inside a device loop some 60x slower than outside it (a 3x3
@@ -371,20 +377,17 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
     model = nnx.merge(run.graphdef, run.state)[0]
     per_dispatch = steps_per_dispatch(t.steps_per_dispatch, model)
-    train_ynn = train_ynn_dots(t.cpu_ynn_dots, model)
-    eval_ynn = compiler.ynn_dots_for(t.cpu_ynn_dots, training=False)
+    options = train_step_options(t, model)
     on_device = device_batches(run, per_dispatch)
     if on_device:
-        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, per_dispatch, t.compute_dtype,
-                                                 train_ynn, t.log_every, t.num_steps)
+        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, per_dispatch, **options)
         train_steps = lambda state, step, count, key: indexed_steps(  # noqa: E731
             state, *on_device(step, count), count, key)
     else:
-        host_step = make_train_step(run.graphdef, run.task, t.compute_dtype, train_ynn,
-                                    t.log_every, t.num_steps)
+        host_step = make_train_step(run.graphdef, run.task, **options)
         train_steps = lambda state, step, count, key: host_step(  # noqa: E731
             state, parallel.put_batch(run.batches(step), run.mesh), key)
-    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=eval_ynn)
+    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=compiler.ynn_dots_for(t.cpu_ynn_dots, training=False))
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
     window = Window(step, t)

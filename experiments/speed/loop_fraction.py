@@ -41,13 +41,13 @@ def main():
         rates = [r["steps_per_s"] for r in read_metrics(f"{workdir}/metrics.jsonl") if r["split"] == "train"]
     loop = statistics.mean(rates[1:])
 
-    run, t = train.build(config), config.train
+    run = train.build(config)
     model = nnx.merge(run.graphdef, run.state)[0]
-    per_dispatch = train.steps_per_dispatch(t.steps_per_dispatch, model)
+    per_dispatch = train.steps_per_dispatch(config.train.steps_per_dispatch, model)
     batches = train.device_batches(run, per_dispatch)
     # Compiled as the trainer's loop compiles it (matmul library, grad_norm on log steps only).
-    steps = train.make_indexed_train_steps(run.graphdef, run.task, per_dispatch, t.compute_dtype,
-                                           train.train_ynn_dots(t.cpu_ynn_dots, model), t.log_every, t.num_steps)
+    steps = train.make_indexed_train_steps(run.graphdef, run.task, per_dispatch,
+                                           **train.train_step_options(config.train, model))
     state, calls = run.state, 0
     inputs = [batches(i * per_dispatch, per_dispatch) for i in range(20)]
     for i in range(3):
