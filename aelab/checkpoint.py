@@ -9,9 +9,12 @@ back with the target's shapes, dtypes and shardings.
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import logging
 import os
 import shutil
+import sys
 import time
 from typing import Any
 
@@ -91,7 +94,8 @@ class Checkpointer:
                     f"checkpoint {self.directory}/{step} holds a model of other shapes than this "
                     "config builds; use a new --workdir or the config it was trained with")
             try:
-                return step, self.restore(step, state)
+                with _abandoned_reads_quiet():
+                    return step, self.restore(step, state)
             except Exception as e:  # truncated or corrupted array data
                 self._quarantine(step, e)
         return 0, state
@@ -113,6 +117,48 @@ class Checkpointer:
     def close(self) -> None:
         self.manager.wait_until_finished()
         self.manager.close()
+
+
+@contextlib.contextmanager
+def _abandoned_reads_quiet():
+    """Sends the leftovers of a failed Orbax read to the debug log instead of stderr.
+
+    When one array of a checkpoint fails to read, Orbax abandons the other reads in flight.
+    They then fail as they complete (Orbax has closed their event loop) or are collected,
+    which Python prints as "Exception ignored" tracebacks, up to hundreds of lines, during
+    the restore and at random later moments: a handled, already reported damage would look
+    like a crash. Inside this block, and after it if it failed, sys.unraisablehook drops those
+    two kinds of leftovers with one debug line each and passes anything else to the hook it
+    replaced; after a success the previous hook is back.
+    """
+    previous = sys.unraisablehook
+    if getattr(previous, "aelab_quiets_abandoned_reads", False):
+        yield
+        return
+
+    def hook(unraisable):
+        if _is_abandoned_read(unraisable):
+            log.debug("after a failed checkpoint read, ignored: %r", unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    hook.aelab_quiets_abandoned_reads = True
+    sys.unraisablehook = hook
+    try:
+        yield
+    except BaseException:
+        gc.collect()  # the abandoned coroutines, now rather than inside some later, unrelated code
+        raise  # and the hook stays for reads that complete later
+    sys.unraisablehook = previous
+
+
+def _is_abandoned_read(unraisable) -> bool:
+    code = getattr(unraisable.object, "cr_code", None)  # a coroutine being closed
+    if code is not None:
+        return f"{os.sep}orbax{os.sep}" in code.co_filename
+    # A read finishing after Orbax closed its event loop, which then refuses the callback.
+    return (isinstance(unraisable.exc_value, RuntimeError)
+            and str(unraisable.exc_value) == "Event loop is closed")
 
 
 def read_state(workdir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
