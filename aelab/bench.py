@@ -122,7 +122,7 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
 
     config, task, model, graphdef, state = workload_state(workload, seed)
     train_ynn = train_ynn_dots(ynn_dots, model)
-    eval_ynn = compiler.ynn_dots_for(ynn_dots, training=False)
+    eval_ynn = compiler.ynn_dots_for(ynn_dots, "evaluate")
     batch_size, per_dispatch = config.train.batch_size, steps_per_dispatch(config.train.steps_per_dispatch, model)
     train_images = synthetic_mnist(N_TRAIN, seed)
     batches = [jax.device_put({"image": train_images[i:i + batch_size]})

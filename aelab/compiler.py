@@ -5,8 +5,10 @@ jax 0.10's CPU backend hands matrix multiplications to YNNPACK by default. On th
 evaluation 5-55% faster and the conv_ae train step 30% faster, while the train
 steps of models without convolutions ran 3-7% faster with YNNPACK (mlp_ae,
 mlp_vae, the Transformer and the RNN translators; `experiments/speed/compare.py
---also=--nocpu_ynn_dots` and in-process A/Bs). So aelab keeps XLA's default for those train
-steps and turns the YNNPACK dot fusion off for every other program it compiles
+--also=--nocpu_ynn_dots` and in-process A/Bs), and so did their autoregressive
+decoders (less time: Transformer greedy 13%, beam 4 4-6%; RNN greedy 7%, beam 4
+3-5%; the conv captioner's beam took 2-3% more; `experiments/speed/decode_matmuls.py`). So aelab keeps XLA's default in those
+programs and turns the YNNPACK dot fusion off for every other program it compiles
 on CPU (`ynn_dots_for`), each through its own compiler options (nothing
 process-wide: a user's other jax code keeps XLA's defaults). The config's
 `train.cpu_ynn_dots` (True / False) overrides the rule. Other backends get no
@@ -18,14 +20,27 @@ from __future__ import annotations
 from typing import Callable
 
 import jax
+from flax import nnx
 
 NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 
 
-def ynn_dots_for(requested: bool | None, training: bool, has_convolutions: bool = False) -> bool:
-    """Whether a program uses YNNPACK dots on CPU: `requested` (train.cpu_ynn_dots) when set,
-    else only a train step of a model without convolutions."""
-    return training and not has_convolutions if requested is None else requested
+PROGRAMS = ("train", "evaluate", "decode")
+
+
+def ynn_dots_for(requested: bool | None, program: str, has_convolutions: bool = False) -> bool:
+    """Whether a program (one of PROGRAMS) uses YNNPACK dots on CPU: `requested`
+    (train.cpu_ynn_dots) when set, else train steps and decoders of models without convolutions."""
+    if program not in PROGRAMS:
+        raise ValueError(f"program={program!r}; known: {', '.join(PROGRAMS)}")
+    if requested is not None:
+        return requested
+    return program in ("train", "decode") and not has_convolutions
+
+
+def has_convolutions(model: nnx.Module) -> bool:
+    """Whether an nnx model holds a convolution (the matmul library rule above depends on it)."""
+    return any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
 
 
 def compiler_options(ynn_dots: bool = False) -> dict[str, str] | None:

@@ -159,8 +159,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.train.compile_cache = "~/.cache/aelab/jax"  # persistent compilation cache; "" = off
     config.train.device_data_mb = 2048  # a training split up to this size stays on the device(s); 0 = never
     config.train.steps_per_dispatch = 10  # with the split on the device, steps run per call (a loop there)
-    # CPU matmul library (aelab/compiler.py). None: XLA's default YNNPACK for the train steps of
-    # models without convolutions, XLA's Eigen everywhere else; True / False: YNNPACK everywhere / nowhere.
+    # CPU matmul library (aelab/compiler.py). None: XLA's default YNNPACK for the train steps and
+    # decoders of models without convolutions, XLA's Eigen everywhere else; True / False: YNNPACK
+    # everywhere / nowhere.
     config.train.cpu_ynn_dots = ml_collections.config_dict.placeholder(bool)
     config.train.compute_dtype = "float32"  # float32 | bfloat16 (mixed: parameters, optimizer state stay float32)
 

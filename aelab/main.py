@@ -69,7 +69,7 @@ def parse(argv: list[str]):
                        flag_values=values)
     flags.DEFINE_boolean("cpu_ynn_dots", None, "bench: CPU matmuls by YNNPACK everywhere (--cpu_ynn_dots) "
                          "or nowhere (--nocpu_ynn_dots); default: the trainer's rule, YNNPACK only in "
-                         "train steps of models without convolutions (aelab/compiler.py)", flag_values=values)
+                         "train steps and decoders of models without convolutions (aelab/compiler.py)", flag_values=values)
     flags.DEFINE_string("coordinator_address", None, "train (multi-host): host:port of process 0; "
                         "with --num_processes and --process_id (default: detect SLURM/TPU)", flag_values=values)
     flags.DEFINE_integer("num_processes", None, "train (multi-host): how many processes", flag_values=values)

@@ -187,13 +187,9 @@ def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compu
     return indexed_steps
 
 
-def has_convolutions(model: nnx.Module) -> bool:
-    return any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
-
-
 def train_ynn_dots(requested: bool | None, model: nnx.Module) -> bool:
     """Whether the model's train step uses YNNPACK matmuls on CPU (`compiler.ynn_dots_for`)."""
-    return compiler.ynn_dots_for(requested, training=True, has_convolutions=has_convolutions(model))
+    return compiler.ynn_dots_for(requested, "train", compiler.has_convolutions(model))
 
 
 def train_step_options(t: ml_collections.ConfigDict, model: nnx.Module) -> dict:
@@ -207,7 +203,7 @@ def steps_per_dispatch(requested: int, model: nnx.Module) -> int:
     convolution's gradient inside a device loop some 60x slower than outside it (a 3x3
     stride-2 convolution's gradient at batch 128: 3 ms alone, 198 ms an iteration in a
     loop), so there every step is its own dispatch."""
-    return 1 if has_convolutions(model) and jax.default_backend() == "cpu" else requested
+    return 1 if compiler.has_convolutions(model) and jax.default_backend() == "cpu" else requested
 
 
 def device_batches(run: Run, width: int) -> Callable[[int, int], tuple] | None:
@@ -387,7 +383,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
         host_step = make_train_step(run.graphdef, run.task, **options)
         train_steps = lambda state, step, count, key: host_step(  # noqa: E731
             state, parallel.put_batch(run.batches(step), run.mesh), key)
-    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=compiler.ynn_dots_for(t.cpu_ynn_dots, training=False))
+    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=compiler.ynn_dots_for(t.cpu_ynn_dots, "evaluate"))
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
     window = Window(step, t)
@@ -465,7 +461,7 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
     """Final evaluation on val (with the loop's `eval_step`, already compiled) and test ("eval",
     with the task's expensive final metrics), baselines, figures and summary.json."""
     final_step = make_eval_step(run.graphdef, run.task, True,
-                                compiler.ynn_dots_for(run.config.train.cpu_ynn_dots, training=False))
+                                compiler.ynn_dots_for(run.config.train.cpu_ynn_dots, "evaluate"))
     results = {  # the expensive final metrics (e.g. IWAE NLL, beam search) on the test split only
         "val": evaluate_with_outputs(run, eval_step, state, "val", False, step, workdir, is_chief),
         "eval": evaluate_with_outputs(run, final_step, state, "test", True, step, workdir, is_chief)}

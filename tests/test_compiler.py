@@ -3,6 +3,7 @@
 import jax
 import jax.numpy as jnp
 import numpy as np
+import pytest
 from flax import nnx
 
 from aelab import bench, compiler, optim, tasks
@@ -20,17 +21,20 @@ def test_cpu_options_turn_ynn_dots_off_unless_asked():
     assert "__ynn_fusion" in hlo_ynn  # the option is what changes the compiled code
 
 
-def test_ynn_dots_only_in_train_steps_of_models_without_convolutions_unless_asked():
-    from aelab.train import has_convolutions
-
-    assert compiler.ynn_dots_for(None, training=True, has_convolutions=False)
-    assert not compiler.ynn_dots_for(None, training=True, has_convolutions=True)
-    assert not compiler.ynn_dots_for(None, training=False)
+def test_ynn_dots_only_in_train_steps_and_decoders_of_models_without_convolutions_unless_asked():
+    assert compiler.ynn_dots_for(None, "train", has_convolutions=False)
+    assert compiler.ynn_dots_for(None, "decode", has_convolutions=False)
+    assert not compiler.ynn_dots_for(None, "train", has_convolutions=True)
+    assert not compiler.ynn_dots_for(None, "decode", has_convolutions=True)
+    assert not compiler.ynn_dots_for(None, "evaluate")
     for requested in (True, False):
-        for training, convolutions in ((True, False), (True, True), (False, False)):
-            assert compiler.ynn_dots_for(requested, training, convolutions) is requested
+        for program in compiler.PROGRAMS:
+            for convolutions in (False, True):
+                assert compiler.ynn_dots_for(requested, program, convolutions) is requested
+    with pytest.raises(ValueError, match="program='training'; known: train, evaluate, decode"):
+        compiler.ynn_dots_for(None, "training")
     mlp, conv = (bench.workload_state(w)[2] for w in ("mlp_vae", "conv_ae"))
-    assert not has_convolutions(mlp) and has_convolutions(conv)
+    assert not compiler.has_convolutions(mlp) and compiler.has_convolutions(conv)
 
 
 def _train(workload: str, ynn_dots: bool, steps: int = 3):

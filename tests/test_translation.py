@@ -10,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from aelab import data, train
+from aelab import compiler, data, train
 from aelab.config import base_config, set_value
 from aelab.data import TrainBatches
 from aelab.data.text import TextPairs, parse_tsv, read_textpairs, tokenize
@@ -369,3 +369,18 @@ def test_spa_eng_corpus_reads_whole():
     assert len(splits["train"]) == 118964
     assert skipped == {}  # every line of spa.txt is a pair (the zip's notes are in _about.txt)
     assert "¿" in "".join(splits["train"].source[:200])  # Spanish is the source
+
+
+def test_decoders_compile_with_the_train_steps_matmul_library(tmp_path):
+    """A translation decoder uses YNNPACK matmuls on CPU, as the train step does (faster there),
+    unless train.cpu_ynn_dots says otherwise; a captioner (convolutions) keeps Eigen."""
+    path = reverse_corpus(tmp_path / "r.tsv", n=300)
+    for overrides, expected in (({}, True), ({"train.cpu_ynn_dots": False}, False)):
+        run = train.build(mt_config(path, "rnn", **overrides))
+        model = nnx.merge(run.graphdef, run.state)[0]
+        run.task.translator(model, 2)
+        source = jnp.asarray(run.dataset.test.source[:4])
+        hlo = run.task._decoders[2].lower(nnx.split(model)[1], source).compile().as_text()
+        assert ("__ynn_fusion" in hlo) is expected, overrides
+    assert all(compiler.has_convolutions(m) for m in image_models())  # captioners: Eigen
+    assert not any(compiler.has_convolutions(m) for m in models())

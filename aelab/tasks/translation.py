@@ -177,7 +177,10 @@ class TranslationTask:
             else:
                 search = lambda m, src: decode.beam_search(m, src, max_length, beam_size,  # noqa: E731
                                                            d.length_penalty)
-            self._decoders[beam_size] = compiler.jit(lambda state, src: search(nnx.merge(graphdef, state), src))
+            ynn_dots = compiler.ynn_dots_for(self.config.train.cpu_ynn_dots, "decode",
+                                             compiler.has_convolutions(model))
+            self._decoders[beam_size] = compiler.jit(lambda state, src: search(nnx.merge(graphdef, state), src),
+                                                     ynn_dots=ynn_dots)
         run = self._decoders[beam_size]
 
         def translate(source: np.ndarray, batch_size: int) -> list[str]:

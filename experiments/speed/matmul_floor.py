@@ -109,7 +109,7 @@ def main():
                                               capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         for name, (jaxpr, batch_size) in programs(workload).items():
             dots = dots_of(jaxpr)
-            ynn_dots = compiler.ynn_dots_for(None, training=name == "train")  # MLPs: no convolutions
+            ynn_dots = compiler.ynn_dots_for(None, "train" if name == "train" else "evaluate")  # MLPs: no convolutions
             xla = sum(xla_seconds(*d, ynn_dots) for d in dots)
             torch_each = json.loads(subprocess.run([args.torch_python, "-c", TORCH_TIMER, threads], input=json.dumps(dots),
                                                    capture_output=True, text=True, check=True).stdout)

@@ -18,7 +18,7 @@ rng = jax.random.key(0)
 def make(grad_norm=True, metrics=True, update=True):
     _, task, _, graphdef, state = bench.workload_state(workload)
 
-    @compiler.jit(donate_argnums=0, ynn_dots=compiler.ynn_dots_for(None, training=True))  # as aelab trains MLPs
+    @compiler.jit(donate_argnums=0, ynn_dots=compiler.ynn_dots_for(None, "train"))  # as aelab trains MLPs
     def step(state, batch, rng):
         model, optimizer = nnx.merge(graphdef, state)
         def loss_fn(m):
