@@ -60,10 +60,12 @@ def workload_config(name: str):
 
 def workload_state(workload: str, seed: int = 0):
     """(config, task, model, graphdef, state): a workload's model and Adam, split as the trainer splits them."""
+    from aelab.train import init_model_and_optimizer
+
     config = workload_config(workload)
     task = tasks.get_task(config)
-    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(seed)))
-    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, NUM_STEPS), wrt=nnx.Param)
+    tx = optim.make_optimizer(config.optimizer, NUM_STEPS)
+    model, optimizer = init_model_and_optimizer(task, (28, 28, 1), tx, jax.random.key(seed))
     graphdef, state = nnx.split((model, optimizer))
     return config, task, model, graphdef, state
 

@@ -221,3 +221,20 @@ def test_grad_norm_is_logged_as_the_log_steps_own(tmp_path):
     assert sorted(ten) == [10, 20, 30, 35]  # the last step ends a window too
     for step, value in ten.items():
         assert value > 0 and value == pytest.approx(every[step], rel=1e-5)
+
+
+@pytest.mark.parametrize("workload", ["mlp_ae", "conv_ae", "mlp_vae"])
+def test_model_and_optimizer_created_in_one_program_equal_eager_creation(workload):
+    from aelab import bench, optim, tasks
+
+    config = bench.workload_config(workload)
+    task = tasks.get_task(config)
+    tx = optim.make_optimizer(config.optimizer, 100)
+    key = jax.random.key(3)
+    model = task.build_model((28, 28, 1), nnx.Rngs(params=key))
+    eager_graphdef, eager_state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
+    graphdef, state = nnx.split(train.init_model_and_optimizer(task, (28, 28, 1), tx, key))
+    assert graphdef == eager_graphdef
+    assert jax.tree.structure(state) == jax.tree.structure(eager_state)
+    for compiled, eager in zip(jax.tree.leaves(state), jax.tree.leaves(eager_state)):
+        assert np.array_equal(compiled, eager)  # bitwise: results and checkpoints stay as they were
