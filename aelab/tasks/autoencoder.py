@@ -129,7 +129,7 @@ class AutoencoderTask:
                 baselines=None) -> None:
         images = dataset.test.images[:16]
         inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed), training=False))
-        reconstruction = np.asarray(model.reconstruct(inputs))
+        reconstruction = np.asarray(nnx.jit(lambda m, x: m.reconstruct(x))(model, inputs))  # one compile
         pca = evaluate.pca_reconstruction(self._pca(dataset), images)
         label = {"ae": "autoencoder", "vae": "VAE", "vqvae": "VQ-VAE"}[self.kind]
         rows, names = [images, reconstruction, pca], ["input", label, f"PCA-{self.config.model.latent_dim}"]

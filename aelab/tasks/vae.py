@@ -17,6 +17,7 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
+from flax import nnx
 
 from aelab import losses, plots
 from aelab.data import Dataset, Split
@@ -132,5 +133,5 @@ class VAETask(AutoencoderTask):
         super().figures(model, dataset, records, figure_dir, baselines)
         plots.curves(records, "neg_elbo", os.path.join(figure_dir, "neg_elbo.png"),
                      "neg_elbo (nats per example)")
-        samples = np.asarray(model.sample(64, jax.random.key(self.config.seed)))
+        samples = np.asarray(nnx.jit(lambda m, key: m.sample(64, key))(model, jax.random.key(self.config.seed)))
         plots.sample_grid(samples, os.path.join(figure_dir, "samples.png"))
