@@ -7,12 +7,12 @@ steps of models without convolutions ran 3-7% faster with YNNPACK (mlp_ae,
 mlp_vae, the Transformer and the RNN translators; `experiments/speed/compare.py
 --also=--nocpu_ynn_dots` and in-process A/Bs), and so did their autoregressive
 decoders (less time: Transformer greedy 13%, beam 4 4-6%; RNN greedy 7%, beam 4
-3-5%; the conv captioner's beam took 2-3% more; `experiments/speed/decode_matmuls.py`). So aelab keeps XLA's default in those
-programs and turns the YNNPACK dot fusion off for every other program it compiles
-on CPU (`ynn_dots_for`), each through its own compiler options (nothing
-process-wide: a user's other jax code keeps XLA's defaults). The config's
-`train.cpu_ynn_dots` (True / False) overrides the rule. Other backends get no
-options.
+3-5%; the conv captioner's beam took 2-3% more; `experiments/speed/decode_matmuls.py`).
+So aelab keeps XLA's default in those programs and turns the YNNPACK dot fusion
+off for every other program it compiles on CPU (`ynn_dots_for`), each through its
+own compiler options (nothing process-wide: a user's other jax code keeps XLA's
+defaults). The config's `train.cpu_ynn_dots` (True / False) overrides the rule.
+Other backends get no options.
 """
 
 from __future__ import annotations

@@ -46,9 +46,8 @@ def softplus(z: jax.Array) -> jax.Array:
     Against log(1 + e): the bce loss of a 1000 x 784 batch takes 0.62-0.71 ms instead of
     0.85-0.88 (experiments/speed/softplus_forms.py); evaluation +1-4% (mlp_ae) and +3-5%
     (mlp_vae), training +1-2% and +3-7% (both forms compiled in one process, alternated;
-    two runs of 8 rounds). The derivative is set to
-    the exact sigmoid(z) (1/2 at z = 0, where the max and the |.| would give 0), sharing
-    the exponential with the value.
+    two runs of 8 rounds). The derivative is set to the exact sigmoid(z) (1/2 at z = 0,
+    where the max and the |.| would give 0), sharing the exponential with the value.
     """
     return _softplus_and_sigmoid(z)[0]
 
