@@ -6,6 +6,7 @@ import os
 
 import jax
 import numpy as np
+from flax import nnx
 
 from aelab import plots
 from aelab import workdir as wd
@@ -23,7 +24,7 @@ def sample(workdir: str, num_samples: int, seed: int) -> list[str]:
         raise UsageError(f"{workdir} holds task={run.config.task}, which has no prior to sample; "
                          "train with --config.task=vae")
     figures = os.path.join(workdir, wd.FIGURES)
-    samples = np.asarray(model.sample(num_samples, jax.random.key(seed)))
+    samples = np.asarray(nnx.jit(lambda m, key: m.sample(num_samples, key))(model, jax.random.key(seed)))
     paths = [os.path.join(figures, "samples.png"), os.path.join(figures, "interpolation.png")]
     plots.sample_grid(samples, paths[0], title=f"{num_samples} samples from the prior, step {step}")
     plots.interpolation(model, run.dataset.test.images, paths[1])

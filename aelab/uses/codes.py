@@ -7,6 +7,7 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
+from flax import nnx
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
@@ -52,7 +53,8 @@ def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int) -> 
         paths.append(os.path.join(directory, "latent_2d.png"))
         plots.scatter(points, colours, paths[-1], "codes (2-D latent)")
         paths.append(os.path.join(directory, "manifold.png"))
-        plots.manifold(lambda z: np.asarray(model.decode(jnp.asarray(z))), codes, paths[-1])
+        decode = nnx.jit(lambda m, z: m.decode(z))  # one compiled program, not op by op
+        plots.manifold(lambda z: np.asarray(decode(model, jnp.asarray(z))), codes, paths[-1])
         return paths
     paths.append(os.path.join(directory, "latent_pca.png"))
     plots.scatter(PCA(2, random_state=seed).fit_transform(points), colours, paths[-1],
