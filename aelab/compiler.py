@@ -55,3 +55,11 @@ def jit(fun: Callable | None = None, *, ynn_dots: bool = False, **jit_kwargs) ->
     if fun is None:
         return lambda f: jit(f, ynn_dots=ynn_dots, **jit_kwargs)
     return jax.jit(fun, compiler_options=compiler_options(ynn_dots), **jit_kwargs)
+
+
+def jit_model(fun: Callable, model: nnx.Module, ynn_dots: bool = False) -> Callable:
+    """`call(*args) = fun(model, *args)`, one program compiled with `jit`'s options (not op by
+    op, as an eager call of the model runs) and reused for every argument shape seen."""
+    graphdef, state = nnx.split(model)
+    compiled = jit(lambda state, *args: fun(nnx.merge(graphdef, state), *args), ynn_dots=ynn_dots)
+    return lambda *args: compiled(state, *args)

@@ -6,9 +6,8 @@ import os
 
 import jax
 import numpy as np
-from flax import nnx
 
-from aelab import plots
+from aelab import compiler, plots
 from aelab import workdir as wd
 from aelab.errors import UsageError
 from aelab.train import load_trained
@@ -24,7 +23,7 @@ def sample(workdir: str, num_samples: int, seed: int) -> list[str]:
         raise UsageError(f"{workdir} holds task={run.config.task}, which has no prior to sample; "
                          "train with --config.task=vae")
     figures = os.path.join(workdir, wd.FIGURES)
-    samples = np.asarray(nnx.jit(lambda m, key: m.sample(num_samples, key))(model, jax.random.key(seed)))
+    samples = np.asarray(compiler.jit_model(lambda m, key: m.sample(num_samples, key), model)(jax.random.key(seed)))
     paths = [os.path.join(figures, "samples.png"), os.path.join(figures, "interpolation.png")]
     plots.sample_grid(samples, paths[0], title=f"{num_samples} samples from the prior, step {step}")
     plots.interpolation(model, run.dataset.test.images, paths[1])

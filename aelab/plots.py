@@ -11,8 +11,8 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
-from flax import nnx  # noqa: E402
 
+from aelab import compiler  # noqa: E402
 from aelab.workdir import atomic_write  # noqa: E402
 
 
@@ -76,9 +76,8 @@ def curves(records: Iterable[Mapping], metric: str, path: str, ylabel: str,
 def interpolation(model, images: np.ndarray, path: str, pairs: int = 4, steps: int = 10) -> None:
     """Rows of `steps` images decoded along the line between the codes of two test images."""
     count = min(pairs, len(images) // 2)
-    # One compiled program for all rows: run eagerly, each of the model's ops compiled alone.
-    lines = nnx.jit(lambda m, a, b: jnp.stack([m.interpolate(a[i], b[i], steps) for i in range(count)]))(
-        model, jnp.asarray(images[0:2 * count:2]), jnp.asarray(images[1:2 * count:2]))
+    lines = compiler.jit_model(lambda m, a, b: jnp.stack([m.interpolate(a[i], b[i], steps) for i in range(count)]),
+                               model)(jnp.asarray(images[0:2 * count:2]), jnp.asarray(images[1:2 * count:2]))
     image_rows(list(np.asarray(lines)), [f"pair {i}" for i in range(count)], path,
                title="interpolation between the codes of two test images")
 

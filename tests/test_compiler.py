@@ -61,3 +61,11 @@ def test_train_and_eval_steps_give_the_same_numbers_with_either_matmul_library()
         np.testing.assert_allclose(losses, losses_ynn, rtol=1e-4)
         np.testing.assert_allclose(evaluated, evaluated_ynn, rtol=1e-4)
         assert losses[-1] < losses[0]  # it trains
+
+
+def test_jit_model_calls_the_model_as_one_compiled_program():
+    model = bench.workload_state("mlp_ae")[2]
+    x = jnp.asarray(np.random.default_rng(0).random((4, 28, 28, 1)), jnp.float32)
+    encode = compiler.jit_model(lambda m, images: m.encode(images), model)
+    np.testing.assert_allclose(encode(x), model.encode(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(encode(x[:2]), model.encode(x[:2]), rtol=1e-5, atol=1e-6)  # another shape

@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from aelab import corruption, evaluate, losses, models, plots
+from aelab import compiler, corruption, evaluate, losses, models, plots
 from aelab.data import Dataset
 from aelab.errors import UsageError
 
@@ -129,7 +129,7 @@ class AutoencoderTask:
                 baselines=None) -> None:
         images = dataset.test.images[:16]
         inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed), training=False))
-        reconstruction = np.asarray(nnx.jit(lambda m, x: m.reconstruct(x))(model, inputs))  # one compile
+        reconstruction = np.asarray(compiler.jit_model(lambda m, x: m.reconstruct(x), model)(inputs))
         pca = evaluate.pca_reconstruction(self._pca(dataset), images)
         label = {"ae": "autoencoder", "vae": "VAE", "vqvae": "VQ-VAE"}[self.kind]
         rows, names = [images, reconstruction, pca], ["input", label, f"PCA-{self.config.model.latent_dim}"]

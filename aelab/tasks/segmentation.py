@@ -110,11 +110,10 @@ class SegmentationTask:
     def predictor(self, model: UNet):
         """`segment(images (N, H, W, C), batch_size) -> class ids (N, H, W)`, compiled once per
         image shape and run in fixed-shape batches."""
-        graphdef, state = nnx.split(model)
-        forward = compiler.jit(lambda state, x: jnp.argmax(nnx.merge(graphdef, state)(x), -1))
+        forward = compiler.jit_model(lambda m, x: jnp.argmax(m(x), -1), model)
 
         def segment(images: np.ndarray, batch_size: int) -> np.ndarray:
-            return np.concatenate([np.asarray(forward(state, b["image"]))[:int(b["mask"].sum())]
+            return np.concatenate([np.asarray(forward(b["image"]))[:int(b["mask"].sum())]
                                    for b in eval_batches(Split(images), batch_size)])
 
         return segment

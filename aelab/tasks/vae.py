@@ -17,9 +17,8 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-from flax import nnx
 
-from aelab import losses, plots
+from aelab import compiler, losses, plots
 from aelab.data import Dataset, Split
 from aelab.errors import UsageError
 from aelab.tasks.autoencoder import AutoencoderTask
@@ -133,5 +132,6 @@ class VAETask(AutoencoderTask):
         super().figures(model, dataset, records, figure_dir, baselines)
         plots.curves(records, "neg_elbo", os.path.join(figure_dir, "neg_elbo.png"),
                      "neg_elbo (nats per example)")
-        samples = np.asarray(nnx.jit(lambda m, key: m.sample(64, key))(model, jax.random.key(self.config.seed)))
+        samples = np.asarray(compiler.jit_model(lambda m, key: m.sample(64, key), model)(
+            jax.random.key(self.config.seed)))
         plots.sample_grid(samples, os.path.join(figure_dir, "samples.png"))

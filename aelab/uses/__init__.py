@@ -33,17 +33,12 @@ def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int 
 
     Batch i gets fold_in(rng, i); padding is dropped, so every array has len(split) rows.
     """
-    graphdef, state = nnx.split(model)
     rng = jax.random.key(0) if rng is None else rng
-
-    @compiler.jit
-    def step(state, batch, key):
-        return fn(nnx.merge(graphdef, state), batch, key)
-
+    step = compiler.jit_model(fn, model)
     out: dict[str, list[np.ndarray]] = {}
     for i, batch in enumerate(data.eval_batches(split, batch_size)):
         n = int(batch["mask"].sum())
-        for name, value in jax.device_get(step(state, batch, jax.random.fold_in(rng, i))).items():
+        for name, value in jax.device_get(step(batch, jax.random.fold_in(rng, i))).items():
             out.setdefault(name, []).append(np.asarray(value)[:n])
     return {name: np.concatenate(parts) for name, parts in out.items()}
 

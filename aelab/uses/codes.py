@@ -7,13 +7,12 @@ import os
 
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 from sklearn.decomposition import PCA
 from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 from sklearn.neighbors import KNeighborsClassifier
 
-from aelab import evaluate, plots
+from aelab import compiler, evaluate, plots
 from aelab.errors import UsageError
 from aelab.train import load_trained
 from aelab.uses import encode, uses_dir
@@ -53,8 +52,8 @@ def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int) -> 
         paths.append(os.path.join(directory, "latent_2d.png"))
         plots.scatter(points, colours, paths[-1], "codes (2-D latent)")
         paths.append(os.path.join(directory, "manifold.png"))
-        decode = nnx.jit(lambda m, z: m.decode(z))  # one compiled program, not op by op
-        plots.manifold(lambda z: np.asarray(decode(model, jnp.asarray(z))), codes, paths[-1])
+        decode = compiler.jit_model(lambda m, z: m.decode(z), model)
+        plots.manifold(lambda z: np.asarray(decode(jnp.asarray(z))), codes, paths[-1])
         return paths
     paths.append(os.path.join(directory, "latent_pca.png"))
     plots.scatter(PCA(2, random_state=seed).fit_transform(points), colours, paths[-1],
