@@ -11,7 +11,9 @@ from aelab.train import make_eval_step, make_train_step
 
 
 def test_cpu_options_turn_ynn_dots_off_unless_asked():
-    assert jax.default_backend() == "cpu"
+    if jax.default_backend() != "cpu":  # other backends compile with XLA's defaults
+        assert compiler.compiler_options() is None and compiler.compiler_options(ynn_dots=True) is None
+        pytest.skip(f"the YNNPACK option is XLA:CPU's; checked that {jax.default_backend()} gets none")
     assert compiler.compiler_options() == {"xla_cpu_experimental_ynn_fusion_type": ""}
     assert compiler.compiler_options(ynn_dots=True) is None
     x = jnp.ones((64, 32))

@@ -43,7 +43,8 @@ def command(workdir):
 def environment(tmp_path):
     cache = os.environ.get("AELAB_TEST_COMPILE_CACHE",
                            os.path.join(os.path.expanduser("~"), ".cache", "aelab-test-jax"))
-    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache,
+    # CPU: the run is compared bitwise with an uninterrupted one, which aelab guarantees on CPU.
+    return {**os.environ, "JAX_COMPILATION_CACHE_DIR": cache, "JAX_PLATFORMS": "cpu",
             "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
 
 

@@ -17,7 +17,7 @@ from aelab.errors import UsageError
 from aelab.main import main
 from aelab.tasks.autoencoder import AutoencoderTask
 from aelab.writer import read_metrics
-from conftest import REPO, tiny_config
+from conftest import REPO, bitwise, tiny_config
 
 
 def truncate_largest_array_file(step_dir: pathlib.Path) -> pathlib.Path:
@@ -31,6 +31,7 @@ def leaves(workdir):
     return jax.tree.leaves(checkpoint.read_state(str(workdir))[1])
 
 
+@bitwise
 def test_truncated_latest_checkpoint_falls_back_and_is_kept(tmp_path, caplog, monkeypatch):
     reference = tmp_path / "reference"
     train.train_and_evaluate(tiny_config(), str(reference))

@@ -18,7 +18,7 @@ from aelab.data.augment import flip_and_crop
 from aelab.errors import UsageError
 from aelab.main import main
 from aelab.models.unet import UNet, depth_to_space
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, bitwise
 
 
 def seg_config(**overrides):
@@ -330,6 +330,7 @@ def test_tiny_segmentation_learns_and_writes_its_figures(tmp_path):
         assert (tmp_path / "figures" / f"{name}.png").stat().st_size > 0
 
 
+@bitwise
 def test_segmentation_resume_is_bitwise_identical(tmp_path):
     overrides = {"augment.hflip": True, "augment.crop": 16}  # random augmentation survives resume too
     straight = train.train_and_evaluate(seg_config(**overrides), str(tmp_path / "a"))

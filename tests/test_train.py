@@ -12,7 +12,7 @@ from flax import nnx
 from aelab import checkpoint, train
 from aelab.errors import UsageError
 from aelab.writer import read_metrics
-from conftest import tiny_config
+from conftest import bitwise, tiny_config
 
 CONTRACT = ["config.json", "env.json", "metrics.jsonl", "checkpoints", "summary.json",
             "figures/reconstructions.png", "figures/loss.png", "figures/recon_sse.png"]
@@ -45,18 +45,21 @@ def test_tiny_autoencoder_learns_and_beats_pca(tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["model"]["latent_dim"] == 4
 
 
+@bitwise
 @pytest.mark.parametrize("arch", ["mlp", "conv"])
 def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, arch):
     # mlp: 4 steps a dispatch, [0, 1), [1, 5), ... [24, 28); the resumed run groups them otherwise
-    # ([28, 29), [29, 30), ...), which must change no number. conv: 1 a dispatch on CPU.
+    # ([28, 29), [29, 30), ...), which must change no number. conv: 1 a dispatch on CPU (as mlp
+    # elsewhere).
     overrides = {"model.arch": arch, "model.channels": (4, 8), "optimizer.schedule": "cosine",
                  "optimizer.grad_clip_norm": 1.0, "train.steps_per_dispatch": 4}
     straight = tmp_path / "straight"
     train.train_and_evaluate(tiny_config(**overrides), str(straight))
     resumed = tmp_path / "resumed"
-    # Stop at the first poll at or after step 27 (mlp: 28, conv: 27): not a checkpoint or log
+    # Stop at the first poll at or after step 27 (4 a dispatch: 28; 1: 27): not a checkpoint or log
     # boundary, so the stop path saves it.
-    stop_at = 28 if arch == "mlp" else 27
+    one_per_dispatch = arch == "conv" and jax.default_backend() == "cpu"
+    stop_at = 27 if one_per_dispatch else 28
     stopped = train.train_and_evaluate(tiny_config(**overrides), str(resumed),
                                        should_stop=lambda step: step >= 27)
     assert stopped == {"step": stop_at, "stopped": True}
@@ -176,6 +179,7 @@ def test_early_stopping_metric_must_exist(tmp_path):
     assert not (tmp_path / "w").exists()
 
 
+@bitwise
 def test_data_on_the_device_trains_bitwise_like_host_batches_however_steps_are_grouped(tmp_path):
     """The split kept on the device and gathered there by row indices gives the very batches
     the host would have sent, and running several steps per dispatch (7 here: dispatches of
@@ -205,7 +209,8 @@ def test_models_with_convolutions_run_one_step_per_dispatch_on_cpu():
     def per_dispatch(**overrides):
         run = train.build(tiny_config(**overrides))
         return train.steps_per_dispatch(10, nnx.merge(run.graphdef, run.state)[0])
-    assert per_dispatch(**{"model.arch": "conv", "model.channels": (4, 8)}) == 1
+    on_cpu = jax.default_backend() == "cpu"  # GPU/TPU keep the loop
+    assert per_dispatch(**{"model.arch": "conv", "model.channels": (4, 8)}) == (1 if on_cpu else 10)
     assert per_dispatch() == 10
 
 
@@ -237,4 +242,7 @@ def test_model_and_optimizer_created_in_one_program_equal_eager_creation(workloa
     assert graphdef == eager_graphdef
     assert jax.tree.structure(state) == jax.tree.structure(eager_state)
     for compiled, eager in zip(jax.tree.leaves(state), jax.tree.leaves(eager_state)):
-        assert np.array_equal(compiled, eager)  # bitwise: results and checkpoints stay as they were
+        if jax.default_backend() == "cpu":
+            assert np.array_equal(compiled, eager)  # bitwise: results and checkpoints stay as they were
+        else:  # GPU kernels fuse the initializers' arithmetic differently from op by op: last bits
+            np.testing.assert_allclose(compiled, eager, rtol=1e-5, atol=1e-7)

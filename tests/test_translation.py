@@ -374,6 +374,8 @@ def test_spa_eng_corpus_reads_whole():
 def test_decoders_compile_with_the_train_steps_matmul_library(tmp_path):
     """A translation decoder uses YNNPACK matmuls on CPU, as the train step does (faster there),
     unless train.cpu_ynn_dots says otherwise; a captioner (convolutions) keeps Eigen."""
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"YNNPACK is XLA:CPU's matmul library; {jax.default_backend()} compiles with XLA's defaults")
     path = reverse_corpus(tmp_path / "r.tsv", n=300)
     for overrides, expected in (({}, True), ({"train.cpu_ynn_dots": False}, False)):
         run = train.build(mt_config(path, "rnn", **overrides))
