@@ -29,7 +29,6 @@ def main(_):
     config, beam = flags.FLAGS.config, flags.FLAGS.beam
     run = train.build(config)
     model = nnx.merge(run.graphdef, run.state)[0]
-    graphdef, state = nnx.split(model)
     test = run.dataset.test
     sources = np.asarray(test.source[:flags.FLAGS.n] if hasattr(test, "source") else test.images[:flags.FLAGS.n])
     length = config.text.max_length
@@ -37,17 +36,17 @@ def main(_):
         search = lambda m, s: decode.greedy(m, s, length)  # noqa: E731
     else:
         search = lambda m, s: decode.beam_search(m, s, length, beam, config.decode.length_penalty)  # noqa: E731
-    programs = {name: compiler.jit(lambda st, s: search(nnx.merge(graphdef, st), s), ynn_dots=ynn)
+    programs = {name: compiler.jit_model(search, model, ynn_dots=ynn)
                 for name, ynn in (("eigen", False), ("ynnpack", True))}
     size = config.train.eval_batch_size
     batches = [sources[i:i + size] for i in range(0, len(sources) - size + 1, size)]
-    outputs = {name: np.asarray(f(state, batches[0])) for name, f in programs.items()}  # compiles
+    outputs = {name: np.asarray(f(batches[0])) for name, f in programs.items()}  # compiles
     seconds = {name: [] for name in programs}
     for _ in range(flags.FLAGS.rounds):
         for name, f in programs.items():
             start = time.perf_counter()
             for batch in batches:
-                np.asarray(f(state, batch))
+                np.asarray(f(batch))
             seconds[name].append(time.perf_counter() - start)
     median = {name: statistics.median(s) for name, s in seconds.items()}
     print(f"{len(batches)} batches of {size}, beam {beam}, has convolutions: {compiler.has_convolutions(model)}; "
