@@ -1,30 +1,45 @@
-"""All of Orbax in one file: save, restore against an abstract target, load for inference.
+"""All of Orbax in one file: save, verify, restore against an abstract target, read-only loads.
 
-A checkpoint holds the train state (model parameters and optimizer state,
-which includes the step) as a plain nested dict of arrays. Data order and
-randomness are functions of (seed, step), so the step is all a resume needs
-beyond the state. Restoring always passes an abstract target, so arrays come
-back with the target's shapes, dtypes and shardings.
+A checkpoint holds three items:
+- `state`: the train state (model parameters and optimizer state, which
+  includes the step) as a plain nested dict of arrays. Data order and
+  randomness are functions of (seed, step), so the step is all a resume needs
+  beyond the state.
+- `integrity`: a CRC-32 of every array, computed at save time and checked at
+  restore, so flipped bytes are caught like any other damage.
+- `config`: the resolved config the state was trained with, so a resume that
+  changes its meaning is refused even when `config.json` is gone.
+
+Restoring always passes an abstract target, so arrays come back with the
+target's shapes, dtypes and shardings. A trainer's `Checkpointer` moves a
+damaged checkpoint aside; a read-only one (every command that uses a trained
+run) never writes, deletes or cleans anything, and can read while training
+goes on in the same folder.
 """
 
 from __future__ import annotations
 
 import contextlib
-import gc
+import glob
 import logging
 import os
 import shutil
 import sys
 import time
-from typing import Any
+import traceback
+import zlib
+from typing import Any, Iterator
 
 import jax
+import numpy as np
 import orbax.checkpoint as ocp
 from flax import nnx
 
-from aelab.errors import UsageError
+from aelab.errors import UsageError, WriteError, describe_os_error
 
 log = logging.getLogger("aelab")
+
+ITEMS = ("state", "integrity", "config")
 
 
 def _pure(state: nnx.State) -> dict:
@@ -47,122 +62,260 @@ def _unstringify_into(state: nnx.State, pure: dict) -> nnx.State:
     return state
 
 
+def _flat(tree) -> dict[str, Any]:
+    """{'a/b/c': leaf} of a nested mapping."""
+    return {"/".join(str(getattr(k, "key", k)) for k in path): leaf
+            for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
+
+
+def _host_value(leaf) -> np.ndarray | None:
+    """A leaf's whole value on the host; None where this process does not hold all of it."""
+    if isinstance(leaf, jax.Array):
+        if jax.dtypes.issubdtype(leaf.dtype, jax.dtypes.prng_key):
+            leaf = jax.random.key_data(leaf)
+        if leaf.is_fully_replicated:
+            return np.asarray(leaf.addressable_shards[0].data)
+        if not leaf.is_fully_addressable:
+            return None
+    return np.asarray(leaf)
+
+
+def checksums(pure: dict) -> dict[str, list]:
+    """{'a/b/c': [dtype, crc32 of the array's bytes]} for every leaf this process holds whole."""
+    out = {}
+    for path, leaf in _flat(pure).items():
+        value = _host_value(leaf)
+        if value is not None:
+            out[path] = [str(value.dtype), zlib.crc32(np.ascontiguousarray(value).view(np.uint8))]
+    return out
+
+
+def verify(pure: dict, expected: dict[str, list]) -> None:
+    """Raises ValueError naming the first array whose bytes differ from their checksum at save time."""
+    for path, leaf in _flat(pure).items():
+        saved = expected.get(path)
+        value = _host_value(leaf)
+        if saved is None or value is None or str(value.dtype) != saved[0]:
+            continue  # not recorded, not held whole here, or cast on restore: nothing to compare
+        if zlib.crc32(np.ascontiguousarray(value).view(np.uint8)) != saved[1]:
+            raise ValueError(f"array {path} does not match its checksum (the file was changed after saving)")
+
+
 class Checkpointer:
     """An Orbax CheckpointManager over `workdir/checkpoints` keeping the newest `keep`.
 
     Orbax writes each step into a temporary directory and renames it when
     complete, so a hard kill never leaves a half checkpoint that looks whole;
-    leftovers of interrupted saves are cleaned up on the next start.
+    a trainer cleans up leftovers of interrupted saves on its next start.
+    `read_only=True` opens the folder without creating, deleting, cleaning or
+    moving anything: what every command that reads a run uses.
     """
 
-    def __init__(self, directory: str, keep: int):
+    def __init__(self, directory: str, keep: int | None = None, read_only: bool = False):
+        _quiet_orbax_leftovers()
         self.directory = os.path.abspath(directory)
-        self.manager = _manager(self.directory, ocp.CheckpointManagerOptions(
-            max_to_keep=keep, create=True, cleanup_tmp_directories=True))
+        self.read_only = read_only
+        if read_only:
+            options = ocp.CheckpointManagerOptions(read_only=True)
+        else:
+            options = ocp.CheckpointManagerOptions(max_to_keep=keep, create=True,
+                                                   cleanup_tmp_directories=True)
+        self.manager = _manager(self.directory, options)
+        self._pending: int | None = None  # the step whose asynchronous save may still run
 
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: nnx.State) -> None:
-        """Starts an async save; arrays are copied off the device before it returns."""
-        self.manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(_pure(state))),
-                          force=True)
+    def save(self, step: int, state: nnx.State, config: dict | None = None) -> None:
+        """Starts an asynchronous save of `state` (and the `config` it was trained with).
+
+        Arrays are copied off the device before it returns. A save that fails (a full disk)
+        raises WriteError, here or at the next save or `wait`, after removing its partial files.
+        """
+        self.wait()
+        pure = _pure(state)
+        items = {"state": ocp.args.StandardSave(pure),
+                 "integrity": ocp.args.JsonSave({"crc32": checksums(pure)})}
+        if config is not None:
+            items["config"] = ocp.args.JsonSave(config)
+        self._pending = step
+        with self._writing(step):
+            self.manager.save(step, args=ocp.args.Composite(**items), force=True)
+
+    def wait(self) -> None:
+        """Blocks until the pending save is committed; raises WriteError if it was not."""
+        if self._pending is None:
+            return
+        step = self._pending
+        with self._writing(step):
+            self.manager.wait_until_finished()
+        self._pending = None
+        if not os.path.isdir(os.path.join(self.directory, str(step))):  # Orbax logged and skipped it
+            self._failed(step, "the save did not complete")
+
+    @contextlib.contextmanager
+    def _writing(self, step: int) -> Iterator[None]:
+        try:
+            yield
+        except Exception as e:  # Orbax and TensorStore raise ValueError for a failed write
+            self._pending = None
+            self._failed(step, describe_os_error(e))
+
+    def _failed(self, step: int, reason: str) -> None:
+        for partial in glob.glob(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp*")):
+            shutil.rmtree(partial, ignore_errors=True)
+        self.manager.reload()
+        good = [s for s in self.manager.all_steps() if s != step]
+        kept = f"the last good checkpoint is step {max(good)}" if good else "no earlier checkpoint exists"
+        raise WriteError(f"cannot write checkpoint step {step} in {self.directory} ({reason}); "
+                         f"{kept}; rerun to resume once the cause is fixed")
 
     def restore(self, step: int, state: nnx.State) -> nnx.State:
-        """Restores `step` into a state shaped like `state` (which is not modified)."""
+        """Restores `step` into a state shaped like `state` (which is not modified), checking
+        every array against its checksum where the checkpoint has them."""
         target = jax.tree.map(ocp.utils.to_shape_dtype_struct, _pure(state))
-        restored = self.manager.restore(
-            step, args=ocp.args.Composite(state=ocp.args.StandardRestore(target)))
+        items = {"state": ocp.args.StandardRestore(target)}
+        if self._has_item(step, "integrity"):
+            items["integrity"] = ocp.args.JsonRestore()
+        restored = self.manager.restore(step, args=ocp.args.Composite(**items))
+        if "integrity" in items:
+            verify(restored["state"], restored["integrity"]["crc32"])
         fresh = jax.tree.map(lambda x: x, state)
         return _unstringify_into(fresh, restored["state"])
+
+    def _has_item(self, step: int, item: str) -> bool:
+        return os.path.isdir(os.path.join(self.directory, str(step), item))
 
     def restore_latest(self, state: nnx.State) -> tuple[int, nnx.State]:
         """The newest checkpoint that restores, as (step, state); (0, state) when there is none.
 
-        A checkpoint that fails to read is moved aside (never deleted) with a
-        warning, and the next older one is tried. One whose shapes differ from
-        `state` is a different model, not damage: that raises a UsageError.
+        A checkpoint that fails to read, or whose arrays fail their checksum, is damaged:
+        a trainer moves it aside (never deletes it) with a one-line warning and tries the
+        next older one; a read-only reader warns and tries the next older one. One whose
+        shapes differ from `state` is a different model, not damage: that raises UsageError.
+        A step that a running trainer deletes while it is read is skipped quietly.
         """
-        for step in sorted(self.manager.all_steps(), reverse=True):
-            try:
-                shapes = _shapes(self.manager.item_metadata(step)["state"])
-            except Exception as e:  # unreadable metadata: damaged
-                self._quarantine(step, e)
-                continue
-            if shapes != _shapes(_pure(state)):
-                raise UsageError(
-                    f"checkpoint {self.directory}/{step} holds a model of other shapes than this "
-                    "config builds; use a new --workdir or the config it was trained with")
-            try:
-                with _abandoned_reads_quiet():
+        for _ in range(3):  # a read-only reader lists again if a trainer replaced what it listed
+            self.manager.reload()
+            vanished = False
+            for step in sorted(self.manager.all_steps(), reverse=True):
+                try:
+                    shapes = _shapes(self.manager.item_metadata(step)["state"])
+                except Exception as e:  # unreadable metadata: damaged, or deleted meanwhile
+                    vanished |= self._damaged(step, e)
+                    continue
+                if shapes != _shapes(_pure(state)):
+                    raise UsageError(
+                        f"checkpoint {self.directory}/{step} holds a model of other shapes than this "
+                        "config builds; use a new --workdir or the config it was trained with")
+                try:
                     return step, self.restore(step, state)
-            except Exception as e:  # truncated or corrupted array data
-                self._quarantine(step, e)
+                except Exception as e:  # truncated, corrupted or changed array data
+                    vanished |= self._damaged(step, e)
+            if not vanished:
+                break
         return 0, state
 
-    def _quarantine(self, step: int, error: Exception) -> None:
-        """Moves a damaged checkpoint to `checkpoints.corrupt/` so new saves cannot collide with it."""
+    def _damaged(self, step: int, error: Exception) -> bool:
+        """Reports (and, for a trainer, moves aside) a checkpoint that did not restore; True
+        when it is simply gone, deleted by a trainer since it was listed."""
+        path = os.path.join(self.directory, str(step))
+        if not os.path.isdir(path):
+            log.debug("checkpoint step %d vanished while being read (a trainer deleted it)", step)
+            return True
+        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        if self.read_only:
+            log.warning("checkpoint step %d cannot be restored (%s); using an older one", step, reason)
+            return False
         target_dir = self.directory.rstrip("/") + ".corrupt"
         os.makedirs(target_dir, exist_ok=True)
         target = os.path.join(target_dir, f"{step}-{time.strftime('%Y%m%d-%H%M%S')}")
-        shutil.move(os.path.join(self.directory, str(step)), target)
-        reason = str(error).strip().splitlines()[0][:200] if str(error).strip() else type(error).__name__
+        shutil.move(path, target)
+        self.manager.reload()  # so a new save of this step is not taken for a duplicate
         log.warning("checkpoint step %d cannot be restored (%s); moved to %s, trying an older one",
                     step, reason, target)
-        self.manager.reload()
+        return False
 
-    def wait(self) -> None:
-        self.manager.wait_until_finished()
+    def saved_config(self) -> dict | None:
+        """The config stored with the newest checkpoint that has one (None for older runs)."""
+        for step in sorted(self.manager.all_steps(), reverse=True):
+            if self._has_item(step, "config"):
+                try:
+                    return self.manager.restore(
+                        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+                except Exception as e:  # a damaged checkpoint: its restore reports it
+                    log.debug("config of checkpoint step %d unreadable: %s", step, e)
+        return None
 
     def close(self) -> None:
-        self.manager.wait_until_finished()
-        self.manager.close()
+        """Waits for the pending save (raising WriteError if it failed) and closes the manager."""
+        try:
+            self.wait()
+        finally:
+            self.manager.close()
 
 
-@contextlib.contextmanager
-def _abandoned_reads_quiet():
-    """Sends the leftovers of a failed Orbax read to the debug log instead of stderr.
-
-    When one array of a checkpoint fails to read, Orbax abandons the other reads in flight.
-    They then fail as they complete (Orbax has closed their event loop) or are collected,
-    which Python prints as "Exception ignored" tracebacks, up to hundreds of lines, during
-    the restore and at random later moments: a handled, already reported damage would look
-    like a crash. Inside this block, and after it if it failed, sys.unraisablehook drops those
-    two kinds of leftovers with one debug line each and passes anything else to the hook it
-    replaced; after a success the previous hook is back.
-    """
-    previous = sys.unraisablehook
-    if getattr(previous, "aelab_quiets_abandoned_reads", False):
-        yield
-        return
-
-    def hook(unraisable):
-        if _is_abandoned_read(unraisable):
-            log.debug("after a failed checkpoint read, ignored: %r", unraisable.exc_value)
-        else:
-            previous(unraisable)
-
-    hook.aelab_quiets_abandoned_reads = True
-    sys.unraisablehook = hook
-    try:
-        yield
-    except BaseException:
-        gc.collect()  # the abandoned coroutines, now rather than inside some later, unrelated code
-        raise  # and the hook stays for reads that complete later
-    sys.unraisablehook = previous
+def _from_orbax(record: logging.LogRecord) -> bool:
+    """Whether a log record is Orbax's own, or asyncio's report of an Orbax future that failed."""
+    if f"{os.sep}orbax{os.sep}" in record.pathname:
+        return True
+    trace = record.exc_info[2] if record.exc_info else None
+    return any(f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(trace))
 
 
-def _is_abandoned_read(unraisable) -> bool:
+class _OrbaxToDebug(logging.Filter):
+    """Orbax's log records go to aelab's debug log (AELAB_DEBUG=1 shows it): its errors reach
+    the user as aelab's one-line messages instead of tracebacks from its threads."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if not _from_orbax(record):
+            return True
+        log.debug("orbax: %s", record.getMessage(), exc_info=record.exc_info)
+        return False
+
+
+def _is_abandoned_io(unraisable) -> bool:
     code = getattr(unraisable.object, "cr_code", None)  # a coroutine being closed
     if code is not None:
         return f"{os.sep}orbax{os.sep}" in code.co_filename
-    # A read finishing after Orbax closed its event loop, which then refuses the callback.
+    # An operation finishing after Orbax closed its event loop, which then refuses the callback.
     return (isinstance(unraisable.exc_value, RuntimeError)
             and str(unraisable.exc_value) == "Event loop is closed")
 
 
+def _quiet_orbax_leftovers() -> None:
+    """Sends what Orbax prints about a failed read or write to the debug log instead of stderr.
+
+    When one array of a checkpoint fails to read or write, Orbax logs the error from its
+    threads and abandons the other operations in flight; those fail as they complete (their
+    event loop is closed) or are collected, which Python prints as "Exception ignored"
+    tracebacks, up to hundreds of lines, at random later moments, even at exit. A handled,
+    already reported damage (or full disk) would look like a crash. So, once a Checkpointer
+    exists, for the rest of the process: Orbax's log records (absl's and asyncio's loggers)
+    and those two kinds of leftovers (sys.unraisablehook) go to the debug log; anything else
+    goes where it went before.
+    """
+    for name in ("absl", "asyncio"):
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, _OrbaxToDebug) for f in logger.filters):
+            logger.addFilter(_OrbaxToDebug())
+    previous = sys.unraisablehook
+    if getattr(previous, "aelab_quiets_abandoned_io", False):
+        return
+
+    def hook(unraisable):
+        if _is_abandoned_io(unraisable):
+            log.debug("after a failed checkpoint read or write, ignored: %r", unraisable.exc_value)
+        else:
+            previous(unraisable)
+
+    hook.aelab_quiets_abandoned_io = True
+    sys.unraisablehook = hook
+
+
 def read_state(workdir: str, step: int | None = None) -> tuple[int, dict[str, Any]]:
     """The raw saved state of a workdir (latest step by default), as numpy arrays, for inspection."""
+    _quiet_orbax_leftovers()
     manager = _manager(os.path.join(os.path.abspath(workdir), "checkpoints"),
                        ocp.CheckpointManagerOptions(read_only=True))
     step = manager.latest_step() if step is None else step
@@ -174,14 +327,13 @@ def read_state(workdir: str, step: int | None = None) -> tuple[int, dict[str, An
 
 
 def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.CheckpointManager:
-    # A handler for "state" lets item_metadata read shapes without restoring arrays.
-    return ocp.CheckpointManager(directory, options=options,
-                                 item_handlers={"state": ocp.StandardCheckpointHandler()})
+    # Handlers by item let item_metadata read shapes without restoring arrays, and a restore
+    # ask for any subset of the items.
+    return ocp.CheckpointManager(directory, options=options, item_handlers={
+        "state": ocp.StandardCheckpointHandler(), "integrity": ocp.JsonCheckpointHandler(),
+        "config": ocp.JsonCheckpointHandler()})
 
 
 def _shapes(tree) -> dict[str, tuple[int, ...]]:
     """{'a/b/c': shape} of a nested mapping of arrays or array metadata."""
-    flat = {}
-    for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]:
-        flat["/".join(str(getattr(k, "key", k)) for k in path)] = tuple(leaf.shape)
-    return flat
+    return {path: tuple(leaf.shape) for path, leaf in _flat(tree).items()}

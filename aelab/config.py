@@ -7,6 +7,9 @@ unknown keys and of the wrong type).
 
 from __future__ import annotations
 
+import math
+from typing import Any, Iterator
+
 import ml_collections
 
 from aelab.errors import UsageError, choose
@@ -266,6 +269,15 @@ def parse_arg(arg: str | None, **defaults):
     return parsed
 
 
+def flatten(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
+    """('a.b.c', value) for every leaf of a nested dict."""
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            yield from flatten(value, f"{prefix}{key}.")
+        else:
+            yield f"{prefix}{key}", value
+
+
 SCHEDULES = ("constant", "cosine", "warmup_cosine")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
@@ -280,6 +292,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         if value <= 0:
             raise UsageError(f"{key}={value} must be > 0")
 
+    for key, value in flatten(config.to_dict()):
+        numbers = value if isinstance(value, (list, tuple)) else [value]
+        if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
+            raise UsageError(f"{key}={value} must be a finite number")
     model, train, opt = config.model, config.train, config.optimizer
     positive("model.latent_dim", model.latent_dim)
     for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",

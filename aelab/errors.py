@@ -1,15 +1,47 @@
-"""The one exception type for bad user input (config, data, paths).
+"""The exception types the CLI turns into one line on stderr and an exit code.
 
-The CLI turns it into a one-line message on stderr and exit code 2; the
-library raises it before anything is written to a workdir.
+`UsageError` is bad input (config, data, paths): exit code 2, raised before
+anything is written to a workdir. `WriteError` is a run that could not write
+its files (a full disk, a read-only file system): exit code 1, with the last
+good checkpoint named and nothing half-written left behind.
 """
+
+from __future__ import annotations
+
+import errno
 
 
 class UsageError(ValueError):
     """Bad input from the user: a config value, a data file, a path."""
 
 
+class WriteError(RuntimeError):
+    """The run could not write a file of its workdir; what was written before is intact."""
+
+
 def choose(kind: str, name: str, known) -> None:
     """Raises a UsageError unless `name` is one of `known`."""
     if name not in known:
         raise UsageError(f"unknown {kind} {name!r}; known: {', '.join(sorted(known))}")
+
+
+NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
+
+
+def describe_os_error(error: BaseException) -> str:
+    """A short reason for a failed write: "no space left on device", "read-only file system", ...
+
+    Orbax and TensorStore report a full disk as a ValueError whose text holds the errno,
+    so the text is read too.
+    """
+    text = str(error)
+    code = getattr(error, "errno", None)
+    if code in NO_SPACE or "No space left" in text or "os_error_code='28'" in text:
+        return "no space left on device"
+    if code == errno.EROFS or "Read-only file system" in text:
+        return "read-only file system"
+    if code == errno.EACCES or "Permission denied" in text:
+        return "permission denied"
+    if isinstance(error, OSError) and error.strerror:
+        return error.strerror.lower()
+    return text.strip().splitlines()[0][:200] if text.strip() else type(error).__name__

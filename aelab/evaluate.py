@@ -3,14 +3,20 @@ majority-class baseline (segmentation)."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
-from sklearn.decomposition import PCA
 
 from aelab.data.splits import Split
+
+if TYPE_CHECKING:
+    from sklearn.decomposition import PCA
 
 
 def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
     """PCA of the flattened training images (components capped by the data's rank limits)."""
+    from sklearn.decomposition import PCA  # imported here: scikit-learn takes ~2 s to import
+
     x_train = train.images.reshape(len(train), -1)
     return PCA(n_components=min(n_components, *x_train.shape), random_state=seed).fit(x_train)
 

@@ -8,13 +8,14 @@ import jax
 import numpy as np
 
 from aelab import compiler, plots
-from aelab import workdir as wd
 from aelab.errors import UsageError
 from aelab.train import load_trained
+from aelab.uses import uses_dir
 
 
-def sample(workdir: str, num_samples: int, seed: int) -> list[str]:
-    """Writes figures/samples.png (prior samples) and figures/interpolation.png; returns their paths.
+def sample(workdir: str, num_samples: int, seed: int, out_dir: str | None = None) -> list[str]:
+    """Writes DIR/uses/samples.png (prior samples) and DIR/uses/interpolation.png; returns their
+    paths. The run's own figures are left as training wrote them.
 
     Needs a generative model (task=vae): other autoencoders have no prior to sample.
     """
@@ -22,7 +23,7 @@ def sample(workdir: str, num_samples: int, seed: int) -> list[str]:
     if not hasattr(model, "sample"):
         raise UsageError(f"{workdir} holds task={run.config.task}, which has no prior to sample; "
                          "train with --config.task=vae")
-    figures = os.path.join(workdir, wd.FIGURES)
+    figures = uses_dir(workdir, out_dir)
     samples = np.asarray(compiler.jit_model(lambda m, key: m.sample(num_samples, key), model)(jax.random.key(seed)))
     paths = [os.path.join(figures, "samples.png"), os.path.join(figures, "interpolation.png")]
     plots.sample_grid(samples, paths[0], title=f"{num_samples} samples from the prior, step {step}")

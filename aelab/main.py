@@ -20,16 +20,18 @@ diverged, 2 bad input (nothing written).
 
 from __future__ import annotations
 
+import contextlib
 import logging
+import os
 import signal
 import sys
-from typing import Callable
+from typing import Callable, Iterator
 
 import ml_collections
 from absl import flags
 from ml_collections import config_flags
 
-from aelab.errors import UsageError
+from aelab.errors import UsageError, WriteError, describe_os_error
 from aelab import config as config_lib
 from aelab import train
 from aelab.train import NonFiniteError
@@ -51,6 +53,8 @@ def parse(argv: list[str]):
     config_flags.DEFINE_config_file("config", None, "config file, path[:arg]",
                                     flag_values=values, lock_config=True, sys_argv=argv)
     flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
+    flags.DEFINE_string("uses_dir", None, "sample, embed, probe, denoise, anomaly: where to write numbers and "
+                        "pictures (default: WORKDIR/uses)", flag_values=values)
     flags.DEFINE_integer("num_samples", 64, "sample: how many images", lower_bound=1,
                          flag_values=values)
     flags.DEFINE_integer("seed", 0, "sample, denoise: random seed", flag_values=values)
@@ -82,7 +86,7 @@ def parse(argv: list[str]):
     try:
         rest = values(argv)
     except flags.Error as e:
-        raise UsageError(str(e).splitlines()[0]) from None
+        raise UsageError(_flag_error(str(e))) from None
     except Exception as e:  # raised by the config file's own code
         raise UsageError(f"cannot load --config: {type(e).__name__}: {e}".splitlines()[0]) from None
     if len(rest) != 2 or rest[1] not in SUBCOMMANDS:
@@ -110,6 +114,17 @@ def parse(argv: list[str]):
     return rest[1], values
 
 
+def _flag_error(message: str) -> str:
+    """One line for a flag error. ml-collections reports an error raised by a config file's
+    get_config as "Error whilst parsing config file:" and the traceback; its last line says why."""
+    lines = [line.strip() for line in message.splitlines() if line.strip()]
+    if len(lines) > 1 and "Error whilst parsing config file" in lines[0]:
+        kind, _, reason = lines[-1].partition(": ")
+        reason = reason if kind.endswith("UsageError") else lines[-1]
+        return f"{lines[0].split(': Error whilst')[0]}: {reason}"
+    return lines[0] if lines else message
+
+
 def _check_override_keys(argv: list[str]) -> None:
     """Unknown `--config.a.b` keys get a one-line error listing the valid keys at that level."""
     path = next((a.partition("=")[2] for a in argv if a.startswith("--config=")), None)
@@ -128,24 +143,31 @@ def _check_override_keys(argv: list[str]) -> None:
         config_lib.lookup(base, key, f"unknown config key --config.{key}")
 
 
-def _stop_on_signals() -> Callable[[int], bool]:
-    """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step."""
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[Callable[[int], bool]]:
+    """SIGINT/SIGTERM ask the loop to checkpoint and stop after the current step; a second
+    signal stops at once (exit 128 + the signal's number), keeping the checkpoints already
+    written. The previous handlers are back after the block."""
     requested: list[int] = []
 
     def handler(signum, frame):
-        if requested:  # a second signal: stop now
-            raise KeyboardInterrupt
+        name = signal.Signals(signum).name
+        if requested:
+            print(f"aelab: second {name}; stopped at once, without a checkpoint (those already "
+                  "written are kept; rerun to resume)", file=sys.stderr, flush=True)
+            os._exit(128 + signum)
         requested.append(signum)
-        print(f"\naelab: got {signal.Signals(signum).name}; checkpointing after this step",
-              file=sys.stderr)
+        print(f"\naelab: got {name}; checkpointing after this step", file=sys.stderr, flush=True)
 
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
-    return lambda step: bool(requested)
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield lambda step: bool(requested)
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(format="aelab: %(levelname)s: %(message)s", level=logging.WARNING)
     try:
         command, values = parse(argv)
         if command == "sweep":
@@ -153,11 +175,16 @@ def main(argv: list[str]) -> int:
 
             if not values.sweep:
                 raise UsageError(f"sweep needs at least one --sweep=KEY=V1,V2,... {USAGE}")
-            record = sweep.run_sweep(values.config, values.workdir, values.sweep)
-            failed = [n for n, e in record["points"].items() if e["status"] == "failed"]
-            print(f"aelab: {len(record['points']) - len(failed)} points done, {len(failed)} failed; "
+            with stop_on_signals() as should_stop:
+                record = sweep.run_sweep(values.config, values.workdir, values.sweep, should_stop)
+            statuses = [e["status"] for e in record["points"].values()]
+            if record.get("stopped"):
+                print(f"aelab: sweep stopped during point {record['stopped']}; its checkpoint is saved. "
+                      "Rerun the same command to continue.", file=sys.stderr)
+                return 0
+            print(f"aelab: {statuses.count('done')} points done, {statuses.count('failed')} failed; "
                   f"table in {values.workdir}/report.md")
-            return 1 if failed else 0
+            return 1 if "failed" in statuses else 0
         if command == "bench":
             from aelab import bench
 
@@ -170,8 +197,8 @@ def main(argv: list[str]) -> int:
         from aelab import parallel
 
         parallel.initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
-        summary = train.train_and_evaluate(values.config, values.workdir,
-                                           should_stop=_stop_on_signals())
+        with stop_on_signals() as should_stop:
+            summary = train.train_and_evaluate(values.config, values.workdir, should_stop=should_stop)
         if summary.get("stopped"):
             print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "
                   f"Rerun the same command to resume.", file=sys.stderr)
@@ -181,30 +208,38 @@ def main(argv: list[str]) -> int:
     except UsageError as e:
         print(f"aelab: error: {e}", file=sys.stderr)
         return 2
-    except NonFiniteError as e:
+    except (NonFiniteError, WriteError) as e:
         print(f"aelab: error: {e}", file=sys.stderr)
+        return 1
+    except OSError as e:  # a use command's output (a full disk, a read-only folder)
+        print(f"aelab: error: cannot write {e.filename or 'its output'} ({describe_os_error(e)}); "
+              "--uses_dir=DIR and --out=PATH choose where a use writes", file=sys.stderr)
         return 1
 
 
 def _use(command: str, values) -> list[str]:
-    """Runs a subcommand that uses a trained workdir; returns the files it wrote."""
-    from aelab import generate
-    from aelab.uses import anomaly, codes, denoise
-
+    """Runs a subcommand that uses a trained workdir; returns the files it wrote. Each imports
+    only what it needs (scikit-learn alone takes ~2 s)."""
     if command == "report":
         from aelab import sweep
 
         return sweep.report(values.workdir)
     if command == "sample":
-        return generate.sample(values.workdir, values.num_samples, values.seed)
-    if command == "embed":
+        from aelab import generate
+
+        return generate.sample(values.workdir, values.num_samples, values.seed, values.uses_dir)
+    if command in ("embed", "probe"):
+        from aelab.uses import codes
+
+        if command == "probe":
+            return [codes.probe(values.workdir, values.probe_examples, values.uses_dir)]
         if not values.out:
             raise UsageError(f"embed needs --out=FILE.npz. {USAGE}")
-        return codes.embed(values.workdir, values.split, values.out)
-    if command == "probe":
-        return [codes.probe(values.workdir, values.probe_examples)]
+        return codes.embed(values.workdir, values.split, values.out, values.uses_dir)
     if command == "denoise":
-        return denoise.denoise(values.workdir, values.noise, values.seed)
+        from aelab.uses import denoise
+
+        return denoise.denoise(values.workdir, values.noise, values.seed, values.uses_dir)
     if command == "predict":
         from aelab.uses import predict
 
@@ -217,7 +252,9 @@ def _use(command: str, values) -> list[str]:
         from aelab.uses import caption
 
         return caption.caption(values.workdir, values.input, values.out, values.beam_size)
-    return anomaly.anomaly(values.workdir)
+    from aelab.uses import anomaly
+
+    return anomaly.anomaly(values.workdir, values.uses_dir)
 
 
 def _print_summary(summary: dict, workdir: str) -> None:
@@ -233,6 +270,10 @@ def _print_summary(summary: dict, workdir: str) -> None:
 
 def run() -> None:
     """Console-script entry point."""
+    # force: importing Orbax has already given the root logger a handler of Python's format.
+    logging.basicConfig(format="aelab: %(levelname)s: %(message)s", level=logging.WARNING, force=True)
+    if os.environ.get("AELAB_DEBUG"):  # aelab's debug log: what Orbax said about a failed save, ...
+        logging.getLogger("aelab").setLevel(logging.DEBUG)
     sys.exit(main(sys.argv))
 
 

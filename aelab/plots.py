@@ -5,15 +5,27 @@ from __future__ import annotations
 import io
 from typing import Iterable, Mapping, Sequence
 
-import matplotlib
+import jax.numpy as jnp
+import numpy as np
 
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-import jax.numpy as jnp  # noqa: E402
-import numpy as np  # noqa: E402
+from aelab import compiler
+from aelab.workdir import atomic_write
 
-from aelab import compiler  # noqa: E402
-from aelab.workdir import atomic_write  # noqa: E402
+
+class _Pyplot:
+    """matplotlib.pyplot (headless), imported when the first figure is drawn: importing it
+    costs every start of the `aelab` command most of a second."""
+
+    def __getattr__(self, name: str):
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot
+
+        return getattr(matplotlib.pyplot, name)
+
+
+plt = _Pyplot()
 
 
 def save(fig, path: str) -> None:

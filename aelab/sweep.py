@@ -12,18 +12,20 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import itertools
 import os
+import re
 import traceback
-from typing import Any
+from typing import Any, Callable
 
 import ml_collections
 
 from aelab import config as config_lib
 from aelab import plots, train
 from aelab import workdir as wd
-from aelab.errors import UsageError
+from aelab.errors import UsageError, WriteError
 
 SWEEP = "sweep.json"
 POINTS = "points"
@@ -43,7 +45,11 @@ def parse_axes(specs: list[str], config: ml_collections.ConfigDict) -> list[tupl
         values = [v for v in raw.split(",") if v != ""]
         if not values:
             raise UsageError(f"--sweep={spec!r} has no values; give KEY=V1,V2,...")
-        axes.append((key, [config_lib.cast_like(default, v, f"sweep value {key}") for v in values]))
+        typed = [config_lib.cast_like(default, v, f"sweep value {key}") for v in values]
+        repeated = next((v for i, v in enumerate(typed) if v in typed[:i]), None)
+        if repeated is not None:
+            raise UsageError(f"--sweep={spec!r} gives the value {repeated!r} twice; give each value once")
+        axes.append((key, typed))
     return axes
 
 
@@ -54,8 +60,19 @@ def _lookup(config, key: str):
     return node
 
 
+UNSAFE = re.compile(r"[^A-Za-z0-9._,=+-]")
+MAX_NAME = 120
+
+
 def point_name(values: dict[str, Any]) -> str:
-    return ",".join(f"{key.split('.')[-1]}={value}" for key, value in values.items())
+    """The folder name of a point under DIR/points: "latent_dim=4,seed=0". A name that would
+    need other characters (a path separator in a value, say) or is very long has them
+    replaced by "_" and a hash of the real name appended, so it stays one folder inside DIR."""
+    name = ",".join(f"{key.split('.')[-1]}={value}" for key, value in values.items())
+    safe = UNSAFE.sub("_", name)
+    if safe == name and len(name) <= MAX_NAME:
+        return name
+    return f"{safe[:MAX_NAME]}-{hashlib.sha256(name.encode()).hexdigest()[:10]}"
 
 
 def grid(axes) -> list[dict[str, Any]]:
@@ -79,31 +96,61 @@ def with_overrides(config: ml_collections.ConfigDict, specs: list[str]) -> ml_co
     return point_config(config, {key: values[0] for key, values in axes})
 
 
-def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str]) -> dict:
-    """Trains every point of the grid (skipping finished ones), then writes the report."""
+def check_points(config: ml_collections.ConfigDict, points: list[dict[str, Any]]) -> None:
+    """Refuses (UsageError) a grid with an invalid point, before anything runs; the message names
+    the point. Only the data itself is left to run time (a batch larger than a split, say)."""
+    names = [point_name(values) for values in points]
+    if len(set(names)) < len(names):
+        raise UsageError("two sweep points would share a folder name; give axes whose last key parts differ")
+    for name, values in zip(names, points):
+        try:
+            train.check_config(point_config(config, values))
+        except UsageError as e:
+            raise UsageError(f"sweep point {name}: {e}") from None
+
+
+def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str],
+              should_stop: Callable[[int], bool] | None = None) -> dict:
+    """Trains every point of the grid (skipping finished ones), then writes the report.
+
+    `should_stop` (signals) is passed to each point's training: when it asks, the running point
+    checkpoints, the record says which point stopped (`record["stopped"]`) and no further point
+    starts; a rerun continues from there.
+    """
     axes = parse_axes(specs, config)
     points = grid(axes)
-    for values in points:  # every point must be a valid config before anything runs
-        config_lib.validate(point_config(config, values))
+    check_points(config, points)
+    wd.check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
     record_path = os.path.join(workdir, SWEEP)
     record = wd.read_json(record_path) if os.path.exists(record_path) else {"points": {}}
+    record.pop("stopped", None)
     record["axes"] = [[key, values] for key, values in axes]
     record["base_config"] = config.to_dict()
     for values in points:
         name = point_name(values)
+        if should_stop is not None and should_stop(0):
+            record["stopped"] = name
+            break
         entry = {"values": values, "status": "running"}
         record["points"][name] = entry
         wd.write_json(record_path, record)
         try:
             summary = train.train_and_evaluate(point_config(config, values),
-                                               os.path.join(workdir, POINTS, name))
+                                               os.path.join(workdir, POINTS, name), should_stop)
             entry["status"] = "stopped" if summary.get("stopped") else "done"
+        except WriteError:  # a full disk fails every point alike: stop here, the record as it was
+            raise
         except Exception as e:  # a failing point is recorded; the others go on
             entry.update(status="failed", error=f"{type(e).__name__}: {e}".splitlines()[0],
                          traceback=traceback.format_exc(limit=5))
+        if entry["status"] == "stopped":
+            record["stopped"] = name
+            break
         wd.write_json(record_path, record)
-    report(workdir)
+    wd.write_json(record_path, record)
+    if "stopped" not in record:
+        report(workdir)
     return record
 
 

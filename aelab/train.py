@@ -29,12 +29,19 @@ from aelab.writer import MetricWriter, read_metrics
 
 
 class NonFiniteError(RuntimeError):
-    """Training produced a non-finite metric; the last good checkpoint is kept."""
+    """Training produced a non-finite metric; the checkpoints written before it are kept."""
 
     def __init__(self, step: int, metric: str, value: float):
-        super().__init__(f"non-finite {metric}={value} at step {step}; training stopped, "
-                         "the last good checkpoint is kept (train.skip_nonfinite=True skips such steps)")
-        self.step = step
+        super().__init__(step, metric, value)
+        self.step, self.metric, self.value = step, metric, value
+        self.last_checkpoint: int | None = None  # set by the loop, which knows its checkpoints
+
+    def __str__(self) -> str:
+        kept = (f"the last good checkpoint (step {self.last_checkpoint}) is kept"
+                if self.last_checkpoint else "no checkpoint had been written")
+        return (f"non-finite {self.metric}={self.value} at step {self.step}; training stopped and {kept}. "
+                "Lower optimizer.learning_rate or set optimizer.grad_clip_norm, or start a new --workdir "
+                "with train.skip_nonfinite=True to skip such steps")
 
 
 @dataclasses.dataclass
@@ -52,16 +59,24 @@ class Run:
     mesh: jax.sharding.Mesh
 
 
+def check_config(config: ml_collections.ConfigDict):
+    """Everything about a config that can be checked without reading its data: values, names
+    (task, model, loss, data prefix) and local data paths. Returns the task; raises UsageError."""
+    config_lib.validate(config)
+    task = tasks.get_task(config)
+    data.check_name(config.data)
+    return task
+
+
 def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     """Validates the config, loads the data and initializes model and optimizer.
 
     A task's assets already in `workdir` (a tokenizer) are read, not rebuilt.
     Raises UsageError on any bad input; writes no file.
     """
-    config_lib.validate(config)
+    task = check_config(config)
     enable_compile_cache(config.train.compile_cache)
     mesh = parallel.make_mesh(config)
-    task = tasks.get_task(config)
     if workdir and hasattr(task, "load_assets"):
         task.load_assets(workdir)
     dataset = task.prepare(data.load(config.data))
@@ -351,31 +366,50 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     `train.steps_per_dispatch` steps); when it returns True the loop
     checkpoints and returns early (signals use this). Returns the summary
     (or, when stopped early, {"step": ..., "stopped": True}). Raises
-    UsageError on bad input (before writing anything) and NonFiniteError when
-    training diverges.
+    UsageError on bad input (before writing anything), NonFiniteError when
+    training diverges and WriteError when a file of the workdir cannot be
+    written (a full disk): the checkpoints written before stay good.
     """
     started = time.perf_counter()
+    wd.check_workdir(workdir)
     run = build(config, workdir)
     is_chief = jax.process_index() == 0
     lock = wd.exclusive(workdir) if is_chief else contextlib.nullcontext()
     with lock:
-        changes = wd.check_resume(workdir, run.config.to_dict()) if is_chief else []
         ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS),
                                        run.config.train.keep_checkpoints)
         try:
-            step, state = ckpt.restore_latest(run.state)
-            summary_path = os.path.join(workdir, wd.SUMMARY)
-            if os.path.exists(summary_path):  # already complete (or stopped early): nothing to redo
-                done = wd.read_json(summary_path)
-                if step >= run.config.train.num_steps or (done.get("early_stopped") and done["step"] == step):
-                    return done
-            if is_chief:
-                wd.record_start(workdir, run.config.to_dict(), step, changes)
-                if hasattr(run.task, "save_assets"):
-                    run.task.save_assets(workdir)
-            return _loop(run, state, step, ckpt, workdir, should_stop, is_chief, started)
+            with wd.writes_reported(workdir, ckpt.latest_step):
+                return _resume(run, ckpt, workdir, should_stop, is_chief, started)
         finally:
-            ckpt.close()
+            with wd.writes_reported(workdir, ckpt.latest_step):
+                ckpt.close()
+
+
+def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, is_chief: bool,
+            started: float) -> dict[str, Any]:
+    """Checks the workdir's earlier run against this config, restores it and trains on."""
+    saved = ckpt.saved_config()
+    changes = wd.check_resume(workdir, run.config.to_dict(), saved) if is_chief else []
+    step, state = ckpt.restore_latest(run.state)
+    summary_path = os.path.join(workdir, wd.SUMMARY)
+    if os.path.exists(summary_path):  # already complete (or stopped early): nothing to redo
+        done = wd.read_json(summary_path)
+        if step >= run.config.train.num_steps or (done.get("early_stopped") and done["step"] == step):
+            return done
+    if step > run.config.train.num_steps:
+        raise UsageError(f"train.num_steps={run.config.train.num_steps} is below the step this workdir's "
+                         f"checkpoint has reached ({step}); raise it to at least {step}, or use a new --workdir")
+    if is_chief:
+        wd.remove_stale_temporaries(workdir)
+        wd.record_start(workdir, run.config.to_dict(), step, changes)
+        if hasattr(run.task, "save_assets"):
+            run.task.save_assets(workdir)
+    try:
+        return _loop(run, state, step, ckpt, workdir, should_stop, is_chief, started)
+    except NonFiniteError as e:
+        e.last_checkpoint = ckpt.latest_step()
+        raise
 
 
 def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: str,
@@ -431,7 +465,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 or (multihost and ckpt.manager.reached_preemption(step)))
             if step % t.checkpoint_every == 0 or step == t.num_steps or stopping or early_stop:
                 window.check()  # never checkpoint a diverged state
-                ckpt.save(step, state)
+                ckpt.save(step, state, run.config.to_dict())
             if stopping:
                 return {"step": step, "stopped": True}
         return finish(run, state, step, workdir, writer, is_chief, eval_step, early_stop, first_step_s)
@@ -496,8 +530,11 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
 def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[Run, nnx.Module, int]:
     """(run, model, step) of a workdir's latest checkpoint, rebuilt from its config.json.
 
-    With `task`, a run of any other task is refused (naming `use`, the command) before
-    anything is loaded. The name is compared, not the class: captioning subclasses translation.
+    Read-only: nothing in the workdir is created, cleaned, moved or locked, so this works
+    while a trainer is still writing checkpoints there (an unreadable checkpoint is reported
+    and an older one used). With `task`, a run of any other task is refused (naming `use`,
+    the command) before anything is loaded. The name is compared, not the class:
+    captioning subclasses translation.
     """
     config_path = os.path.join(workdir, wd.CONFIG)
     if not os.path.exists(config_path):
@@ -509,7 +546,7 @@ def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[
         raise UsageError(f"{workdir}: {use} needs a {task} run, but this one trained task={config.task!r}")
     config.mesh.data = 1  # using a model needs one device, whatever the run trained on
     run = build(config, workdir)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), run.config.train.keep_checkpoints)
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), read_only=True)
     try:
         step, state = ckpt.restore_latest(run.state)
     finally:

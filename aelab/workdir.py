@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import glob
 import json
 import os
 import platform
@@ -16,9 +17,10 @@ import sys
 import tempfile
 import time
 from importlib import metadata
-from typing import Any, Iterator
+from typing import Any, Callable, Iterator
 
-from aelab.errors import UsageError
+from aelab.config import flatten, from_saved
+from aelab.errors import UsageError, WriteError, describe_os_error
 
 CONFIG = "config.json"
 ENV = "env.json"
@@ -92,6 +94,38 @@ def environment(argv: list[str] | None = None) -> dict[str, Any]:
     }
 
 
+def remove_stale_temporaries(workdir: str) -> None:
+    """Deletes the temporary files of `atomic_write`s that a hard kill interrupted."""
+    for folder in (workdir, os.path.join(workdir, FIGURES), os.path.join(workdir, SAMPLES)):
+        for path in glob.glob(os.path.join(folder, ".*.tmp")):
+            os.unlink(path)
+
+
+def check_workdir(workdir: str) -> None:
+    """Refuses (UsageError) a --workdir that is not, and cannot become, a folder."""
+    if os.path.exists(workdir) and not os.path.isdir(workdir):
+        raise UsageError(f"--workdir={workdir} is a file, not a folder; pass a folder (it is created if missing)")
+    parent = os.path.dirname(os.path.abspath(workdir))
+    while not os.path.exists(parent):
+        parent = os.path.dirname(parent)
+    if not os.path.isdir(parent):
+        raise UsageError(f"--workdir={workdir}: {parent} is a file, not a folder")
+
+
+@contextlib.contextmanager
+def writes_reported(workdir: str, last_checkpoint: Callable[[], int | None]) -> Iterator[None]:
+    """Turns a failed write of the run's files (a full disk, a read-only file system) into one
+    WriteError that names the file, the reason and the last good checkpoint."""
+    try:
+        yield
+    except OSError as e:
+        step = last_checkpoint()
+        kept = f"the last good checkpoint is step {step}" if step else "no checkpoint had been written"
+        where = e.filename or workdir
+        raise WriteError(f"cannot write {where} ({describe_os_error(e)}); {kept}; "
+                         "rerun to resume once the cause is fixed") from None
+
+
 @contextlib.contextmanager
 def exclusive(workdir: str) -> Iterator[None]:
     """Holds an advisory lock on `workdir` so a second process refuses at once.
@@ -99,9 +133,13 @@ def exclusive(workdir: str) -> Iterator[None]:
     The kernel drops the lock when the process dies, even by SIGKILL, so a
     crashed run never leaves a stale lock behind.
     """
-    os.makedirs(workdir, exist_ok=True)
     path = os.path.join(workdir, LOCK)
-    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        os.makedirs(workdir, exist_ok=True)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    except OSError as e:
+        raise UsageError(f"--workdir={workdir} cannot be written ({describe_os_error(e)}); "
+                         "pass a folder you can write to") from None
     try:
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
@@ -114,14 +152,6 @@ def exclusive(workdir: str) -> Iterator[None]:
         yield
     finally:
         os.close(fd)  # closing releases the lock
-
-
-def flatten(tree: dict, prefix: str = "") -> Iterator[tuple[str, Any]]:
-    for key, value in tree.items():
-        if isinstance(value, dict):
-            yield from flatten(value, f"{prefix}{key}.")
-        else:
-            yield f"{prefix}{key}", value
 
 
 def config_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
@@ -138,14 +168,19 @@ def config_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:
     return locked, allowed
 
 
-def check_resume(workdir: str, config: dict) -> list[str]:
-    """Refuses (UsageError) a resume that changes a locked key; returns the allowed changes."""
-    path = os.path.join(workdir, CONFIG)
-    if not (os.path.exists(os.path.join(workdir, CHECKPOINTS)) and os.path.exists(path)):
-        return []
-    from aelab.config import from_saved  # keys added since that run compare as their defaults
+def check_resume(workdir: str, config: dict, saved: dict | None = None) -> list[str]:
+    """Refuses (UsageError) a resume that changes a locked key; returns the allowed changes.
 
-    old = json.loads(json.dumps(from_saved(read_json(path)).to_dict()))
+    `saved` is the config stored with the newest checkpoint; without one (runs of older
+    versions) config.json is compared.
+    """
+    path = os.path.join(workdir, CONFIG)
+    if saved is None:
+        if not (os.path.exists(os.path.join(workdir, CHECKPOINTS)) and os.path.exists(path)):
+            return []
+        saved = read_json(path)
+    # Keys added since that run compare as their defaults.
+    old = json.loads(json.dumps(from_saved(saved).to_dict()))
     locked, allowed = config_changes(old, json.loads(json.dumps(config)))
     if locked:
         raise UsageError(f"{workdir} holds a run with a different config ({'; '.join(locked)}); "

@@ -1,31 +1,42 @@
 """Metrics out: one JSON object a line in `metrics.jsonl`, mirrored to TensorBoard.
 
 On resume the log is rewound to the restored step, so no step appears twice,
-and a line torn by a hard kill is dropped instead of breaking readers.
+and a line torn by a hard kill is dropped instead of breaking readers. The
+TensorBoard event files are a mirror of the log: on resume they are written
+afresh from the rewound log, and every record is flushed as it is logged, so
+a killed run's events are there too.
 """
 
 from __future__ import annotations
 
+import glob
 import json
+import logging
 import math
 import os
+import time
 from typing import Any, Iterator, Mapping
 
 from aelab import workdir as wd
 
+log = logging.getLogger("aelab")
+EVENTS = "events.out.tfevents.*"
 
-def read_metrics(path: str) -> Iterator[dict[str, Any]]:
-    """The complete records of a metrics.jsonl; a torn last line is skipped."""
+
+def read_metrics(path: str, warn: bool = False) -> Iterator[dict[str, Any]]:
+    """The complete records of a metrics.jsonl. A torn last line (a hard kill) is skipped;
+    so is a damaged line inside the file, with a warning when `warn` is set."""
     if not os.path.exists(path):
         return
     with open(path) as f:
-        for line in f:
+        for number, line in enumerate(f, 1):
             if not line.endswith("\n"):
                 return
             try:
                 yield json.loads(line)
             except json.JSONDecodeError:
-                continue
+                if warn:
+                    log.warning("%s line %d is not a JSON record (%r); it is dropped", path, number, line[:60])
 
 
 def training_seconds(path: str) -> float:
@@ -62,26 +73,27 @@ class MetricWriter:
         self._tb = None
         if not enabled:
             return
-        kept = [r for r in read_metrics(self.path) if _before(r, resume_step, final_step)]
+        kept = [r for r in read_metrics(self.path, warn=True) if _before(r, resume_step, final_step)]
         wd.atomic_write(self.path, "".join(json.dumps(r) + "\n" for r in kept).encode())
         self._file = open(self.path, "a")
         if tensorboard:
-            from tensorboardX import SummaryWriter
-
-            # purge_step drops events past the restored step from TensorBoard's view too.
-            self._tb = SummaryWriter(os.path.join(workdir, wd.TENSORBOARD),
-                                     purge_step=resume_step + 1 if resume_step else None)
+            self._tb = _mirror(os.path.join(workdir, wd.TENSORBOARD), kept)
 
     def write(self, step: int, split: str, metrics: Mapping[str, float]) -> None:
         if not self.enabled:
             return
         record = {"step": int(step), "split": split}
         record.update({k: _jsonable(v) for k, v in sorted(metrics.items())})
-        self._file.write(json.dumps(record) + "\n")
-        self._file.flush()
+        end = self._file.tell()
+        try:
+            self._file.write(json.dumps(record) + "\n")
+            self._file.flush()
+        except OSError:  # a full disk: leave no torn line behind
+            self._file.truncate(end)
+            raise
         if self._tb is not None:
-            for key, value in metrics.items():
-                self._tb.add_scalar(f"{split}/{key}", float(value), step)
+            self._tb.add(record)
+            self._tb.flush()
 
     def close(self) -> None:
         if not self.enabled:
@@ -89,3 +101,43 @@ class MetricWriter:
         self._file.close()
         if self._tb is not None:
             self._tb.close()
+
+
+class _Events:
+    """TensorBoard scalars appended synchronously to one event file (tensorboardX's
+    SummaryWriter queues them for a thread that may not have written them when the
+    process is killed)."""
+
+    def __init__(self, directory: str):
+        from tensorboardX.event_file_writer import EventsWriter
+
+        os.makedirs(directory, exist_ok=True)
+        self._file = EventsWriter(os.path.join(directory, "events"), f".{time.time_ns()}")
+
+    def add(self, record: Mapping[str, Any]) -> None:
+        from tensorboardX.proto.event_pb2 import Event
+        from tensorboardX.summary import scalar
+
+        for key, value in record.items():
+            if key not in ("step", "split"):
+                summary = scalar(f"{record['split']}/{key}", float("nan") if value is None else value)
+                self._file.write_event(Event(wall_time=time.time(), step=record["step"], summary=summary))
+
+    def flush(self) -> None:
+        self._file.flush()
+
+    def close(self) -> None:
+        self._file.close()
+
+
+def _mirror(directory: str, records: list[dict]) -> _Events:
+    """An event file holding `records` (the rewound log); the event files of earlier runs
+    are removed once it is written."""
+    earlier = glob.glob(os.path.join(directory, EVENTS))
+    events = _Events(directory)
+    for record in records:
+        events.add(record)
+    events.flush()
+    for path in earlier:
+        os.unlink(path)
+    return events

@@ -1,5 +1,7 @@
 """Every bad-data case through the CLI: one line naming the file and problem, exit 2, workdir untouched."""
 
+import re
+
 import numpy as np
 import pytest
 
@@ -74,3 +76,73 @@ def test_resume_with_another_model_exits_2_naming_the_keys(tmp_path, capsys):
     err = capsys.readouterr().err
     assert code == 2 and "model.latent_dim: 8 -> 3" in err and "task: 'autoencoder' -> 'vae'" in err
     assert snapshot(workdir) == before
+
+
+def test_a_config_arg_typo_names_the_arg(tmp_path, capsys):
+    """Regression: `--config=...:latnt=3` said "Error whilst parsing config file:" and no reason."""
+    assert main(["aelab", "train", f"--config={CONFIG}:latnt=3", f"--workdir={tmp_path / 'w'}"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.endswith("unknown config arg 'latnt'; known: arch, latent") and len(err.splitlines()) == 1
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("flag", ["--config.optimizer.learning_rate=nan", "--config.vae.beta=inf",
+                                  "--config.data.val_fraction=nan"])
+def test_non_finite_numbers_are_refused(tmp_path, capsys, flag):
+    assert main(["aelab", "train", f"--config={CONFIG}", f"--workdir={tmp_path / 'w'}", *FAST, flag]) == 2
+    err = capsys.readouterr().err.strip()
+    assert "must be a finite number" in err and len(err.splitlines()) == 1
+    assert not (tmp_path / "w").exists()
+
+
+def test_npz_of_random_bytes_and_of_nan_pixels(tmp_path, capsys, recwarn):
+    noise = tmp_path / "noise.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(4000))
+    nans = tmp_path / "nan.npz"
+    np.savez(nans, x_train=np.full((10, 4, 4), np.nan, np.float32))
+    for path, message in ((noise, "not an .npz archive"), (nans, "160 pixel values are NaN or infinite")):
+        code = main(["aelab", "train", f"--config={CONFIG}", f"--workdir={tmp_path / 'w'}", *FAST,
+                     f"--config.data.name=npz:{path}"])
+        err = capsys.readouterr().err.strip()
+        assert code == 2 and message in err and len(err.splitlines()) == 1, err
+    assert not [w for w in recwarn if issubclass(w.category, RuntimeWarning)]  # no numpy warning first
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.parametrize("entry", ["../outside.png", "/etc/hostname", "images/../../outside.png"])
+def test_caption_entries_cannot_leave_their_folder(tmp_path, entry):
+    """Regression: `captions:DIR` read images named by ../ and absolute paths."""
+    from aelab import data
+    from aelab.config import base_config
+    from aelab.errors import UsageError
+    from test_captioning import flickr_folder
+
+    (tmp_path / "set").mkdir()
+    folder = flickr_folder(tmp_path / "set")
+    _save_png(tmp_path / "outside.png", np.zeros((12, 10)))
+    with open(folder / "captions.txt", "a") as f:
+        f.write(f"{entry}#0\tA stray picture .\n")
+    config = base_config()
+    config.data.name = f"captions:{folder}"
+    with pytest.raises(UsageError, match=rf"captions.txt line 13: entry '{re.escape(entry)}' points outside the data folder"):
+        data.load(config.data)
+    (folder / "captions.txt").write_text("a.png#0\tA dog .\nb.png#0\tA cat .\n")
+    (folder / "train.txt").write_text(f"a.png\n{entry}\n")
+    with pytest.raises(UsageError, match=rf"train.txt: entry '{re.escape(entry)}' points outside the data folder"):
+        data.load(config.data)
+
+
+def test_a_segmentation_class_id_error_names_the_mask_file(tmp_path, capsys):
+    from test_segmentation import make_segfolder
+
+    make_segfolder(tmp_path / "seg", n=6, values=(0, 1))
+    from PIL import Image
+    Image.fromarray(np.full((10, 12), 7, np.uint8)).save(tmp_path / "seg" / "masks" / "4.png")
+    seg = str(REPO / "configs" / "seg_mnist_scenes.py")
+    code = main(["aelab", "train", f"--config={seg}", f"--workdir={tmp_path / 'w'}", *FAST,
+                 f"--config.data.name=segfolder:{tmp_path / 'seg'}", "--config.model.num_classes=2",
+                 "--config.train.batch_size=2", "--config.data.val_fraction=0.2",
+                 "--config.data.test_fraction=0.2"])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1, err
+    assert f"{tmp_path / 'seg' / 'masks' / '4.png'}: mask holds class id 7, outside 0..1" in err

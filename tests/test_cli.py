@@ -38,7 +38,7 @@ def test_train_with_overrides_and_config_arg(tmp_path, capsys):
     (["--config.model.latent_dim=-4"], "model.latent_dim=-4 must be > 0"),
     (["--config.model.arch=transformer"], "unknown model.arch 'transformer'; known: conv, mlp"),
     (["--config.loss=huber"], "unknown loss 'huber'; known: bce, l1, mse"),
-    (["--config.model.activation=swishy"], "unknown activation 'swishy'"),
+    (["--config.model.activation=swishy"], "unknown model.activation 'swishy'"),
     (["--config.optimizer.name=lion"], "unknown optimizer.name 'lion'; known: adam, adamw, sgd"),
     (["--config.data.name=idx:/no/such/dir"], "idx:/no/such/dir: no such directory"),
     (["--config.data.name=npz:/no/such/file.npz"], "npz:/no/such/file.npz: no such file"),
@@ -121,10 +121,11 @@ def test_sample_writes_prior_samples_and_interpolations(tmp_path, capsys):
     vae = str(REPO / "configs" / "digits_vae.py")
     assert main(["aelab", "train", f"--config={vae}", f"--workdir={workdir}", *FAST,
                  "--config.vae.iw_samples=10", "--config.vae.iw_chunk=10"]) == 0
-    (workdir / "figures" / "samples.png").unlink()
+    figures = {p.name: p.read_bytes() for p in (workdir / "figures").iterdir()}
     assert main(["aelab", "sample", f"--workdir={workdir}", "--num_samples=16", "--seed=3"]) == 0
-    assert (workdir / "figures" / "samples.png").exists()
-    assert (workdir / "figures" / "interpolation.png").exists()
+    assert (workdir / "uses" / "samples.png").exists()
+    assert (workdir / "uses" / "interpolation.png").exists()
+    assert {p.name: p.read_bytes() for p in (workdir / "figures").iterdir()} == figures  # the run's own
     assert "wrote" in capsys.readouterr().out
 
 

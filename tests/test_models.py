@@ -62,7 +62,7 @@ def test_mlp_widths_follow_config_and_mirror():
 def test_bad_architecture_names_are_rejected():
     with pytest.raises(ValueError, match="unknown model.arch 'rnn'"):
         build("rnn", (8, 8, 1), 2)
-    with pytest.raises(ValueError, match="unknown activation 'swishy'"):
+    with pytest.raises(ValueError, match="unknown model.activation 'swishy'"):
         build("mlp", (8, 8, 1), 2, activation="swishy")
     with pytest.raises(ValueError, match="same length"):
         build("conv", (8, 8, 1), 2, channels=(8, 16), strides=(2,))

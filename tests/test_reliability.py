@@ -1,10 +1,13 @@
 """Damaged checkpoints, diverging training, concurrent runs: nothing is lost, errors are clear."""
 
 import gc
+import json
 import logging
 import os
 import pathlib
+import shutil
 import sys
+import zlib
 
 import jax
 import jax.numpy as jnp
@@ -13,7 +16,7 @@ import pytest
 
 from aelab import checkpoint, train
 from aelab import workdir as wd
-from aelab.errors import UsageError
+from aelab.errors import UsageError, WriteError
 from aelab.main import main
 from aelab.tasks.autoencoder import AutoencoderTask
 from aelab.writer import read_metrics
@@ -57,7 +60,11 @@ def test_truncated_latest_checkpoint_falls_back_and_is_kept(tmp_path, caplog, mo
 
 def test_checkpoint_of_another_model_is_refused_not_quarantined(tmp_path):
     train.train_and_evaluate(tiny_config(), str(tmp_path))
-    (tmp_path / "config.json").unlink()  # no config to compare: the shapes still protect
+    # No config to compare (config.json gone, checkpoints of a version that did not store one):
+    # the shapes still protect.
+    (tmp_path / "config.json").unlink()
+    for item in (tmp_path / "checkpoints").glob("*/config"):
+        shutil.rmtree(item)
     with pytest.raises(UsageError, match="holds a model of other shapes"):
         train.train_and_evaluate(tiny_config(**{"model.latent_dim": 7}), str(tmp_path))
     assert not (tmp_path / "checkpoints.corrupt").exists()
@@ -135,3 +142,181 @@ def test_checkpoint_checks_do_not_double_count_nonfinite_streaks(tmp_path, monke
     train.train_and_evaluate(config, str(tmp_path))
     records = [r for r in read_metrics(str(tmp_path / "metrics.jsonl")) if r["split"] == "train"]
     assert [r["skipped_steps"] for r in records] == [3, 0]
+
+
+# --- integrity, meaning, writes: issue "Reliability, round two" ---------------------------------
+
+def flip_bytes(step_dir: pathlib.Path) -> pathlib.Path:
+    """Flips bits inside the largest compressed array file: zstd without a content checksum
+    decodes it silently to other numbers."""
+    files = [p for p in (step_dir / "state").rglob("*") if p.is_file() and f"{os.sep}d{os.sep}" in str(p)]
+    victim = max(files, key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    for position in (len(data) // 3, len(data) // 2, len(data) * 3 // 4):
+        data[position] ^= 0x40
+    victim.write_bytes(bytes(data))
+    return victim
+
+
+@bitwise
+def test_flipped_bytes_fail_their_checksum_and_the_older_checkpoint_is_used(tmp_path, caplog):
+    reference = tmp_path / "reference"
+    train.train_and_evaluate(tiny_config(), str(reference))
+    run = tmp_path / "run"
+    train.train_and_evaluate(tiny_config(), str(run), should_stop=lambda s: s == 30)
+    flip_bytes(run / "checkpoints" / "30")
+    with caplog.at_level(logging.WARNING, logger="aelab"):
+        train.train_and_evaluate(tiny_config(), str(run))
+    assert "checkpoint step 30 cannot be restored" in caplog.text and "does not match its checksum" in caplog.text
+    assert [p.name[:3] for p in (run / "checkpoints.corrupt").iterdir()] == ["30-"]
+    for a, b in zip(leaves(reference), leaves(run), strict=True):
+        assert np.array_equal(a, b)
+
+
+def test_checksums_are_computed_on_the_bytes():
+    pure = {"a": {"w": jnp.arange(6.0).reshape(2, 3)}, "b": jnp.array([1, 2], jnp.int32)}
+    sums = checkpoint.checksums(pure)
+    assert sums["a/w"] == ["float32", zlib.crc32(np.arange(6.0, dtype=np.float32).tobytes())]
+    checkpoint.verify(pure, sums)
+    changed = {"a": {"w": pure["a"]["w"].at[1, 2].set(5.0000005)}, "b": pure["b"]}
+    with pytest.raises(ValueError, match="array a/w does not match its checksum"):
+        checkpoint.verify(changed, sums)
+
+
+def test_meaning_check_survives_a_deleted_config_json(tmp_path, capsys):
+    train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 20)
+    (tmp_path / "config.json").unlink()
+    with pytest.raises(UsageError, match=r"optimizer.learning_rate: 0.001 -> 0.01"):
+        train.train_and_evaluate(tiny_config(**{"optimizer.learning_rate": 0.01}), str(tmp_path))
+    assert not (tmp_path / "config.json").exists()  # refused before anything was written
+    train.train_and_evaluate(tiny_config(**{"train.log_every": 5}), str(tmp_path))  # allowed: recorded
+    assert "train.log_every: 10 -> 5" in (tmp_path / wd.RESUMES).read_text()
+
+
+def test_lowering_num_steps_below_the_checkpoint_is_refused(tmp_path):
+    train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 30)
+    with pytest.raises(UsageError, match=r"train.num_steps=20 is below the step this workdir's checkpoint "
+                                         r"has reached \(30\)"):
+        train.train_and_evaluate(tiny_config(**{"train.num_steps": 20}), str(tmp_path))
+    assert json.loads((tmp_path / "config.json").read_text())["train"]["num_steps"] == 40
+
+
+def test_divergence_before_any_checkpoint_says_so(tmp_path, monkeypatch):
+    import optax
+
+    monkeypatch.setattr(train.optim, "make_optimizer", lambda opt, n: optax.adam(optax.constant_schedule(1e12)))
+    with pytest.raises(train.NonFiniteError) as info:
+        train.train_and_evaluate(tiny_config(**{"train.log_every": 1}), str(tmp_path))
+    assert "no checkpoint had been written" in str(info.value)
+    assert "last good checkpoint" not in str(info.value)
+
+
+def test_a_damaged_line_inside_metrics_jsonl_is_dropped_with_a_warning(tmp_path, caplog):
+    train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 30)
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines(keepends=True)
+    lines[1] = '{"step": 20, "spl\n'
+    (tmp_path / "metrics.jsonl").write_text("".join(lines))
+    with caplog.at_level(logging.WARNING, logger="aelab"):
+        train.train_and_evaluate(tiny_config(), str(tmp_path))
+    assert "metrics.jsonl line 2 is not a JSON record" in caplog.text
+
+
+def tensorboard_scalars(directory: pathlib.Path) -> list[tuple[str, int]]:
+    """(tag, step) of every scalar in a folder's event files (TFRecord framing, Event protos)."""
+    from tensorboardX.proto import event_pb2
+
+    found = []
+    for path in sorted(directory.glob("events.out.tfevents.*")):
+        data = path.read_bytes()
+        offset = 0
+        while offset + 12 <= len(data):
+            length = int.from_bytes(data[offset:offset + 8], "little")
+            record = data[offset + 12:offset + 12 + length]
+            offset += 12 + length + 4
+            event = event_pb2.Event.FromString(record)
+            found += [(v.tag, event.step) for v in event.summary.value]
+    return found
+
+
+def test_tensorboard_events_are_rewound_with_the_log_and_flushed_as_written(tmp_path):
+    config = tiny_config(**{"train.tensorboard": True})
+    train.train_and_evaluate(config, str(tmp_path), should_stop=lambda s: s == 30)
+    train.train_and_evaluate(config, str(tmp_path))
+    scalars = tensorboard_scalars(tmp_path / "tensorboard")
+    assert len(scalars) == len(set(scalars))  # no (tag, step) twice
+    assert {s for t, s in scalars if t == "train/loss"} == {10, 20, 30, 40}
+    assert len(list((tmp_path / "tensorboard").glob("events.out.tfevents.*"))) == 1
+    # A record is on disk as soon as it is logged (a SIGKILL loses nothing logged).
+    from aelab.writer import MetricWriter
+
+    writer = MetricWriter(str(tmp_path / "live"), 0, 100, tensorboard=True)
+    writer.write(10, "train", {"loss": 1.5})
+    assert ("train/loss", 10) in tensorboard_scalars(tmp_path / "live" / "tensorboard")
+    writer.close()
+
+
+def test_a_full_disk_while_checkpointing_is_one_error_naming_the_last_good_step(tmp_path, monkeypatch):
+    """Orbax reports a full disk from its writer threads as a ValueError carrying errno 28."""
+    train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 20)
+    original = checkpoint.ocp.CheckpointManager.save
+
+    def full_disk(self, step, *args, **kwargs):
+        original(self, step, *args, **kwargs)
+        self.wait_until_finished()
+        os.makedirs(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp-1"), exist_ok=True)
+        raise ValueError("RESOURCE_EXHAUSTED: Failed to write 127212 bytes to file 9: No space left on "
+                         "device [os_error_code='28']")
+
+    monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", full_disk)
+    with pytest.raises(WriteError, match=r"cannot write checkpoint step 40 .*\(no space left on device\); "
+                                         r"the last good checkpoint is step 20"):
+        train.train_and_evaluate(tiny_config(**{"train.checkpoint_every": 40}), str(tmp_path))
+    assert not list((tmp_path / "checkpoints").glob("*tmp*"))  # nothing half-written left
+
+
+def test_a_full_disk_while_logging_leaves_no_torn_line(tmp_path, monkeypatch):
+    import errno
+
+    from aelab import writer
+
+    train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 20)
+
+    class FullAtStep30:
+        """metrics.jsonl as a disk would take it that fills up in the middle of step 30's line."""
+
+        def __init__(self, file):
+            self.file = file
+
+        def write(self, text):
+            if '"step": 30' in text:
+                self.file.write(text[:10])
+                self.file.flush()
+                raise OSError(errno.ENOSPC, "No space left on device", self.file.name)
+            return self.file.write(text)
+
+        def __getattr__(self, name):
+            return getattr(self.file, name)
+
+    def appending(path, mode="r"):
+        return FullAtStep30(open(path, mode)) if mode == "a" else open(path, mode)
+
+    monkeypatch.setattr(writer, "open", appending, raising=False)
+    with pytest.raises(WriteError, match=r"metrics.jsonl \(no space left on device\); the last good "
+                                         r"checkpoint is step 20"):
+        train.train_and_evaluate(tiny_config(), str(tmp_path))
+    text = (tmp_path / "metrics.jsonl").read_text()
+    assert text.endswith("\n") and all(json.loads(line) for line in text.splitlines())
+    assert max(json.loads(line)["step"] for line in text.splitlines()) == 20
+
+
+def test_using_a_run_reads_it_without_writing(tmp_path):
+    """A use command opens checkpoints read-only: an in-flight save's temporary folder (a trainer
+    writing beside it) stays, nothing is locked, created or moved."""
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+    in_flight = tmp_path / "checkpoints" / "60.orbax-checkpoint-tmp-1234"
+    (in_flight / "state").mkdir(parents=True)
+    with wd.exclusive(str(tmp_path)):  # as if a trainer held the workdir
+        before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
+        run, model, step = train.load_trained(str(tmp_path))
+        assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
+    assert step == 40 and in_flight.exists()

@@ -192,7 +192,7 @@ def test_class_ids_beyond_num_classes_are_refused(tmp_path):
     make_segfolder(tmp_path, n=6, values=(0, 1, 5))
     config = seg_config(**{"data.name": f"segfolder:{tmp_path}", "model.num_classes": 3,
                            "train.batch_size": 2, "data.val_fraction": 0.2, "data.test_fraction": 0.2})
-    with pytest.raises(UsageError, match=r"masks hold class id 5, outside 0..2 \(model.num_classes=3"):
+    with pytest.raises(UsageError, match=r"masks/0.png: mask holds class id 5, outside 0..2 \(model.num_classes=3"):
         train.build(config)
     # Marked as unlabelled, the same ids are accepted.
     config.segmentation.ignore_index = 5

@@ -109,3 +109,62 @@ def test_with_overrides_sets_typed_values_on_a_copy():
         with_overrides(base_config(), ["seed=1,2"])
     with pytest.raises(UsageError, match="seed='x' is not a int"):
         with_overrides(base_config(), ["seed=x"])
+
+
+def test_point_names_stay_one_folder_inside_the_sweep(tmp_path):
+    """Regression: a value with path separators put a point's workdir outside DIR."""
+    from aelab.sweep import point_name
+
+    name = point_name({"data.name": "idx:../../../../x"})
+    assert os.sep not in name and name.startswith("name=idx_.._.._.._.._x-")
+    assert point_name({"model.latent_dim": 4, "seed": 0}) == "latent_dim=4,seed=0"  # unchanged
+    assert point_name({"data.name": "a/b"}) != point_name({"data.name": "a_b"})
+    assert len(point_name({"data.name": "x" * 400})) < 140
+    npz = tmp_path / "data" / "digits.npz"
+    npz.parent.mkdir()
+    from sklearn.datasets import load_digits
+    import numpy as np
+    np.savez(npz, x_train=(load_digits().images / 16).astype(np.float32))
+    out = tmp_path / "sweep"
+    assert sweep(out, f"--sweep=data.name=digits,npz:{npz}", "--config.train.num_steps=20",
+                 "--config.train.eval_every=20") == 0
+    points = sorted(p.name for p in (out / "points").iterdir())
+    assert len(points) == 2 and all((out / "points" / p / "summary.json").exists() for p in points)
+    assert sorted(p.name for p in npz.parent.iterdir()) == ["digits.npz"]  # nothing written beside the data
+
+
+@pytest.mark.parametrize("flags,message", [
+    (["--sweep=model.latent_dim=2,2"], "gives the value 2 twice"),
+    (["--sweep=model.arch=mlp,transformer"], "sweep point arch=transformer: unknown model.arch 'transformer'"),
+    (["--sweep=loss=bce,huber"], "sweep point loss=huber: unknown loss 'huber'"),
+    (["--sweep=optimizer.learning_rate=0.001,nan"], "optimizer.learning_rate=nan must be a finite number"),
+    (["--sweep=data.name=digits,idx:/no/such/dir"], "idx:/no/such/dir: no such directory"),
+])
+def test_every_point_is_checked_before_anything_runs(tmp_path, capsys, flags, message):
+    workdir = tmp_path / "sweep"
+    assert sweep(workdir, *flags) == 2
+    err = capsys.readouterr().err.strip()
+    assert message in err and len(err.splitlines()) == 1
+    assert not workdir.exists()
+
+
+def test_sigterm_stops_the_sweep_with_a_checkpoint_and_the_rerun_continues(tmp_path):
+    """Regression: SIGTERM killed `aelab sweep` at once (exit 143), losing the running point's steps."""
+    command = [sys.executable, "-m", "aelab.main", "sweep", f"--config={CONFIG}", f"--workdir={tmp_path}",
+               *FAST, "--config.train.num_steps=1000000", "--config.train.checkpoint_every=1000000",
+               "--sweep=model.latent_dim=2,3"]
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    metrics = tmp_path / "points" / "latent_dim=2" / "metrics.jsonl"
+    deadline = time.time() + 180
+    while not (metrics.exists() and metrics.read_text().count("\n") >= 3):
+        assert time.time() < deadline and process.poll() is None, "the first point never trained"
+        time.sleep(0.1)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    assert "sweep stopped during point latent_dim=2" in err and "Traceback" not in err
+    record = json.loads((tmp_path / "sweep.json").read_text())
+    assert record["stopped"] == "latent_dim=2" and record["points"]["latent_dim=2"]["status"] == "stopped"
+    assert "latent_dim=3" not in record["points"]  # no further point started
+    saved = [p.name for p in (tmp_path / "points" / "latent_dim=2" / "checkpoints").iterdir() if p.name.isdigit()]
+    assert len(saved) == 1 and int(saved[0]) >= 60

@@ -9,6 +9,8 @@ from data set NAME) and TFDS sets with `data.captions_key` (coco_captions).
 
 from __future__ import annotations
 
+import os
+
 import ml_collections
 import numpy as np
 
@@ -32,7 +34,30 @@ LOCAL_READERS = {
 }
 NAMED_READERS = {"digits": sources.read_digits}
 
-__all__ = ["Dataset", "Split", "TrainBatches", "eval_batches", "load", "read_splits"]
+__all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "load", "read_splits"]
+
+# Local sources whose path must name an existing file, or folder; the others name a data set.
+FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv", "textpairs"), ("idx", "images", "segfolder", "captions")
+
+
+def check_name(data: ml_collections.ConfigDict) -> None:
+    """What can be checked of `data.name` without reading data: a known prefix, a path after it,
+    and that the path exists (raises UsageError). TFDS names are checked when they are read."""
+    name = data.name
+    prefix, sep, path = name.partition(":")
+    if not sep or name in NAMED_READERS:
+        return
+    if prefix not in LOCAL_READERS:
+        raise UsageError(f"unknown data prefix {prefix!r} in {name!r}; accepted: "
+                         + ", ".join(f"{p}:PATH" for p in sorted(LOCAL_READERS)))
+    if not path:
+        raise UsageError(f"data name {name!r} has no path after '{prefix}:'")
+    if prefix in FILE_PREFIXES and not os.path.isfile(path):
+        raise UsageError(f"{prefix}:{path}: no such file")
+    if prefix in FOLDER_PREFIXES and not os.path.isdir(path):
+        raise UsageError(f"{prefix}:{path}: no such directory")
+    if prefix in ("scenes", "digitcaptions"):
+        check_name(_with_name(data, path))
 
 
 def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
@@ -42,12 +67,7 @@ def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
         return NAMED_READERS[name]()
     prefix, sep, path = name.partition(":")
     if sep:
-        if prefix not in LOCAL_READERS:
-            raise UsageError(
-                f"unknown data prefix {prefix!r} in {name!r}; accepted: "
-                + ", ".join(f"{p}:PATH" for p in sorted(LOCAL_READERS)))
-        if not path:
-            raise UsageError(f"data name {name!r} has no path after '{prefix}:'")
+        check_name(data)
         return LOCAL_READERS[prefix](path, data)
     read_split = None
     if data.mask_key:  # a segmentation set: images and masks, resized to one size

@@ -33,6 +33,7 @@ import os
 import ml_collections
 import numpy as np
 
+from aelab.data.files import read_image, relative_entry
 from aelab.data.splits import Split, to_unit_float
 from aelab.data.text import pad_rows
 from aelab.errors import UsageError
@@ -120,7 +121,8 @@ def _one(directory: str, patterns: tuple[str, ...]) -> str | None:
 
 
 def parse_caption_file(text: str, where: str) -> dict[str, list[str]]:
-    """{image name: captions in file order} from `image.jpg#i<TAB>caption` lines."""
+    """{image name: captions in file order} from `image.jpg#i<TAB>caption` lines; image names
+    must stay inside the image folder."""
     captions: dict[str, list[str]] = collections.defaultdict(list)
     for number, line in enumerate(text.splitlines(), 1):
         if not line.strip():
@@ -129,14 +131,13 @@ def parse_caption_file(text: str, where: str) -> dict[str, list[str]]:
         image = key.split("#")[0].strip()
         if not tab or not image or not caption.strip():
             raise UsageError(f"{where} line {number}: expected `image.jpg#i<TAB>caption`, got {line[:80]!r}")
-        captions[image].append(caption.strip())
+        captions[relative_entry(image, f"{where} line {number}")].append(caption.strip())
     if not captions:
         raise UsageError(f"{where}: no captions; expected lines `image.jpg#i<TAB>caption`")
     return dict(captions)
 
 
 def read_captions_dir(directory: str, image_size: int) -> dict[str, Captions | None]:
-    from aelab.data.files import read_image
     from aelab.data.segmentation import resize_pair
 
     if not os.path.isdir(directory):
@@ -158,7 +159,7 @@ def read_captions_dir(directory: str, image_size: int) -> dict[str, Captions | N
         path = _one(directory, patterns)
         if path:
             with open(path, encoding="utf-8") as f:
-                names = [line.strip() for line in f if line.strip()]
+                names = [relative_entry(line.strip(), path) for line in f if line.strip()]
             unknown = [n for n in names if n not in by_image]
             if unknown:
                 raise UsageError(f"{path}: image {unknown[0]!r} has no caption in {caption_file}")

@@ -13,6 +13,15 @@ from aelab.errors import UsageError
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
 
 
+def relative_entry(name: str, where: str) -> str:
+    """`name`, a path read from a data file, if it stays inside the data folder; else a
+    UsageError naming it (an absolute path, or one that climbs out with "..")."""
+    if os.path.isabs(name) or os.path.normpath(name).split(os.sep)[0] == "..":
+        raise UsageError(f"{where}: entry {name!r} points outside the data folder; "
+                         "entries must be paths relative to it")
+    return name
+
+
 def read_csv(path: str, label_column: str) -> dict[str, Split | None]:
     """A numeric CSV, one example a row, as (N, 1, D, 1) "images" scaled per column to [0, 1].
 

@@ -79,7 +79,7 @@ def _read_pairs(directory: str, image_size: int) -> Split:
     if set(np.unique(mask_array).tolist()) <= {0, 255}:  # binary masks drawn as 0/255
         mask_array = (mask_array == 255).astype(np.int32)
     return Split(to_unit_float(np.stack([i for i, _ in pairs]), f"segfolder:{directory}"),
-                 masks=mask_array)
+                 masks=mask_array, files=np.array([masks[s] for s in sorted(images)]))
 
 
 def _read_pair(image_path: str, mask_path: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:

@@ -11,20 +11,22 @@ from aelab.errors import UsageError
 
 @dataclasses.dataclass(frozen=True)
 class Split:
-    """Images as float32 (N, H, W, C) in [0, 1], with optional int labels (N,) and,
-    for segmentation, int32 masks (N, H, W) of per-pixel class ids."""
+    """Images as float32 (N, H, W, C) in [0, 1], with optional int labels (N,), for
+    segmentation int32 masks (N, H, W) of per-pixel class ids, and where the examples come
+    from files, the file of each (N,) for messages that name it."""
 
     images: np.ndarray
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
+    files: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
 
     def take(self, index: np.ndarray) -> "Split":
-        labels = None if self.labels is None else self.labels[index]
-        masks = None if self.masks is None else self.masks[index]
-        return Split(self.images[index], labels, masks)
+        def rows(array):
+            return None if array is None else array[index]
+        return Split(self.images[index], rows(self.labels), rows(self.masks), rows(self.files))
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -81,9 +83,12 @@ def to_unit_float(images: np.ndarray, where: str) -> np.ndarray:
     if not np.issubdtype(images.dtype, np.floating) and not np.issubdtype(images.dtype, np.integer):
         raise UsageError(f"{where}: images have dtype {images.dtype}; expected uint8 or float")
     images = images.astype(np.float32)
-    if not np.all(np.isfinite(images)) or images.min() < 0.0 or images.max() > 1.0:
+    if not np.all(np.isfinite(images)):
+        raise UsageError(f"{where}: {np.count_nonzero(~np.isfinite(images))} pixel values are NaN or "
+                         "infinite; expected uint8 or floats in [0, 1]")
+    if images.min() < 0.0 or images.max() > 1.0:
         raise UsageError(
-            f"{where}: pixel values span [{np.nanmin(images):g}, {np.nanmax(images):g}]; "
+            f"{where}: pixel values span [{images.min():g}, {images.max():g}]; "
             "expected uint8 or floats in [0, 1]")
     return images
 

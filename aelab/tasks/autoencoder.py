@@ -50,6 +50,7 @@ class AutoencoderTask:
     def __init__(self, config: ml_collections.ConfigDict):
         self.config = config
         self.loss = losses.recon_loss(config.loss)
+        models.check_autoencoder(config, self.kind)
         corruption.check(config.corruption.kind, config.corruption.level)
         p = config.penalty
         for key in ("l1", "kl_sparsity", "contractive"):

@@ -59,9 +59,12 @@ class SegmentationTask:
             ids = np.unique(split.masks)
             bad = ids[((ids < 0) | (ids >= self.num_classes)) & (ids != self.ignore_index)]
             if len(bad):
+                first = int(np.flatnonzero((split.masks == bad[0]).any(axis=(1, 2)))[0])
+                where = split.files[first] if split.files is not None else f"{name} example {first}"
                 raise UsageError(
-                    f"{dataset.name}: {name} masks hold class id {int(bad[0])}, outside 0..{self.num_classes - 1} "
-                    f"(model.num_classes={self.num_classes}, segmentation.ignore_index={self.ignore_index})")
+                    f"{dataset.name}: {where}: mask holds class id {int(bad[0])}, outside "
+                    f"0..{self.num_classes - 1} (model.num_classes={self.num_classes}, "
+                    f"segmentation.ignore_index={self.ignore_index})")
         crop = self.config.augment.crop
         if crop > min(dataset.image_shape[:2]):
             raise UsageError(f"augment.crop={crop} is larger than the {dataset.image_shape[0]}x"

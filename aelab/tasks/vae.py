@@ -75,7 +75,7 @@ class VAETask(AutoencoderTask):
 
         def fixed(split: Split) -> Split:
             draws = rng.random(split.images.shape, dtype=np.float32)
-            return Split((draws < split.images).astype(np.float32), split.labels)
+            return dataclasses.replace(split, images=(draws < split.images).astype(np.float32))
         return dataclasses.replace(dataset, val=fixed(dataset.val), test=fixed(dataset.test))
 
     def log_likelihood(self, raw: jax.Array, x: jax.Array) -> jax.Array:

@@ -24,8 +24,9 @@ def check_beam_size(beam_size: int | None) -> None:
         raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
 
 
-def uses_dir(workdir: str) -> str:
-    return os.path.join(workdir, USES)
+def uses_dir(workdir: str, out_dir: str | None = None) -> str:
+    """Where a use writes its numbers and pictures: `out_dir` (--uses_dir), else DIR/uses."""
+    return out_dir or os.path.join(workdir, USES)
 
 def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int = 1000,
             rng: jax.Array | None = None) -> dict[str, np.ndarray]:

@@ -33,7 +33,7 @@ def threshold_for_fpr(normal_scores: np.ndarray, target_fpr: float) -> float:
     return float(np.quantile(normal_scores, 1.0 - target_fpr, method="higher"))
 
 
-def anomaly(workdir: str) -> list[str]:
+def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
     run, model, step = load_trained(workdir)
     config = run.config
     normal_classes = tuple(config.data.normal_classes)
@@ -70,7 +70,7 @@ def anomaly(workdir: str) -> list[str]:
         "baselines": {"pca": {"n_components": int(pca.n_components_), "score": "recon_sse",
                               **detection_scores(pca_scores, is_anomaly)}},
     }
-    directory = uses_dir(workdir)
+    directory = uses_dir(workdir, out_dir)
     paths = [os.path.join(directory, f) for f in ("anomaly.json", "anomaly_scores.png", "anomaly_examples.png")]
     write_json(paths[0], result)
     plots.histograms(scores[~is_anomaly], scores[is_anomaly], threshold, paths[1], f"score: {name}")

@@ -21,7 +21,7 @@ from aelab.workdir import atomic_write, write_json
 MAP_POINTS = 3000  # t-SNE and scatter plots use at most this many codes
 
 
-def embed(workdir: str, split_name: str, out: str) -> list[str]:
+def embed(workdir: str, split_name: str, out: str, out_dir: str | None = None) -> list[str]:
     """Writes the codes and labels of a split to `out` (.npz) and latent maps to DIR/uses/."""
     run, model, step = load_trained(workdir)
     split = run.dataset.split(split_name)
@@ -32,7 +32,7 @@ def embed(workdir: str, split_name: str, out: str) -> list[str]:
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(out, buffer.getvalue())
-    return [out, *latent_maps(model, codes, split.labels, uses_dir(workdir), run.config.seed)]
+    return [out, *latent_maps(model, codes, split.labels, uses_dir(workdir, out_dir), run.config.seed)]
 
 
 def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int) -> list[str]:
@@ -72,7 +72,7 @@ def probe_scores(train_x, train_y, test_x, test_y) -> dict[str, float]:
             "knn_accuracy": float(knn.score(test_x, test_y))}
 
 
-def probe(workdir: str, max_train: int = 10000) -> str:
+def probe(workdir: str, max_train: int = 10000, out_dir: str | None = None) -> str:
     """Representation quality of the codes beside PCA codes of the same size and raw pixels.
 
     Probes fit on (at most `max_train` of) the training split, scored on the test split;
@@ -97,7 +97,7 @@ def probe(workdir: str, max_train: int = 10000) -> str:
         mean, std = x_train.mean(0), x_train.std(0) + 1e-8
         results[name] = probe_scores((x_train - mean) / std, train.labels,
                                      (x_test - mean) / std, test.labels)
-    path = os.path.join(uses_dir(workdir), "representation.json")
+    path = os.path.join(uses_dir(workdir, out_dir), "representation.json")
     write_json(path, results)
     return path
 

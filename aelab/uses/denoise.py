@@ -34,7 +34,7 @@ def ssim(a: np.ndarray, b: np.ndarray) -> np.ndarray:
                      for x, y in zip(a, b)])
 
 
-def denoise(workdir: str, specs: list[str], seed: int = 0) -> list[str]:
+def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None = None) -> list[str]:
     """Corrupts the test split at every level of every spec and reconstructs it.
 
     Writes DIR/uses/denoise.json (mean PSNR in dB and SSIM, noisy and denoised) and
@@ -61,7 +61,7 @@ def denoise(workdir: str, specs: list[str], seed: int = 0) -> list[str]:
         results.append(record)
         rows += [out["noisy"][:10], out["denoised"][:10]]
         names += [f"{kind} {level:g}", "denoised"]
-    directory = uses_dir(workdir)
+    directory = uses_dir(workdir, out_dir)
     paths = [os.path.join(directory, "denoise.json"), os.path.join(directory, "denoise.png")]
     write_json(paths[0], {"step": step, "split": "test", "units": {"psnr": "dB"}, "results": results})
     plots.image_rows(rows, names, paths[1], title="test images: clean, corrupted, denoised")

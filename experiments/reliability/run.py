@@ -1,0 +1,421 @@
+"""The adversarial checks of the reliability issue, rerun as a user would: real processes, real
+signals, a real full disk (tmpfs) and a real read-only mount.
+
+    sudo python experiments/reliability/run.py [--workdir=/tmp/aelab_reliability] [--only=NAME ...]
+
+Needs root for the small and read-only file systems (mount -t tmpfs); not part of CI (the
+tests cover each case; this is the end-to-end pass over all of them). Writes
+experiments/reliability/results.json and results.md: for every case the command, the exit
+code and the documented one, the lines on stderr, and whether nothing was lost.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import pathlib
+import platform
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import zipfile
+
+import numpy as np
+
+REPO = pathlib.Path(__file__).resolve().parents[2]
+HERE = pathlib.Path(__file__).resolve().parent
+DIGITS = str(REPO / "configs" / "digits_ae.py")
+QUIET = ["--config.train.progress=False", "--config.model.hidden=(32,)"]
+NOISE = ("Traceback", "Exception ignored", "Event loop is closed")
+
+
+def aelab(*args) -> list[str]:
+    return [sys.executable, "-m", "aelab.main", *args]
+
+
+def run(*args, timeout=600) -> subprocess.CompletedProcess:
+    return subprocess.run(aelab(*args), capture_output=True, text=True, timeout=timeout,
+                          env={**os.environ, "JAX_PLATFORMS": "cpu"})
+
+
+def lines(err: str) -> list[str]:
+    return [line for line in err.splitlines() if line.strip()]
+
+
+def steps(workdir: pathlib.Path) -> list[int]:
+    folder = workdir / "checkpoints"
+    return sorted(int(p.name) for p in folder.iterdir() if p.name.isdigit()) if folder.exists() else []
+
+
+def wait_for(condition, process, timeout=300) -> None:
+    deadline = time.time() + timeout
+    while not condition():
+        if process.poll() is not None or time.time() > deadline:
+            raise RuntimeError(f"gave up waiting; process returned {process.poll()}")
+        time.sleep(0.05)
+
+
+def mount(path: pathlib.Path, size: str) -> None:
+    path.mkdir(parents=True, exist_ok=True)
+    subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)], check=True)
+
+
+def unmount(path: pathlib.Path) -> None:
+    subprocess.run(["umount", "-l", str(path)], check=False)
+
+
+def restores_all(workdir: pathlib.Path) -> bool:
+    """Every checkpoint of a workdir restores and passes its checksums, read-only."""
+    from aelab import checkpoint, config as config_lib, train
+    from aelab import workdir as wd
+
+    built = train.build(config_lib.from_saved(wd.read_json(workdir / "config.json")))
+    reader = checkpoint.Checkpointer(str(workdir / "checkpoints"), read_only=True)
+    try:
+        for step in steps(workdir):
+            reader.restore(step, built.state)
+    finally:
+        reader.close()
+    return not (workdir / "checkpoints.corrupt").exists()
+
+
+def outcome(name, command, result, expected, lost_nothing=True, note="", max_lines=1) -> dict:
+    err = lines(result.stderr)
+    one_line = len(err) <= max_lines and not any(word in result.stderr for word in NOISE)
+    return {"case": name, "command": command, "exit": result.returncode, "expected_exit": expected,
+            "stderr_lines": len(err), "stderr": err[-1][:300] if err else "", "one_line": one_line,
+            "nothing_lost": bool(lost_nothing), "note": note,
+            "ok": result.returncode == expected and one_line and bool(lost_nothing)}
+
+
+class Finished:
+    """A CompletedProcess-like record of a process we signalled ourselves."""
+
+    def __init__(self, process: subprocess.Popen):
+        _, self.stderr = process.communicate(timeout=600)
+        self.returncode = process.returncode
+
+
+# --- the cases -------------------------------------------------------------------------------
+
+def live_uses(root: pathlib.Path) -> list[dict]:
+    workdir = root / "live"
+    trainer = subprocess.Popen(
+        aelab("train", f"--config={DIGITS}", f"--workdir={workdir}", *QUIET,
+              "--config.data.normal_classes=(3,)", "--config.train.num_steps=1000000",
+              "--config.train.checkpoint_every=20", "--config.train.keep_checkpoints=100000",
+              "--config.train.log_every=20", "--config.train.eval_every=1000000"),
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(steps(workdir)) >= 2, trainer)
+    results = []
+    for use in (["embed", f"--out={root / 'codes.npz'}"], ["anomaly"]):
+        done = run(use[0], f"--workdir={workdir}", *use[1:])
+        results.append((use[0], done))
+    trainer.send_signal(signal.SIGTERM)
+    stopped = Finished(trainer)
+    whole = stopped.returncode == 0 and restores_all(workdir)
+    return [outcome(f"`aelab {name}` on a run still training (checkpoint every 20 steps)",
+                    f"aelab {name} --workdir=W (while aelab train runs in W)", done, 0, whole,
+                    f"then every one of {len(steps(workdir))} checkpoints restored and passed its checksums",
+                    max_lines=0) for name, done in results]
+
+
+def sweep_signals(root: pathlib.Path) -> list[dict]:
+    out = []
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        workdir = root / f"sweep_{sig.name}"
+        command = aelab("sweep", f"--config={DIGITS}", f"--workdir={workdir}", *QUIET,
+                        "--config.train.num_steps=400", "--config.train.checkpoint_every=100",
+                        "--config.train.log_every=20", "--sweep=model.latent_dim=2,3")
+        process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        metrics = workdir / "points" / "latent_dim=2" / "metrics.jsonl"
+        wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 4, process)
+        process.send_signal(sig)
+        stopped = Finished(process)
+        record = json.loads((workdir / "sweep.json").read_text())
+        point_steps = steps(workdir / "points" / "latent_dim=2")
+        rerun = subprocess.run(command, capture_output=True, text=True)
+        finished = json.loads((workdir / "sweep.json").read_text())
+        resumed = json.loads((workdir / "points" / "latent_dim=2" / "resumes.jsonl").read_text().splitlines()[0])
+        whole = (rerun.returncode == 0 and all(p["status"] == "done" for p in finished["points"].values())
+                 and (sig == signal.SIGKILL or resumed["step"] == point_steps[-1] > 0))
+        expected = 0 if sig == signal.SIGTERM else -signal.SIGKILL
+        note = (f"sweep.json: stopped={record.get('stopped')!r}, checkpoint at step {point_steps}; "
+                if sig == signal.SIGTERM else "") + f"the rerun resumed the point at step {resumed['step']} and finished"
+        out.append(outcome(f"{sig.name} to `aelab sweep` during a point", f"kill -{sig.name[3:]} <aelab sweep>",
+                           stopped, expected, whole, note, max_lines=2 if sig == signal.SIGTERM else 0))
+    return out
+
+
+def point_names(root: pathlib.Path) -> list[dict]:
+    from sklearn.datasets import load_digits
+
+    data = root / "sweep_names_data"
+    data.mkdir()
+    np.savez(data / "d.npz", x_train=(load_digits().images / 16).astype(np.float32))
+    workdir = root / "sweep_names" / "inner"
+    value = f"npz:{data}/../{data.name}/d.npz"
+    done = run("sweep", f"--config={DIGITS}", f"--workdir={workdir}", *QUIET, "--config.train.num_steps=20",
+               "--config.train.eval_every=20", f"--sweep=data.name=digits,{value}")
+    inside = sorted(p.name for p in (workdir / "points").iterdir())
+    contained = len(inside) == 2 and sorted(p.name for p in data.iterdir()) == ["d.npz"]
+    return [outcome("a sweep value with `../` in it", f"aelab sweep ... --sweep=data.name=digits,{value}",
+                    done, 0, contained, f"points: {inside}", max_lines=0)]
+
+
+def flipped_bytes(root: pathlib.Path) -> list[dict]:
+    workdir = root / "flipped"
+    flags = [f"--config={DIGITS}", f"--workdir={workdir}", *QUIET, "--config.train.checkpoint_every=500"]
+    run("train", *flags, "--config.train.num_steps=1000")
+    files = [p for p in (workdir / "checkpoints" / "1000" / "state").rglob("*") if p.is_file() and "/d/" in str(p)]
+    victim = max(files, key=lambda p: p.stat().st_size)
+    data = bytearray(victim.read_bytes())
+    for position in (len(data) // 3, len(data) // 2):
+        data[position] ^= 0x40
+    victim.write_bytes(bytes(data))
+    done = run("train", *flags, "--config.train.num_steps=1500")
+    moved = list((workdir / "checkpoints.corrupt").iterdir()) if (workdir / "checkpoints.corrupt").exists() else []
+    return [outcome("bytes flipped inside a checkpoint's array data", "aelab train (resume)", done, 0,
+                    len(moved) == 1 and steps(workdir)[-1] == 1500,
+                    "warned, moved aside, resumed from step 500")]
+
+
+def deleted_config(root: pathlib.Path) -> list[dict]:
+    workdir = root / "no_config"
+    flags = [f"--config={DIGITS}", f"--workdir={workdir}", *QUIET]
+    run("train", *flags, "--config.train.num_steps=500")
+    (workdir / "config.json").unlink()
+    done = run("train", *flags, "--config.train.num_steps=1000", "--config.optimizer.learning_rate=0.01")
+    return [outcome("config.json deleted, resumed with another learning rate",
+                    "aelab train ... --config.optimizer.learning_rate=0.01", done, 2,
+                    steps(workdir) == [500] and not (workdir / "config.json").exists())]
+
+
+def captions_outside(root: pathlib.Path) -> list[dict]:
+    from PIL import Image
+
+    out = []
+    for entry in ("../outside.png", "/etc/hostname"):
+        folder = root / f"captions_{len(out)}"
+        (folder / "images").mkdir(parents=True)
+        for i in range(6):
+            Image.fromarray(np.full((12, 10, 3), i * 30, np.uint8)).save(folder / "images" / f"{i}.png")
+        Image.fromarray(np.zeros((12, 10, 3), np.uint8)).save(folder / "outside.png")
+        text = "".join(f"{i}.png#0\ta picture {i} .\n" for i in range(6)) + f"{entry}#0\ta stray one .\n"
+        (folder / "captions.txt").write_text(text)
+        workdir = folder / "run"
+        done = run("train", f"--config={REPO / 'configs' / 'caption_mnist_scenes.py'}", f"--workdir={workdir}",
+                   f"--config.data.name=captions:{folder}", "--config.train.progress=False")
+        out.append(outcome(f"captions.txt naming `{entry}`", f"aelab train ... --config.data.name=captions:DIR",
+                           done, 2, not workdir.exists()))
+    return out
+
+
+def full_disk(root: pathlib.Path) -> list[dict]:
+    out = []
+    disk = root / "disk"
+    mount(disk, "3m")
+    try:
+        workdir = disk / "run"
+        flags = [f"--config={DIGITS}", f"--workdir={workdir}", "--config.train.progress=False",
+                 "--config.train.num_steps=3000", "--config.train.checkpoint_every=100",
+                 "--config.train.keep_checkpoints=100"]
+        done = run("train", *flags)
+        leftovers = [p for p in workdir.rglob("*") if "tmp" in p.name]
+        last = steps(workdir)[-1] if steps(workdir) else None
+        subprocess.run(["mount", "-o", "remount,size=64m", str(disk)], check=True)
+        again = run("train", *flags)
+        out.append(outcome("the disk fills up during a checkpoint", "aelab train (3 MB tmpfs)", done, 1,
+                           not leftovers and again.returncode == 0,
+                           f"no partial files; with room the rerun resumed from step {last} and finished"))
+    finally:
+        unmount(disk)
+    # The disk fills while the figures are written: room for the final checkpoint and no more.
+    probe = root / "figures_probe"
+    flags = ["--config.train.progress=False", "--config.train.num_steps=2000", "--config.train.checkpoint_every=2000"]
+    run("train", f"--config={DIGITS}", f"--workdir={probe}", *flags)
+    needed = sum(p.stat().st_size for p in probe.rglob("*") if p.is_file() and "figures" not in str(p)
+                 and p.name != "summary.json")
+    mount(disk, "8m")
+    try:
+        filler = disk / "filler"
+        free = shutil.disk_usage(disk).free
+        filler.write_bytes(b"\0" * (free - needed - 64 * 1024))
+        workdir = disk / "run"
+        done = run("train", f"--config={DIGITS}", f"--workdir={workdir}", *flags)
+        leftovers = [p.name for p in workdir.rglob(".*.tmp")]
+        filler.unlink()
+        again = run("train", f"--config={DIGITS}", f"--workdir={workdir}", *flags)
+        out.append(outcome("the disk fills up while the figures are written", "aelab train (tmpfs, filled)",
+                           done, 1, not leftovers and again.returncode == 0 and (workdir / "summary.json").exists(),
+                           "final checkpoint kept; with room the rerun wrote the figures and summary"))
+    finally:
+        unmount(disk)
+    return out
+
+
+def read_only(root: pathlib.Path) -> list[dict]:
+    disk = root / "ro"
+    mount(disk, "16m")
+    try:
+        workdir = disk / "run"
+        flags = [f"--config={DIGITS}", f"--workdir={workdir}", *QUIET, "--config.train.num_steps=300"]
+        run("train", *flags)
+        subprocess.run(["mount", "-o", "remount,ro", str(disk)], check=True)
+        trained = run("train", *flags, "--config.train.num_steps=600")
+        used = run("probe", f"--workdir={workdir}")
+        read = run("embed", f"--workdir={workdir}", f"--out={root / 'ro_codes.npz'}", f"--uses_dir={root / 'ro_maps'}")
+        return [outcome("a read-only workdir: resume", "aelab train (read-only mount)", trained, 2),
+                outcome("a read-only workdir: a use writing into it", "aelab probe --workdir=W", used, 1),
+                outcome("a read-only workdir: a use writing elsewhere", "aelab embed --workdir=W --uses_dir=D",
+                        read, 0, max_lines=0)]
+    finally:
+        unmount(disk)
+
+
+def workdir_is_a_file(root: pathlib.Path) -> list[dict]:
+    path = root / "notes.txt"
+    path.write_text("mine\n")
+    done = run("train", f"--config={DIGITS}", f"--workdir={path}")
+    return [outcome("--workdir names a regular file", "aelab train --workdir=notes.txt", done, 2,
+                    path.read_text() == "mine\n")]
+
+
+def two_sigterms(root: pathlib.Path) -> list[dict]:
+    workdir = root / "two_signals"
+    command = aelab("train", f"--config={DIGITS}", f"--workdir={workdir}", *QUIET,
+                    "--config.train.num_steps=1000000", "--config.train.checkpoint_every=200",
+                    "--config.train.log_every=20", "--config.train.eval_every=1000000")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: len(steps(workdir)) >= 1, process)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.02)
+    process.send_signal(signal.SIGTERM)
+    done = Finished(process)
+    again = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: (workdir / "resumes.jsonl").exists(), again)
+    again.send_signal(signal.SIGINT)
+    resumed = Finished(again)
+    return [outcome("two SIGTERMs 20 ms apart", "kill -TERM twice", done, 128 + signal.SIGTERM,
+                    resumed.returncode == 0, "the rerun resumed from the last checkpoint", max_lines=2),
+            outcome("SIGINT (Ctrl-C)", "kill -INT <aelab train>", resumed, 0, True, max_lines=2)]
+
+
+def damaged_manifest(root: pathlib.Path) -> list[dict]:
+    workdir = root / "manifest"
+    flags = [f"--config={DIGITS}", f"--workdir={workdir}", *QUIET, "--config.train.checkpoint_every=500"]
+    run("train", *flags, "--config.train.num_steps=1000")
+    (workdir / "checkpoints" / "1000" / "state" / "manifest.ocdbt").write_bytes(b"\0garbage" * 20)
+    done = run("train", *flags, "--config.train.num_steps=1500")
+    return [outcome("a damaged manifest.ocdbt", "aelab train (resume)", done, 0,
+                    steps(workdir)[-1] == 1500, "warned, moved aside, resumed from step 500")]
+
+
+def small_inputs(root: pathlib.Path) -> list[dict]:
+    out = []
+    w = root / "small_w"
+
+    def case(name, args, expected, command=None):
+        done = run(*args)
+        out.append(outcome(name, command or " ".join(args[:1] + [a for a in args[1:] if "workdir" not in a]),
+                           done, expected, not w.exists()))
+
+    case("a config-arg typo", ["train", f"--config={DIGITS}:latnt=3", f"--workdir={w}"], 2)
+    case("a NaN learning rate", ["train", f"--config={DIGITS}", f"--workdir={w}",
+                                 "--config.optimizer.learning_rate=nan"], 2)
+    case("an invalid sweep point", ["sweep", f"--config={DIGITS}", f"--workdir={w}",
+                                    "--sweep=model.arch=mlp,transformer"], 2)
+    case("a sweep value given twice", ["sweep", f"--config={DIGITS}", f"--workdir={w}",
+                                       "--sweep=model.latent_dim=2,2"], 2)
+    noise = root / "noise.npz"
+    noise.write_bytes(np.random.default_rng(0).bytes(4000))
+    case("an npz of random bytes", ["train", f"--config={DIGITS}", f"--workdir={w}",
+                                    f"--config.data.name=npz:{noise}"], 2)
+    nans = root / "nans.npz"
+    np.savez(nans, x_train=np.full((10, 4, 4), np.nan, np.float32))
+    case("an npz of NaN pixels", ["train", f"--config={DIGITS}", f"--workdir={w}",
+                                  f"--config.data.name=npz:{nans}"], 2)
+    from PIL import Image
+
+    seg = root / "seg"
+    for folder in ("images", "masks"):
+        (seg / folder).mkdir(parents=True)
+    for i in range(6):
+        Image.fromarray(np.full((10, 12), 40 * i, np.uint8)).save(seg / "images" / f"{i}.png")
+        Image.fromarray(np.full((10, 12), 7 if i == 4 else i % 2, np.uint8)).save(seg / "masks" / f"{i}.png")
+    case("a segmentation mask with a class id out of range",
+         ["train", f"--config={REPO / 'configs' / 'seg_mnist_scenes.py'}", f"--workdir={w}",
+          f"--config.data.name=segfolder:{seg}", "--config.model.num_classes=2", "--config.train.batch_size=2",
+          "--config.data.val_fraction=0.2", "--config.data.test_fraction=0.2"], 2)
+    return out
+
+
+def lowered_steps_and_logs(root: pathlib.Path) -> list[dict]:
+    workdir = root / "lowered"
+    command = aelab("train", f"--config={DIGITS}", f"--workdir={workdir}", *QUIET,
+                    "--config.train.num_steps=3000", "--config.train.checkpoint_every=500",
+                    "--config.train.log_every=100", "--config.train.tensorboard=True")
+    process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: 1000 in steps(workdir), process)
+    process.send_signal(signal.SIGKILL)
+    Finished(process)
+    events = list((workdir / "tensorboard").glob("events.out.tfevents.*"))
+    killed_events = sum(p.stat().st_size for p in events)
+    lowered = run(*command[3:], "--config.train.num_steps=500")
+    records = (workdir / "metrics.jsonl").read_text().splitlines(keepends=True)
+    records[2] = records[2][:15] + "\n"
+    (workdir / "metrics.jsonl").write_text("".join(records))
+    resumed = run(*command[3:])
+    sys.path.insert(0, str(REPO / "tests"))
+    from test_reliability import tensorboard_scalars
+
+    scalars = tensorboard_scalars(workdir / "tensorboard")
+    return [outcome("num_steps lowered below the restored step", "aelab train ... --config.train.num_steps=500",
+                    lowered, 2, json.loads((workdir / "config.json").read_text())["train"]["num_steps"] == 3000),
+            outcome("a damaged line inside metrics.jsonl, then a resume", "aelab train (resume)", resumed, 0,
+                    len(scalars) == len(set(scalars)) and killed_events > 1000,
+                    f"one warning; the SIGKILLed run's event file held {killed_events} bytes; after the "
+                    f"resume no TensorBoard (tag, step) appears twice ({len(scalars)} scalars)")]
+
+
+CASES = {f.__name__: f for f in (live_uses, sweep_signals, point_names, flipped_bytes, deleted_config,
+                                 captions_outside, full_disk, read_only, workdir_is_a_file, two_sigterms,
+                                 damaged_manifest, small_inputs, lowered_steps_and_logs)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--workdir", default="/tmp/aelab_reliability")
+    parser.add_argument("--only", action="append", choices=sorted(CASES), default=[])
+    args = parser.parse_args()
+    root = pathlib.Path(args.workdir)
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir(parents=True)
+    started, results = time.time(), []
+    for name in args.only or CASES:
+        print(f"== {name}", flush=True)
+        for result in CASES[name](root):
+            print(f"   {'ok ' if result['ok'] else 'BAD'} exit {result['exit']} (documented "
+                  f"{result['expected_exit']}): {result['case']}: {result['stderr']}", flush=True)
+            results.append(result)
+    commit = subprocess.run(["git", "rev-parse", "HEAD"], cwd=REPO, capture_output=True, text=True).stdout.strip()
+    dirty = bool(subprocess.run(["git", "status", "--porcelain", "aelab"], cwd=REPO, capture_output=True,
+                                text=True).stdout.strip())
+    record = {"command": " ".join(["python", *sys.argv]), "commit": commit, "aelab_changed_since_commit": dirty,
+              "machine": platform.platform(), "wall_s": round(time.time() - started, 1),
+              "passed": sum(r["ok"] for r in results), "cases": results}
+    if not args.only:
+        (HERE / "results.json").write_text(json.dumps(record, indent=2) + "\n")
+        rows = ["| case | exit (documented) | stderr | nothing lost | ok |", "|---|---|---|---|---|"]
+        rows += [f"| {r['case']} | {r['exit']} ({r['expected_exit']}) | {r['stderr_lines']} line(s): "
+                 f"`{r['stderr'][:140]}` | {'yes' if r['nothing_lost'] else 'NO'}{': ' + r['note'] if r['note'] else ''}"
+                 f" | {'yes' if r['ok'] else 'NO'} |" for r in results]
+        (HERE / "results.md").write_text("\n".join(rows) + "\n")
+    print(f"{record['passed']} passed, {len(results) - record['passed']} failed")
+
+
+if __name__ == "__main__":
+    main()
