@@ -32,7 +32,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from aelab import compiler, config as config_lib, optim, tasks
+from aelab import config as config_lib, optim, steps, tasks
+from aelab.compiler import CompilePolicy
 from aelab.errors import choose
 
 WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae")
@@ -40,10 +41,11 @@ N_TRAIN, N_EVAL, EVAL_BATCH = 60000, 10000, 1000
 NUM_STEPS = 10 ** 6  # a run's length, for the schedule and the last logged step
 
 
-def workload_config(name: str):
-    """The config of a workload, built like any experiment's (conv_ae = configs/mnist_conv_ae.py)."""
+def workload_config(name: str, cpu_ynn_dots: bool | None = None):
+    """The resolved config of a workload, built like any experiment's (conv_ae = configs/mnist_conv_ae.py);
+    `cpu_ynn_dots` as train.cpu_ynn_dots."""
     choose("--workload", name, WORKLOADS)
-    config = config_lib.base_config()
+    config = config_lib.base_config("vae" if name == "mlp_vae" else "autoencoder")
     config.loss = "bce"
     config.optimizer.name, config.optimizer.learning_rate, config.optimizer.schedule = "adam", 1e-3, "constant"
     if name == "mlp_ae":
@@ -53,21 +55,20 @@ def workload_config(name: str):
         config.model.kernel_size, config.model.latent_dim, config.model.upsample = 3, 16, "transpose"
         config.train.batch_size = 128
     else:
-        config.task = "vae"
         config.model.hidden, config.model.latent_dim, config.train.batch_size = (512, 256), 20, 128
-    return config
+    config.train.cpu_ynn_dots = cpu_ynn_dots
+    return config_lib.resolve(config)
 
 
-def workload_state(workload: str, seed: int = 0):
-    """(config, task, model, graphdef, state): a workload's model and Adam, split as the trainer splits them."""
-    from aelab.train import init_model_and_optimizer
-
-    config = workload_config(workload)
-    task = tasks.get_task(config)
+def workload_state(workload: str, seed: int = 0, cpu_ynn_dots: bool | None = None):
+    """(config, task, policy, graphdef, state): a workload's model and Adam, split as the trainer
+    splits them, and the compile policy the trainer would compile them with."""
+    config = workload_config(workload, cpu_ynn_dots)
+    task = tasks.get_task(config, CompilePolicy.for_config(config))
     tx = optim.make_optimizer(config.optimizer, NUM_STEPS)
-    model, optimizer = init_model_and_optimizer(task, (28, 28, 1), tx, jax.random.key(seed))
+    model, optimizer = steps.init_model_and_optimizer(task, (28, 28, 1), tx, jax.random.key(seed))
     graphdef, state = nnx.split((model, optimizer))
-    return config, task, model, graphdef, state
+    return config, task, task.policy.with_model(model), graphdef, state
 
 
 def forward_and_loss_fn(graphdef: nnx.GraphDef, task):
@@ -108,10 +109,11 @@ def timed(step, count: int, batch_size: int, warmup: int, min_seconds: float) ->
             "steps": steps, "seconds": total}
 
 
-def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, ynn_dots: bool = False) -> float:
-    """float32 matmul throughput of this machine's default device (GFLOP/s)."""
+def matmul_peak_gflops(policy: CompilePolicy, size: int = 2048, seconds: float = 2.0) -> float:
+    """float32 matmul throughput of this machine's default device (GFLOP/s), with the matmul
+    library of `policy`'s train programs."""
     a = jnp.ones((size, size), jnp.float32)
-    f = compiler.jit(lambda x: x @ a, ynn_dots=ynn_dots)
+    f = policy.jit(lambda x: x @ a, program="train")
     result = timed(lambda i: f(a), 1, 1, 3, seconds)
     return 2.0 * size ** 3 * result["examples_per_s"] / 1e9
 
@@ -119,13 +121,8 @@ def matmul_peak_gflops(size: int = 2048, seconds: float = 2.0, ynn_dots: bool = 
 def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int = 0,
           ynn_dots: bool | None = None) -> dict:
     """`ynn_dots`: CPU matmul library, as `train.cpu_ynn_dots` (None: the trainer's rule)."""
-    from aelab.train import (make_eval_step, make_indexed_train_steps, make_train_step, steps_per_dispatch,
-                             train_ynn_dots)
-
-    config, task, model, graphdef, state = workload_state(workload, seed)
-    train_ynn = train_ynn_dots(ynn_dots, model)
-    eval_ynn = compiler.ynn_dots_for(ynn_dots, "evaluate")
-    batch_size, per_dispatch = config.train.batch_size, steps_per_dispatch(config.train.steps_per_dispatch, model)
+    config, task, policy, graphdef, state = workload_state(workload, seed, ynn_dots)
+    batch_size, per_dispatch = config.train.batch_size, policy.steps_per_dispatch(config.train.steps_per_dispatch)
     train_images = synthetic_mnist(N_TRAIN, seed)
     batches = [jax.device_put({"image": train_images[i:i + batch_size]})
                for i in range(0, N_TRAIN - batch_size + 1, batch_size)]
@@ -142,10 +139,10 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
 
     start = time.perf_counter()
     logging = {"log_every": config.train.log_every, "num_steps": NUM_STEPS}  # the trainer's grad_norm cadence
-    compiled = make_indexed_train_steps(graphdef, task, per_dispatch, ynn_dots=train_ynn, **logging).lower(
+    compiled = steps.make_indexed_train_steps(graphdef, task, policy, per_dispatch, **logging).lower(
         state, device_data, index_blocks[0], per_dispatch, rng).compile()
     compile_s = time.perf_counter() - start
-    single = make_train_step(graphdef, task, ynn_dots=train_ynn, **logging).lower(state, batches[0], rng).compile()
+    single = steps.make_train_step(graphdef, task, policy, **logging).lower(state, batches[0], rng).compile()
     cost = single.cost_analysis()  # one step's (a loop's count is unknown to the cost analysis)
     cost = cost[0] if isinstance(cost, (list, tuple)) else cost
     flops = float(cost.get("flops", 0.0)) if cost else 0.0
@@ -166,19 +163,18 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     single_result = timed(train_single, len(batches), batch_size, warmup, max(min_seconds * 0.6, 1.0))
     eval_state = holder["state"]
 
-    forward_and_loss = compiler.jit(forward_and_loss_fn(graphdef, task), ynn_dots=eval_ynn)
+    forward_and_loss = policy.jit(forward_and_loss_fn(graphdef, task), program="evaluate")
     eval_seconds = max(min_seconds * 0.6, 1.0)
     eval_result = timed(lambda i: forward_and_loss(eval_state, eval_batches[i % len(eval_batches)], rng),
                         len(eval_batches), EVAL_BATCH, 3, eval_seconds)
-    eval_step = make_eval_step(graphdef, task, ynn_dots=eval_ynn)
+    eval_step = steps.make_eval_step(graphdef, task, policy)
     metrics_result = timed(lambda i: eval_step(eval_state, eval_batches[i % len(eval_batches)], rng),
                            len(eval_batches), EVAL_BATCH, 3, eval_seconds)
-    peak = matmul_peak_gflops(ynn_dots=train_ynn)  # with the train step's matmul library
+    peak = matmul_peak_gflops(policy)  # with the train step's matmul library
     achieved = flops * train_result["examples_per_s"] / batch_size / 1e9
     return {"workload": workload, "framework": "aelab (jax " + jax.__version__ + ")",
             "backend": jax.default_backend(), "devices": jax.device_count(), "batch_size": batch_size,
-            "compiler_options": {"train": compiler.compiler_options(train_ynn),
-                                 "eval": compiler.compiler_options(eval_ynn)},
+            "compiler_options": {"train": policy.options("train"), "eval": policy.options("evaluate")},
             "train_examples_per_s": round(train_result["examples_per_s"], 1),
             "train_median_chunk_examples_per_s": round(train_result["median_chunk_examples_per_s"], 1),
             "steps_per_dispatch": per_dispatch,

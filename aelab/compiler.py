@@ -1,65 +1,120 @@
-"""`jit`: jax.jit with aelab's per-backend XLA compiler options.
+"""The compile policy: every choice that exists only for speed on one backend, in one object.
 
-jax 0.10's CPU backend hands matrix multiplications to YNNPACK by default. On the
-2-core x86-64 machine of README's speed table, XLA's own (Eigen) matmuls made
-evaluation 5-55% faster and the conv_ae train step 30% faster, while the train
-steps of models without convolutions ran 3-7% faster with YNNPACK (mlp_ae,
-mlp_vae, the Transformer and the RNN translators; `experiments/speed/compare.py
---also=--nocpu_ynn_dots` and in-process A/Bs), and so did their autoregressive
-decoders (less time: Transformer greedy 13%, beam 4 4-6%; RNN greedy 7%, beam 4
-3-5%; the conv captioner's beam took 2-3% more; `experiments/speed/decode_matmuls.py`).
-So aelab keeps XLA's default in those programs and turns the YNNPACK dot fusion
-off for every other program it compiles on CPU (`ynn_dots_for`), each through its
-own compiler options (nothing process-wide: a user's other jax code keeps XLA's
-defaults). The config's `train.cpu_ynn_dots` (True / False) overrides the rule.
-Other backends get no options.
+A `CompilePolicy` is built once per run from the backend and the config
+(`CompilePolicy.for_config`). Core code asks it, and nothing else looks at the
+backend, so a trick for one backend cannot leak into another: on GPU and TPU
+every method below answers "XLA's default". On XLA:CPU it chooses
+
+- the matmul library per program (`options`): YNNPACK, XLA's default, in the
+  train steps and decoders of models without convolutions; XLA's Eigen
+  matmuls everywhere else; `train.cpu_ynn_dots` True / False overrides it;
+- steps per dispatch (`steps_per_dispatch`): one for models with
+  convolutions, whose gradients run far slower inside a device loop there;
+- update ordering (`order_updates`): each dense kernel's update waits for
+  the whole backward pass, so XLA updates donated kernels in place instead of
+  copying them first;
+- sub-pixel transposed convolutions (`subpixel_transpose`) in conv decoders;
+- the softplus of the Bernoulli loss (`softplus`): an exp-and-series form
+  instead of XLA:CPU's slow log expansion.
+
+Why each pays, with the figures: experiments/speed/README.md.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Callable
 
 import jax
+import ml_collections
 from flax import nnx
 
 NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
-
-
-PROGRAMS = ("train", "evaluate", "decode")
-
-
-def ynn_dots_for(requested: bool | None, program: str, has_convolutions: bool = False) -> bool:
-    """Whether a program (one of PROGRAMS) uses YNNPACK dots on CPU: `requested`
-    (train.cpu_ynn_dots) when set, else train steps and decoders of models without convolutions."""
-    if program not in PROGRAMS:
-        raise ValueError(f"program={program!r}; known: {', '.join(PROGRAMS)}")
-    if requested is not None:
-        return requested
-    return program in ("train", "decode") and not has_convolutions
+PROGRAMS = ("train", "evaluate", "decode", "other")
 
 
 def has_convolutions(model: nnx.Module) -> bool:
-    """Whether an nnx model holds a convolution (the matmul library rule above depends on it)."""
+    """Whether an nnx model holds a convolution (several CPU choices depend on it)."""
     return any(isinstance(m, (nnx.Conv, nnx.ConvTranspose)) for _, m in nnx.iter_modules(model))
 
 
-def compiler_options(ynn_dots: bool = False) -> dict[str, str] | None:
-    """The options aelab compiles with on the current default backend."""
-    if jax.default_backend() == "cpu" and not ynn_dots:
-        return dict(NO_YNN_DOTS)
-    return None
+@dataclasses.dataclass(frozen=True)
+class CompilePolicy:
+    """Backend-specific compilation choices. `backend` is jax's platform name ("cpu", "gpu",
+    "tpu"); `cpu_ynn_dots` is train.cpu_ynn_dots (None: the rule above); `convolutions`
+    whether the run's model has any (`with_model`)."""
+
+    backend: str
+    cpu_ynn_dots: bool | None = None
+    convolutions: bool = False
+
+    @classmethod
+    def for_config(cls, config: ml_collections.ConfigDict | None = None) -> "CompilePolicy":
+        """The policy of a run of `config` on this process's default backend."""
+        requested = config.train.cpu_ynn_dots if config is not None else None
+        return cls(jax.default_backend(), requested)
+
+    def with_model(self, model: nnx.Module) -> "CompilePolicy":
+        """This policy for the programs of `model` (some choices depend on its convolutions)."""
+        return dataclasses.replace(self, convolutions=has_convolutions(model))
+
+    @property
+    def cpu(self) -> bool:
+        return self.backend == "cpu"
+
+    def ynn_dots(self, program: str) -> bool:
+        """Whether `program` (one of PROGRAMS) uses YNNPACK matmuls on CPU."""
+        if program not in PROGRAMS:
+            raise ValueError(f"program={program!r}; known: {', '.join(PROGRAMS)}")
+        if self.cpu_ynn_dots is not None:
+            return self.cpu_ynn_dots
+        return program in ("train", "decode") and not self.convolutions
+
+    def options(self, program: str) -> dict[str, str] | None:
+        """The XLA compiler options of `program`; None (XLA's defaults) off CPU."""
+        if self.cpu and not self.ynn_dots(program):
+            return dict(NO_YNN_DOTS)
+        return None
+
+    def jit(self, fun: Callable | None = None, *, program: str = "other", **jit_kwargs) -> Callable:
+        """`jax.jit(fun, **jit_kwargs)` compiled with `options(program)`; a decorator too."""
+        if fun is None:
+            return lambda f: self.jit(f, program=program, **jit_kwargs)
+        return jax.jit(fun, compiler_options=self.options(program), **jit_kwargs)
+
+    def jit_model(self, fun: Callable, model: nnx.Module, program: str = "other") -> Callable:
+        """`call(*args) = fun(model, *args)`, one program compiled with this policy (not op by op,
+        as an eager call of the model runs) and reused for every argument shape seen."""
+        graphdef, state = nnx.split(model)
+        compiled = self.with_model(model).jit(lambda state, *args: fun(nnx.merge(graphdef, state), *args),
+                                              program=program)
+        return lambda *args: compiled(state, *args)
+
+    def steps_per_dispatch(self, requested: int) -> int:
+        """`train.steps_per_dispatch`, but 1 on CPU for a model with convolutions."""
+        return 1 if self.cpu and self.convolutions else requested
+
+    @property
+    def order_updates(self) -> bool:
+        """Whether the train step makes dense kernels' updates wait for the whole backward pass
+        (`optim.after_whole_backward`)."""
+        return self.cpu
+
+    @property
+    def subpixel_transpose(self) -> bool:
+        """Whether conv decoders compute stride-2 3x3 transposed convolutions (into 8 or more
+        channels) as a convolution and depth-to-space (`models.conv`)."""
+        return self.cpu
+
+    @property
+    def softplus(self) -> Callable[[jax.Array], jax.Array]:
+        """The softplus of the Bernoulli loss: `losses.softplus_series` on CPU, else jax's."""
+        from aelab import losses
+
+        return losses.softplus_series if self.cpu else jax.nn.softplus
 
 
-def jit(fun: Callable | None = None, *, ynn_dots: bool = False, **jit_kwargs) -> Callable:
-    """`jax.jit(fun, **jit_kwargs)` compiled with `compiler_options(ynn_dots)`; a decorator too."""
-    if fun is None:
-        return lambda f: jit(f, ynn_dots=ynn_dots, **jit_kwargs)
-    return jax.jit(fun, compiler_options=compiler_options(ynn_dots), **jit_kwargs)
-
-
-def jit_model(fun: Callable, model: nnx.Module, ynn_dots: bool = False) -> Callable:
-    """`call(*args) = fun(model, *args)`, one program compiled with `jit`'s options (not op by
-    op, as an eager call of the model runs) and reused for every argument shape seen."""
-    graphdef, state = nnx.split(model)
-    compiled = jit(lambda state, *args: fun(nnx.merge(graphdef, state), *args), ynn_dots=ynn_dots)
-    return lambda *args: compiled(state, *args)
+def jit(fun: Callable | None = None, **jit_kwargs) -> Callable:
+    """`jax.jit` with the default policy of this backend, for code outside a run (tests, tools):
+    XLA's Eigen matmuls on CPU, XLA's defaults elsewhere."""
+    return CompilePolicy.for_config().jit(fun, **jit_kwargs)

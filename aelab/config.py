@@ -1,8 +1,10 @@
-"""Config helpers: the base config every experiment overrides, `parse_arg`, and validation.
+"""Config helpers: the base config every experiment overrides, `parse_arg`, resolution, validation.
 
 Configs live in `configs/*.py` as `get_config(arg) -> ConfigDict`; they start
-from `base_config()` so every key exists (ml-collections rejects overrides of
-unknown keys and of the wrong type).
+from `base_config()`, which holds every task's keys, so any override is
+type-checked (ml-collections rejects unknown keys and wrong types). A run
+keeps only what its task reads (`resolve`): `config.json` holds the common
+keys (`common_config`) and those its task contributes (`Task.config_defaults`).
 """
 
 from __future__ import annotations
@@ -15,16 +17,15 @@ import ml_collections
 from aelab.errors import UsageError, choose
 
 
-def base_config() -> ml_collections.ConfigDict:
-    """Every key aelab reads, with defaults. Experiments override what they need."""
+def common_config() -> ml_collections.ConfigDict:
+    """The keys every task reads, with defaults; each task adds its own (`Task.config_defaults`)."""
     config = ml_collections.ConfigDict()
     config.seed = 0
     config.task = "autoencoder"
-    config.loss = "bce"  # reconstruction: bce (on logits) | mse | l1; segmentation: see below
+    config.loss = ""  # each task's default: bce (autoencoders), cross_entropy (the others)
 
     config.data = ml_collections.ConfigDict()
-    config.data.name = "digits"  # digits | idx:DIR | npz:FILE | csv:FILE | images:DIR | a TFDS name
-    # (segmentation: segfolder:DIR | scenes:NAME | a TFDS name with data.mask_key)
+    config.data.name = "digits"  # digits | idx:DIR | npz:FILE | csv:FILE | images:DIR | a TFDS name | ...
     config.data.data_dir = ""  # TFDS data_dir; "" = TFDS's default
     config.data.download = True  # TFDS: download and prepare if missing
     config.data.label_column = ""  # csv: header name or 0-based index of the labels; "" = none
@@ -33,106 +34,9 @@ def base_config() -> ml_collections.ConfigDict:
     config.data.val_fraction = 0.1  # carved from train when the data set has no validation split
     config.data.test_fraction = 0.2  # carved from train when it has no test split
     config.data.split_seed = 0  # fixes the carved splits independently of `seed`
-    config.data.normal_classes = ()  # one-class protocol: train/val keep only these labels
-    # Segmentation data.
-    config.data.image_size = 0  # resize images (bilinear) and masks (nearest) to this square; 0 = keep
-    config.data.mask_key = ""  # TFDS feature of the per-pixel masks ("segmentation_mask"); "" = none
-    config.data.mask_offset = 0  # subtracted from TFDS mask values (oxford_iiit_pet's start at 1)
-    config.data.reverse = False  # textpairs: translate the second column into the first
-    config.data.source_key = ""  # TFDS translation sets: the source and target features ("es", "en")
-    config.data.target_key = ""
-    config.data.captions_key = ""  # TFDS captioning sets: the feature whose "text" holds the captions
-    config.data.scenes = ml_collections.ConfigDict()  # scenes:NAME, generated from NAME's digits
-    config.data.scenes.canvas = 64  # canvas side in pixels
-    config.data.scenes.min_digits = 1
-    config.data.scenes.max_digits = 3
-    config.data.scenes.num_train = 10000  # scenes from train digits (validation is carved from them)
-    config.data.scenes.num_test = 2000  # scenes from test digits
-    config.data.scenes.ink_threshold = 0.5  # a digit's pixels at least this bright carry its class
-    config.data.scenes.language = "en"  # digitcaptions: en | es
 
     config.model = ml_collections.ConfigDict()
-    config.model.arch = "mlp"  # mlp | conv
-    config.model.latent_dim = 16
-    config.model.activation = "relu"
-    config.model.hidden = (256, 128)  # mlp: encoder widths, mirrored in the decoder
-    config.model.channels = (32, 64)  # conv: channels per layer
-    config.model.strides = (2, 2)  # conv: one stride per layer
-    config.model.kernel_size = 3
-    config.model.upsample = "transpose"  # conv decoder: transpose | resize
-    config.model.code_activation = "none"  # autoencoder code: none | sigmoid | relu
-    # Segmentation (arch unet): a U-Net, or with skips=False the same encoder-decoder without skips.
-    config.model.num_classes = 2
-    config.model.depth = 3  # poolings; level i has width * 2**i channels
-    config.model.width = 16
-    config.model.skips = True
-    config.model.norm = "none"  # none | group (GroupNorm after every convolution)
-    # Translation (arch rnn | transformer).
-    config.model.embed_dim = 256  # token embeddings; the Transformer's model width
-    config.model.hidden_dim = 512  # rnn: GRU/LSTM state size
-    config.model.num_layers = 3  # transformer: layers of encoder and of decoder; rnn: encoder layers
-    config.model.num_heads = 4  # transformer
-    config.model.mlp_dim = 1024  # transformer: feed-forward width
-    config.model.dropout = 0.1
-    config.model.cell = "gru"  # rnn: gru | lstm
-    config.model.attention = "additive"  # rnn: additive (Bahdanau) | dot (Luong, scaled)
-    config.model.positions = "sinusoidal"  # transformer: sinusoidal | learned
-    config.model.share_embeddings = True  # one embedding for source, target (and the transformer's output)
-
-    # Denoising: corrupt the input only, reconstruct the clean image (any task).
-    config.corruption = ml_collections.ConfigDict()
-    config.corruption.kind = "none"  # none | gaussian | mask | salt_and_pepper
-    config.corruption.level = 0.0  # gaussian: sigma; mask, salt_and_pepper: fraction of pixels
-    config.corruption.train_only = False  # True: noise as a regularizer; evaluation sees clean inputs
-
-    # Penalties of the plain autoencoder (weights; 0 = off).
-    config.penalty = ml_collections.ConfigDict()
-    config.penalty.l1 = 0.0  # sparse AE: l1 * sum|z| per example
-    config.penalty.kl_sparsity = 0.0  # sparse AE: weight of sum_j KL(rho || mean activation_j)
-    config.penalty.rho = 0.05  # target mean activation (needs model.code_activation=sigmoid)
-    config.penalty.contractive = 0.0  # contractive AE: weight of ||d code / d x||_F^2
-
-    # Segmentation: loss is cross_entropy | dice | cross_entropy+dice.
-    config.segmentation = ml_collections.ConfigDict()
-    config.segmentation.ignore_index = -1  # mask value of unlabelled pixels (out of loss and metrics)
-    config.segmentation.class_weights = ()  # one positive weight per class; () = all 1
-    # Training-time augmentation, identical for an image and its mask (segmentation).
-    config.augment = ml_collections.ConfigDict()
-    config.augment.hflip = False
-    config.augment.vflip = False
-    config.augment.crop = 0  # random crop x crop windows; 0 = whole images
-
-    # Text (task=translation).
-    config.text = ml_collections.ConfigDict()
-    config.text.vocab_size = 8000  # SentencePiece vocabulary, shared by both languages
-    config.text.tokenizer = "unigram"  # unigram | bpe
-    config.text.max_length = 48  # tokens per side, EOS included; longer pairs are skipped and counted
-    config.text.buckets = (12, 24)  # training batches cut to these lengths (and max_length); () = none
-    config.text.label_smoothing = 0.1
-    config.decode = ml_collections.ConfigDict()
-    config.decode.beam_size = 4  # final test translations; 1 = greedy
-    config.decode.length_penalty = 0.6  # alpha of ((5 + length) / 6) ** alpha
-    config.decode.eval_examples = 500  # validation pairs decoded (greedy) at each evaluation; 0 = none
-
-    config.vae = ml_collections.ConfigDict()
-    config.vae.beta = 1.0  # weight of the KL term (beta-VAE)
-    config.vae.kl_warmup_steps = 0  # linear KL annealing from 0 to beta over these steps
-    config.vae.free_bits = 0.0  # nats per latent dimension below which KL is not penalized
-    config.vae.sigma = 0.1  # loss=mse: the Gaussian likelihood's fixed pixel standard deviation
-    config.vae.binarize = False  # dynamic binarization of training inputs; eval splits fixed once
-    config.vae.iw_samples = 1000  # k of the importance-sampled NLL bound (final evaluation)
-    config.vae.iw_chunk = 100  # samples per chunk, so memory stays bounded
-
-    config.vq = ml_collections.ConfigDict()
-    config.vq.codebook_size = 64
-    config.vq.embedding_dim = 4  # the code is split into latent_dim / embedding_dim tokens
-    config.vq.commitment = 0.25  # beta of the commitment loss
-
-    # `aelab anomaly`: which per-example score flags anomalies, and the false-positive
-    # rate on (normal) validation data that sets the threshold.
-    config.anomaly = ml_collections.ConfigDict()
-    config.anomaly.score = ""  # "" = neg_elbo for a VAE, else the reconstruction loss
-    config.anomaly.target_fpr = 0.05
+    config.model.arch = ""  # each task's default and choices
 
     config.optimizer = ml_collections.ConfigDict()
     config.optimizer.name = "adam"  # adam | adamw | sgd
@@ -175,6 +79,67 @@ def base_config() -> ml_collections.ConfigDict:
     return config
 
 
+def _task_defaults(task: str) -> dict:
+    # The registry lives with the tasks, which contribute their keys; imported here, on use.
+    from aelab.tasks import TASKS
+
+    choose("task", task, TASKS)
+    return TASKS[task].config_defaults()
+
+
+def _merge(config: ml_collections.ConfigDict, defaults: dict) -> None:
+    """Adds `defaults` (a nested dict) to `config`, replacing values it already holds."""
+    for key, value in defaults.items():
+        if isinstance(value, dict):
+            if key not in config:
+                config[key] = ml_collections.ConfigDict()
+            _merge(config[key], value)
+        else:
+            config[key] = value
+
+
+def base_config(task: str = "autoencoder") -> ml_collections.ConfigDict:
+    """Every key of every task, with `task`'s defaults where tasks share a key (loss, model.arch):
+    experiments start from it, and an override may set any key. A run keeps only the keys its
+    task reads (`resolve`)."""
+    from aelab.tasks import TASKS
+
+    config = common_config()
+    for name in TASKS:
+        if name != task:
+            _merge(config, _task_defaults(name))
+    _merge(config, _task_defaults(task))
+    config.task = task
+    return config
+
+
+def resolve(config: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    """The config a run of `config.task` reads: the common keys and its task's, with `config`'s
+    values (its task's defaults where `config` lacks a key), without other tasks' keys."""
+    return resolve_values(config.task, config.to_dict())
+
+
+def resolve_values(task: str, values: dict) -> ml_collections.ConfigDict:
+    """The resolved config of `task` holding `values` (a nested dict) where it has their keys."""
+    resolved = common_config()
+    _merge(resolved, _task_defaults(task))
+    _copy_known(resolved, values)
+    resolved.task = task
+    return resolved
+
+
+def _copy_known(config: ml_collections.ConfigDict, values: dict) -> None:
+    """Sets the keys of `values` that `config` has (recursively); the others are ignored."""
+    for key, value in values.items():
+        if key not in config:
+            continue
+        if isinstance(config[key], ml_collections.ConfigDict):
+            if isinstance(value, dict):
+                _copy_known(config[key], value)
+        else:
+            config[key] = tuple(value) if isinstance(value, list) else value
+
+
 def lookup(config: ml_collections.ConfigDict, key: str, label: str):
     """The value at dotted `key`; a UsageError starting with `label` lists the keys where it fails."""
     node, parts = config, key.split(".")
@@ -208,10 +173,9 @@ def from_file(path, arg: str | None = None) -> ml_collections.ConfigDict:
 
 
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
-    """A config.json written by any aelab version, completed with today's defaults for newer keys."""
-    config = base_config()
-    config.update(saved)
-    return config
+    """A config.json written by any aelab version, resolved: keys added since take their
+    defaults, keys its task does not read (older versions wrote every task's) are dropped."""
+    return resolve_values(saved.get("task", "autoencoder"), saved)
 
 
 # Sizes that suit each shipped data set; experiment configs start from one.
@@ -227,7 +191,7 @@ def preset(name: str) -> ml_collections.ConfigDict:
     """`base_config()` sized for a shipped data set ("digits" or "mnist")."""
     choose("preset", name, PRESETS)
     p = PRESETS[name]
-    config = base_config()
+    config = base_config("autoencoder")
     config.data.name = p["name"]
     config.model.hidden = p["hidden"]
     config.model.latent_dim = p["latent_dim"]
@@ -282,31 +246,25 @@ SCHEDULES = ("constant", "cosine", "warmup_cosine")
 OPTIMIZERS = ("adam", "adamw", "sgd")
 
 
+def positive(key: str, value) -> None:
+    """Raises a UsageError unless `value` > 0."""
+    if value <= 0:
+        raise UsageError(f"{key}={value} must be > 0")
+
+
 def validate(config: ml_collections.ConfigDict) -> None:
-    """Checks values that types alone cannot; raises a one-line UsageError.
-
-    Names of registries (models, losses, activations, data) are checked by the
-    registries themselves when the run is built, still before anything is written.
-    """
-    def positive(key: str, value) -> None:
-        if value <= 0:
-            raise UsageError(f"{key}={value} must be > 0")
-
+    """Checks the common keys' values that types alone cannot, and that no number is NaN or
+    infinite; raises a one-line UsageError. Each task checks its own keys when constructed,
+    registries their names, still before anything is written."""
     for key, value in flatten(config.to_dict()):
         numbers = value if isinstance(value, (list, tuple)) else [value]
         if any(isinstance(v, float) and not math.isfinite(v) for v in numbers):
             raise UsageError(f"{key}={value} must be a finite number")
-    model, train, opt = config.model, config.train, config.optimizer
-    positive("model.latent_dim", model.latent_dim)
+    train, opt = config.train, config.optimizer
     for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
                 "checkpoint_every", "keep_checkpoints", "max_consecutive_nonfinite", "steps_per_dispatch"):
         positive(f"train.{key}", train[key])
     positive("optimizer.learning_rate", opt.learning_rate)
-    positive("model.kernel_size", model.kernel_size)
-    for key in ("hidden", "channels", "strides"):
-        for v in model[key]:
-            if not isinstance(v, int) or v <= 0:
-                raise UsageError(f"model.{key}={tuple(model[key])} must hold positive integers")
     choose("optimizer.name", opt.name, OPTIMIZERS)
     choose("optimizer.schedule", opt.schedule, SCHEDULES)
     choose("train.compute_dtype", train.compute_dtype, ("float32", "bfloat16"))
@@ -317,10 +275,6 @@ def validate(config: ml_collections.ConfigDict) -> None:
     for key in ("val_fraction", "test_fraction"):
         if not 0.0 < config.data[key] < 1.0:
             raise UsageError(f"data.{key}={config.data[key]} must lie strictly between 0 and 1")
-    if not 0.0 < config.anomaly.target_fpr < 1.0:
-        raise UsageError(f"anomaly.target_fpr={config.anomaly.target_fpr} must lie strictly between 0 and 1")
-    if config.data.image_size < 0:
-        raise UsageError(f"data.image_size={config.data.image_size} must be >= 0 (0 = keep the size)")
     if not config.data.name:
         raise UsageError("data.name is empty; accepted: digits, idx:DIR, npz:FILE, csv:FILE, "
                          "images:DIR or a TFDS name")

@@ -2,8 +2,9 @@
 
 `UsageError` is bad input (config, data, paths): exit code 2, raised before
 anything is written to a workdir. `WriteError` is a run that could not write
-its files (a full disk, a read-only file system): exit code 1, with the last
-good checkpoint named and nothing half-written left behind.
+its files (a full disk, a read-only file system), `NonFiniteError` training
+that diverged: exit code 1, with the last good checkpoint named and nothing
+half-written left behind.
 """
 
 from __future__ import annotations
@@ -17,6 +18,22 @@ class UsageError(ValueError):
 
 class WriteError(RuntimeError):
     """The run could not write a file of its workdir; what was written before is intact."""
+
+
+class NonFiniteError(RuntimeError):
+    """Training produced a non-finite metric; the checkpoints written before it are kept."""
+
+    def __init__(self, step: int, metric: str, value: float):
+        super().__init__(step, metric, value)
+        self.step, self.metric, self.value = step, metric, value
+        self.last_checkpoint: int | None = None  # set by the loop, which knows its checkpoints
+
+    def __str__(self) -> str:
+        kept = (f"the last good checkpoint (step {self.last_checkpoint}) is kept"
+                if self.last_checkpoint else "no checkpoint had been written")
+        return (f"non-finite {self.metric}={self.value} at step {self.step}; training stopped and {kept}. "
+                "Lower optimizer.learning_rate or set optimizer.grad_clip_norm, or start a new --workdir "
+                "with train.skip_nonfinite=True to skip such steps")
 
 
 def choose(kind: str, name: str, known) -> None:

@@ -1,45 +1,36 @@
-"""Metrics and baselines: PCA at the same latent size (autoencoders); IoU, Dice and the
-majority-class baseline (segmentation)."""
+"""Evaluation: a split's metrics as means over all of its examples, and split-level scores.
+
+`evaluate_split` runs a compiled evaluation step over fixed-shape, masked
+batches and lets the task summarize the means; confusion-matrix scores
+(`segmentation_scores`) are computed from counts accumulated over the whole
+split, never averaged per batch.
+"""
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+import jax
+import jax.numpy as jnp
 import numpy as np
 
-from aelab.data.splits import Split
-
-if TYPE_CHECKING:
-    from sklearn.decomposition import PCA
+from aelab import data, parallel
 
 
-def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
-    """PCA of the flattened training images (components capped by the data's rank limits)."""
-    from sklearn.decomposition import PCA  # imported here: scikit-learn takes ~2 s to import
+def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng, task,
+                   mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
+    """Means over every example of `split` (padding masked out), summarized by the task.
 
-    x_train = train.images.reshape(len(train), -1)
-    return PCA(n_components=min(n_components, *x_train.shape), random_state=seed).fit(x_train)
-
-
-def pca_reconstruction(pca: PCA, images: np.ndarray) -> np.ndarray:
-    """`images` projected onto the PCA subspace and back, in their own shape."""
-    flat = images.reshape(len(images), -1)
-    return pca.inverse_transform(pca.transform(flat)).reshape(images.shape)
-
-
-def pca_errors(pca: PCA, images: np.ndarray) -> np.ndarray:
-    """Sum of squared reconstruction errors per image (the `recon_sse` unit)."""
-    return np.square(pca_reconstruction(pca, images) - images).reshape(len(images), -1).sum(axis=1)
-
-
-def pca_baseline(pca: PCA, test: Split) -> dict[str, float]:
-    """PCA's `recon_sse` (per example) and `mse` (per element) on `test`, in the contract's units."""
-    squared = pca_errors(pca, test.images)
-    return {
-        "recon_sse": float(squared.mean()),
-        "mse": float(squared.mean() / test.images[0].size),
-        "n_components": int(pca.n_components_),
-    }
+    Batch i draws its randomness from fold_in(rng, i): the same at every evaluation.
+    On a mesh, batches are sharded along its data axis.
+    """
+    totals = None
+    for i, batch in enumerate(data.eval_batches(split, batch_size)):
+        if mesh is not None:
+            batch = parallel.put_batch(batch, mesh)
+        sums = eval_step(state, batch, jax.random.fold_in(rng, i))
+        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
+    totals = jax.device_get(totals)
+    count = totals.pop("count")
+    return task.summarize({k: np.asarray(v) / count for k, v in totals.items()})
 
 
 def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
@@ -59,14 +50,3 @@ def segmentation_scores(confusion: np.ndarray) -> dict[str, float]:
               "dice": float(dice.mean()) if present.any() else 0.0}
     scores.update({f"iou_{k}": float(v) for k, v in zip(np.flatnonzero(present), iou)})
     return scores
-
-
-def majority_baseline(train_masks: np.ndarray, test_masks: np.ndarray, num_classes: int,
-                      ignore_index: int) -> dict[str, float]:
-    """Scores of predicting the most frequent training class at every pixel of `test`."""
-    labelled = lambda m: m[m != ignore_index]
-    majority = int(np.bincount(labelled(train_masks), minlength=num_classes).argmax())
-    true = np.bincount(labelled(test_masks), minlength=num_classes)[:num_classes]
-    confusion = np.zeros((num_classes, num_classes))
-    confusion[:, majority] = true
-    return {"class": majority, **segmentation_scores(confusion)}

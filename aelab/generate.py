@@ -7,9 +7,10 @@ import os
 import jax
 import numpy as np
 
-from aelab import compiler, plots
+from aelab import plots
+from aelab.models import VAE
 from aelab.errors import UsageError
-from aelab.train import load_trained
+from aelab.restore import load_trained
 from aelab.uses import uses_dir
 
 
@@ -20,12 +21,12 @@ def sample(workdir: str, num_samples: int, seed: int, out_dir: str | None = None
     Needs a generative model (task=vae): other autoencoders have no prior to sample.
     """
     run, model, step = load_trained(workdir)
-    if not hasattr(model, "sample"):
+    if not isinstance(model, VAE):
         raise UsageError(f"{workdir} holds task={run.config.task}, which has no prior to sample; "
                          "train with --config.task=vae")
     figures = uses_dir(workdir, out_dir)
-    samples = np.asarray(compiler.jit_model(lambda m, key: m.sample(num_samples, key), model)(jax.random.key(seed)))
+    samples = np.asarray(run.policy.jit_model(lambda m, key: m.sample(num_samples, key), model)(jax.random.key(seed)))
     paths = [os.path.join(figures, "samples.png"), os.path.join(figures, "interpolation.png")]
     plots.sample_grid(samples, paths[0], title=f"{num_samples} samples from the prior, step {step}")
-    plots.interpolation(model, run.dataset.test.images, paths[1])
+    plots.interpolation(model, run.dataset.test.images, paths[1], run.policy)
     return paths

@@ -7,6 +7,7 @@ example (Hinton & Salakhutdinov 2006's unit), `mse` the mean per element.
 
 from __future__ import annotations
 
+import functools
 from typing import Callable, NamedTuple
 
 import jax
@@ -19,13 +20,10 @@ from aelab.errors import choose
 def _sum_per_example(x: jax.Array) -> jax.Array:
     """Sum over each example's dimensions, as a matrix-vector product with ones.
 
-    Callers average these sums over the batch, and XLA:CPU merges that mean and a
-    `.sum(axis=1)` into one reduction of the whole batch, which its tree-reduction pass
-    splits into a few huge windows. The product keeps the per-example sums a separate
-    (Eigen) operation: the mlp_vae evaluation step got 7-13% faster and its train step
-    ~2% (both forms compiled in one process, alternated). HIGHEST precision keeps GPU/TPU
-    from summing in TF32/bfloat16; accumulation is float32, as `jnp.sum` does for
-    low-precision input.
+    Callers average these sums over the batch; XLA:CPU would merge a plain `.sum(axis=1)` and
+    that mean into one badly split reduction of the whole batch (experiments/speed/README.md).
+    HIGHEST precision keeps GPU/TPU from summing in TF32/bfloat16; accumulation is float32,
+    as `jnp.sum` does for low-precision input.
     """
     flat = x.reshape(x.shape[0], -1)
     ones = jnp.ones(flat.shape[1], flat.dtype)
@@ -34,20 +32,15 @@ def _sum_per_example(x: jax.Array) -> jax.Array:
 
 
 @jax.custom_jvp
-def softplus(z: jax.Array) -> jax.Array:
-    """log(1 + e^z), as max(z, 0) + log(1 + e) with e = e^-|z|, computed in at least float32
-    to float32 accuracy.
+def softplus_series(z: jax.Array) -> jax.Array:
+    """log(1 + e^z) without a log, to float32 accuracy: what the compile policy uses on CPU,
+    whose log expansion is slow (experiments/speed/README.md).
 
-    log(1 + e) = 2 atanh(s) with s = e / (2 + e) in (0, 1/3], summed as its odd series
-    to s^13 (the rest is about 1e-8): no log, whose XLA:CPU expansion (and log1p's, almost
-    twice as long) costs more than these few multiply-adds. One reciprocal,
-    1 / ((1 + e)(2 + e)), gives both s and the sigmoid. The result is within 5 float32
-    ulps of log(1 + e^z) for every z above -80 (a bare log(1 + e) reads 0 below -16.6).
-    Against log(1 + e): the bce loss of a 1000 x 784 batch takes 0.62-0.71 ms instead of
-    0.85-0.88 (experiments/speed/softplus_forms.py); evaluation +1-4% (mlp_ae) and +3-5%
-    (mlp_vae), training +1-2% and +3-7% (both forms compiled in one process, alternated;
-    two runs of 8 rounds). The derivative is set to the exact sigmoid(z) (1/2 at z = 0,
-    where the max and the |.| would give 0), sharing the exponential with the value.
+    max(z, 0) + log(1 + e) with e = e^-|z|, where log(1 + e) = 2 atanh(s), s = e / (2 + e) in
+    (0, 1/3], is summed as its odd series to s^13 (the rest is about 1e-8), computed in at
+    least float32. One reciprocal, 1 / ((1 + e)(2 + e)), gives both s and the sigmoid. Within
+    5 float32 ulps of log(1 + e^z) for every z above -80. The derivative is the exact
+    sigmoid(z) (1/2 at z = 0, where the max and the |.| would give 0).
     """
     return _softplus_and_sigmoid(z)[0]
 
@@ -67,20 +60,19 @@ def _softplus_and_sigmoid(z: jax.Array) -> tuple[jax.Array, jax.Array]:
     return value.astype(z.dtype), sigmoid.astype(z.dtype)
 
 
-@softplus.defjvp
+@softplus_series.defjvp
 def _softplus_jvp(primals, tangents):
     (z,), (dz,) = primals, tangents
     value, sigmoid = _softplus_and_sigmoid(z)
     return value, sigmoid * dz
 
 
-def bce_with_logits(logits: jax.Array, target: jax.Array) -> jax.Array:
-    """Bernoulli negative log-likelihood of `target` in [0, 1], nats per example.
+Softplus = Callable[[jax.Array], jax.Array]
 
-    Written as softplus(z) - x z: one exp and one reciprocal per pixel (see `softplus`). optax's
-    form, two log-sigmoids, costs twice that; inside the mlp_ae train step, which also
-    returns the loss value, it made the whole step ~20% slower on CPU.
-    """
+
+def bce_with_logits(logits: jax.Array, target: jax.Array, softplus: Softplus = softplus_series) -> jax.Array:
+    """Bernoulli negative log-likelihood of `target` in [0, 1], nats per example, written as
+    softplus(z) - x z: one softplus per pixel, where optax's form takes two log-sigmoids."""
     return _sum_per_example(softplus(logits) - target * logits)
 
 
@@ -99,27 +91,26 @@ class ReconLoss(NamedTuple):
 
     per_example: Callable[[jax.Array, jax.Array], jax.Array]
     link: Callable[[jax.Array], jax.Array]
+    name: str
 
 
 def _identity(x: jax.Array) -> jax.Array:
     return x
 
 
-RECON_LOSSES = {
-    "bce": ReconLoss(bce_with_logits, jax.nn.sigmoid),
-    "mse": ReconLoss(sse, _identity),
-    "l1": ReconLoss(l1, _identity),
-}
+RECON_LOSSES = ("bce", "mse", "l1")
 
 
-def recon_loss(name: str) -> ReconLoss:
+def recon_loss(name: str, softplus: Softplus = softplus_series) -> ReconLoss:
+    """The reconstruction loss `name` (`softplus`: the Bernoulli loss's, from the compile policy)."""
     choose("loss", name, RECON_LOSSES)
-    return RECON_LOSSES[name]
+    if name == "bce":
+        return ReconLoss(functools.partial(bce_with_logits, softplus=softplus), jax.nn.sigmoid, "bce")
+    return ReconLoss(sse if name == "mse" else l1, _identity, name)
 
 
-def recon_metrics(raw_output: jax.Array, target: jax.Array, loss_name: str) -> dict[str, jax.Array]:
+def recon_metrics(raw_output: jax.Array, target: jax.Array, loss: ReconLoss) -> dict[str, jax.Array]:
     """Per-example metrics of a reconstruction: `recon_sse`, `mse`, `l1` and (for bce) `bce`."""
-    loss = recon_loss(loss_name)
     prediction = loss.link(raw_output)
     squared = sse(prediction, target)
     metrics = {
@@ -127,8 +118,8 @@ def recon_metrics(raw_output: jax.Array, target: jax.Array, loss_name: str) -> d
         "mse": squared / (target.size // target.shape[0]),
         "l1": l1(prediction, target),
     }
-    if loss_name == "bce":
-        metrics["bce"] = bce_with_logits(raw_output, target)
+    if loss.name == "bce":
+        metrics["bce"] = loss.per_example(raw_output, target)
     return metrics
 
 

@@ -85,11 +85,14 @@ def curves(records: Iterable[Mapping], metric: str, path: str, ylabel: str,
     save(fig, path)
 
 
-def interpolation(model, images: np.ndarray, path: str, pairs: int = 4, steps: int = 10) -> None:
-    """Rows of `steps` images decoded along the line between the codes of two test images."""
+def interpolation(model, images: np.ndarray, path: str, policy: compiler.CompilePolicy | None = None,
+                  pairs: int = 4, steps: int = 10) -> None:
+    """Rows of `steps` images decoded along the line between the codes of two test images,
+    computed as one program compiled by `policy` (the run's; default: this backend's)."""
     count = min(pairs, len(images) // 2)
-    lines = compiler.jit_model(lambda m, a, b: jnp.stack([m.interpolate(a[i], b[i], steps) for i in range(count)]),
-                               model)(jnp.asarray(images[0:2 * count:2]), jnp.asarray(images[1:2 * count:2]))
+    policy = policy or compiler.CompilePolicy.for_config()
+    lines = policy.jit_model(lambda m, a, b: jnp.stack([m.interpolate(a[i], b[i], steps) for i in range(count)]),
+                             model)(jnp.asarray(images[0:2 * count:2]), jnp.asarray(images[1:2 * count:2]))
     image_rows(list(np.asarray(lines)), [f"pair {i}" for i in range(count)], path,
                title="interpolation between the codes of two test images")
 

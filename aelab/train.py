@@ -1,9 +1,10 @@
-"""The trainer: one pure, jit-compiled `train_step` and one loop for every task.
+"""The trainer: one loop for every task around the compiled steps of aelab.steps.
 
 `train_and_evaluate(config, workdir)` validates everything, then trains,
 evaluates, checkpoints and writes the workdir contract. Running it again on
 the same workdir resumes from the latest checkpoint; since data order and
 randomness are functions of (seed, step), a resumed run continues bit-exactly.
+`build(config)` is everything made from a config before anything is written.
 """
 
 from __future__ import annotations
@@ -15,33 +16,18 @@ import time
 from typing import Any, Callable
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
 import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from aelab import checkpoint, compiler, config as config_lib, data, optim, parallel, tasks
+from aelab import checkpoint, config as config_lib, data, optim, parallel, steps, tasks
 from aelab import workdir as wd
-from aelab.errors import UsageError
+from aelab.compiler import CompilePolicy
+from aelab.errors import NonFiniteError, UsageError
+from aelab.evaluate import evaluate_split
 from aelab.writer import MetricWriter, read_metrics
-
-
-class NonFiniteError(RuntimeError):
-    """Training produced a non-finite metric; the checkpoints written before it are kept."""
-
-    def __init__(self, step: int, metric: str, value: float):
-        super().__init__(step, metric, value)
-        self.step, self.metric, self.value = step, metric, value
-        self.last_checkpoint: int | None = None  # set by the loop, which knows its checkpoints
-
-    def __str__(self) -> str:
-        kept = (f"the last good checkpoint (step {self.last_checkpoint}) is kept"
-                if self.last_checkpoint else "no checkpoint had been written")
-        return (f"non-finite {self.metric}={self.value} at step {self.step}; training stopped and {kept}. "
-                "Lower optimizer.learning_rate or set optimizer.grad_clip_norm, or start a new --workdir "
-                "with train.skip_nonfinite=True to skip such steps")
 
 
 @dataclasses.dataclass
@@ -50,7 +36,8 @@ class Run:
 
     config: ml_collections.ConfigDict
     dataset: data.Dataset
-    task: Any
+    task: tasks.Task
+    policy: CompilePolicy  # for this run's model (aelab.compiler)
     graphdef: nnx.GraphDef
     state: nnx.State
     batches: data.TrainBatches
@@ -59,13 +46,15 @@ class Run:
     mesh: jax.sharding.Mesh
 
 
-def check_config(config: ml_collections.ConfigDict):
-    """Everything about a config that can be checked without reading its data: values, names
-    (task, model, loss, data prefix) and local data paths. Returns the task; raises UsageError."""
+def check_config(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, tasks.Task]:
+    """(the resolved config, its task): everything about a config that can be checked without
+    reading its data: values, names (task, model, loss, data prefix) and local data paths.
+    Raises UsageError."""
     config_lib.validate(config)
-    task = tasks.get_task(config)
-    data.check_name(config.data)
-    return task
+    resolved = config_lib.resolve(config)
+    task = tasks.get_task(resolved, CompilePolicy.for_config(resolved))
+    data.check_name(resolved.data)
+    return resolved, task
 
 
 def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
@@ -74,38 +63,25 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     A task's assets already in `workdir` (a tokenizer) are read, not rebuilt.
     Raises UsageError on any bad input; writes no file.
     """
-    task = check_config(config)
+    config, task = check_config(config)
     enable_compile_cache(config.train.compile_cache)
     mesh = parallel.make_mesh(config)
-    if workdir and hasattr(task, "load_assets"):
+    if workdir:
         task.load_assets(workdir)
     dataset = task.prepare(data.load(config.data))
-    batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed,
-                                getattr(task, "bucket_lengths", ()))
+    batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed, task.bucket_lengths)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
     if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
         tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
-    model, optimizer = init_model_and_optimizer(task, dataset.image_shape, tx, init_key)
+    model, optimizer = steps.init_model_and_optimizer(task, dataset.image_shape, tx, init_key)
     if config.train.early_stopping_patience:
         _check_metric(task, model, dataset, config.train.early_stopping_metric)
     graphdef, state = nnx.split((model, optimizer))
     # Replicated on the data mesh: a restore onto this target lands the same way.
     state, train_key, eval_key = parallel.put_replicated((state, train_key, eval_key), mesh)
-    return Run(config, dataset, task, graphdef, state, batches, train_key, eval_key, mesh)
-
-
-def init_model_and_optimizer(task, example_shape, tx: optax.GradientTransformation,
-                             key: jax.Array) -> tuple[nnx.Module, nnx.Optimizer]:
-    """The task's model, parameters drawn from `key`, and its optimizer, created in one compiled
-    program: the same bits as eagerly, where every initializer compiled a handful of tiny
-    programs, each too small for the persistent cache (configs/mnist_ae.py: 59 of them, 2.2 s
-    of every start; as one program 1.3 s cold, and cached)."""
-    def create(k):
-        model = task.build_model(example_shape, nnx.Rngs(params=k))
-        return model, nnx.Optimizer(model, tx, wrt=nnx.Param)
-
-    return nnx.jit(create)(key)
+    return Run(config, dataset, task, task.policy.with_model(model), graphdef, state, batches,
+               train_key, eval_key, mesh)
 
 
 def enable_compile_cache(directory: str) -> None:
@@ -127,112 +103,6 @@ def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
                          f"{type(task).__name__}; known: {', '.join(sorted(names))}")
 
 
-COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
-
-
-def in_compute_dtype(loss_fn: Callable, dtype) -> Callable:
-    """Mixed precision: `loss_fn` run on a copy of the model and batch cast to `dtype`, its
-    loss and metrics returned in float32. Gradients flow back through the cast, so they
-    (and the optimizer state and parameters) stay float32."""
-    if dtype == jnp.float32:
-        return loss_fn
-
-    def cast(tree):
-        return jax.tree.map(lambda x: x.astype(dtype) if jnp.issubdtype(x.dtype, jnp.floating) else x, tree)
-
-    def mixed(model, batch, rng, step):
-        graphdef, params, rest = nnx.split(model, nnx.Param, ...)
-        loss, metrics = loss_fn(nnx.merge(graphdef, cast(params), rest), cast(batch), rng, step)
-        return loss.astype(jnp.float32), jax.tree.map(lambda m: m.astype(jnp.float32), metrics)
-
-    return mixed
-
-
-def train_step_fn(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32", log_every: int = 1,
-                  num_steps: int = 0) -> Callable:
-    """The pure (state, batch, rng) -> (state, metrics) that `make_train_step` compiles.
-
-    The step's key is `fold_in(rng, step)`, so randomness depends only on the step.
-    `grad_norm` is computed only by the steps that end a log window (step count a multiple
-    of `log_every`, or `num_steps`); the others report 0 for it (`Window` logs the window's
-    last value). Every step computing it cost 5-9% of an MLP step on CPU.
-    """
-    loss_fn = in_compute_dtype(task.loss_fn, COMPUTE_DTYPES[compute_dtype])
-
-    def train_step(state, batch, rng):
-        model, optimizer = nnx.merge(graphdef, state)
-        step = optimizer.step[...]
-        (_, metrics), grads = nnx.value_and_grad(loss_fn, has_aux=True)(
-            model, batch, jax.random.fold_in(rng, step), step)
-        optimizer.update(model, optim.after_whole_backward(grads))
-        logged = ((step + 1) % log_every == 0) | (step + 1 == num_steps)
-        metrics["grad_norm"] = jax.lax.cond(logged, optim.global_norm,
-                                            lambda _: jnp.zeros((), jnp.float32), grads)
-        return nnx.state((model, optimizer)), metrics
-
-    return train_step
-
-
-def make_train_step(graphdef: nnx.GraphDef, task, compute_dtype: str = "float32",
-                    ynn_dots: bool = False, log_every: int = 1, num_steps: int = 0) -> Callable:
-    """`train_step_fn`, compiled once, state donated; `ynn_dots`: see `aelab.compiler`."""
-    return compiler.jit(train_step_fn(graphdef, task, compute_dtype, log_every, num_steps),
-                        donate_argnums=0, ynn_dots=ynn_dots)
-
-
-def make_indexed_train_steps(graphdef: nnx.GraphDef, task, max_steps: int, compute_dtype: str = "float32",
-                             ynn_dots: bool = False, log_every: int = 1, num_steps: int = 0) -> Callable:
-    """(state, data, indices (B, max_steps), count, rng) -> (state, metrics (max_steps,)): the
-    train step run `count` times in one dispatch (a loop on the device), step j on the batch
-    `data[indices[:, j]]`, gathered on the device from a training split that stays there.
-
-    The host sends only row indices, so on a CPU it copies no images while the device computes,
-    and Python's per-dispatch work is paid once per `count` steps. One compiled program serves
-    every count <= max_steps; metrics of steps past `count` are zeros. Each step's key is still
-    fold_in(rng, step), so how steps are grouped changes no number.
-    """
-    step = train_step_fn(graphdef, task, compute_dtype, log_every, num_steps)
-
-    @compiler.jit(donate_argnums=0, ynn_dots=ynn_dots)
-    def indexed_steps(state, data, indices, count, rng):
-        def one(j, state):
-            return step(state, jax.tree.map(lambda array: array[indices[:, j]], data), rng)
-
-        if max_steps == 1:  # no loop (see `steps_per_dispatch`)
-            state, metrics = one(0, state)
-            return state, jax.tree.map(lambda m: m[None], metrics)
-        shapes = jax.eval_shape(one, 0, state)[1]
-        history = jax.tree.map(lambda m: jnp.zeros((max_steps, *m.shape), m.dtype), shapes)
-
-        def body(j, carry):
-            state, history = carry
-            state, metrics = one(j, state)
-            return state, jax.tree.map(lambda h, m: h.at[j].set(m), history, metrics)
-
-        return jax.lax.fori_loop(0, count, body, (state, history))
-
-    return indexed_steps
-
-
-def train_ynn_dots(requested: bool | None, model: nnx.Module) -> bool:
-    """Whether the model's train step uses YNNPACK matmuls on CPU (`compiler.ynn_dots_for`)."""
-    return compiler.ynn_dots_for(requested, "train", compiler.has_convolutions(model))
-
-
-def train_step_options(t: ml_collections.ConfigDict, model: nnx.Module) -> dict:
-    """The keyword arguments the trainer's loop compiles its train step with (`train` config `t`)."""
-    return {"compute_dtype": t.compute_dtype, "ynn_dots": train_ynn_dots(t.cpu_ynn_dots, model),
-            "log_every": t.log_every, "num_steps": t.num_steps}
-
-
-def steps_per_dispatch(requested: int, model: nnx.Module) -> int:
-    """`train.steps_per_dispatch`, but 1 on CPU for a model with convolutions: XLA:CPU runs a
-    convolution's gradient inside a device loop some 60x slower than outside it (a 3x3
-    stride-2 convolution's gradient at batch 128: 3 ms alone, 198 ms an iteration in a
-    loop), so there every step is its own dispatch."""
-    return 1 if compiler.has_convolutions(model) and jax.default_backend() == "cpu" else requested
-
-
 def device_batches(run: Run, width: int) -> Callable[[int, int], tuple] | None:
     """`(step, count) -> (data, indices (B, width))` for `make_indexed_train_steps` when the training
     arrays fit in `train.device_data_mb` and batches are not bucketed (bucketing cuts them to
@@ -250,53 +120,17 @@ def device_batches(run: Run, width: int) -> Callable[[int, int], tuple] | None:
     return batches
 
 
-def make_eval_step(graphdef: nnx.GraphDef, task, final: bool = False, ynn_dots: bool = False) -> Callable:
-    """(state, batch, rng) -> masked sums over the batch of the task's per-example metrics, plus `count`.
-
-    `final` asks the task for its expensive metrics too (e.g. a VAE's importance-sampled NLL).
-    """
-    @compiler.jit(ynn_dots=ynn_dots)
-    def eval_step(state, batch, rng):
-        model, _ = nnx.merge(graphdef, state)
-        per_example = task.eval_metrics(model, batch, rng, final)
-        mask = batch["mask"]
-        sums = {k: jnp.tensordot(mask, v, axes=1) for k, v in per_example.items()}
-        sums["count"] = jnp.sum(mask)
-        return sums
-
-    return eval_step
-
-
 def evaluate_with_outputs(run: Run, eval_step, state, split_name: str, final: bool, step: int,
                           workdir: str, is_chief: bool) -> dict[str, float]:
-    """`evaluate_split`, plus the task's metrics of decoded outputs (BLEU) where it has them;
-    the chief writes those outputs to DIR/samples/<split>_<step>.txt."""
+    """`evaluate_split`, plus the task's metrics of decoded outputs (BLEU), whose outputs the
+    chief writes to DIR/samples/<split>_<step>.txt."""
     split = run.dataset.split(split_name)
     results = evaluate_split(eval_step, state, split, run.config.train.eval_batch_size,
                              run.eval_key, run.task, run.mesh)
-    if hasattr(run.task, "generation_metrics"):
-        model, _ = nnx.merge(run.graphdef, state)
-        samples = os.path.join(workdir, wd.SAMPLES, f"{split_name}_{step}.txt") if is_chief else None
-        results.update(run.task.generation_metrics(model, split, final, samples))
+    model, _ = nnx.merge(run.graphdef, state)
+    samples = os.path.join(workdir, wd.SAMPLES, f"{split_name}_{step}.txt") if is_chief else None
+    results.update(run.task.generation_metrics(model, split, final, samples))
     return results
-
-
-def evaluate_split(eval_step, state, split: data.Split, batch_size: int, rng, task,
-                   mesh: jax.sharding.Mesh | None = None) -> dict[str, float]:
-    """Means over every example of `split` (padding masked out), summarized by the task.
-
-    Batch i draws its randomness from fold_in(rng, i): the same at every evaluation.
-    On a mesh, batches are sharded along its data axis.
-    """
-    totals = None
-    for i, batch in enumerate(data.eval_batches(split, batch_size)):
-        if mesh is not None:
-            batch = parallel.put_batch(batch, mesh)
-        sums = eval_step(state, batch, jax.random.fold_in(rng, i))
-        totals = sums if totals is None else jax.tree.map(jnp.add, totals, sums)
-    totals = jax.device_get(totals)
-    count = totals.pop("count")
-    return task.summarize({k: np.asarray(v) / count for k, v in totals.items()})
 
 
 class Window:
@@ -403,8 +237,7 @@ def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, 
     if is_chief:
         wd.remove_stale_temporaries(workdir)
         wd.record_start(workdir, run.config.to_dict(), step, changes)
-        if hasattr(run.task, "save_assets"):
-            run.task.save_assets(workdir)
+        run.task.save_assets(workdir)
     try:
         return _loop(run, state, step, ckpt, workdir, should_stop, is_chief, started)
     except NonFiniteError as e:
@@ -417,19 +250,18 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     t = run.config.train
     first_step_s = None  # from the call to its first step's result: data, build, restore, compile
     writer = MetricWriter(workdir, step, t.num_steps, t.tensorboard, enabled=is_chief)
-    model = nnx.merge(run.graphdef, run.state)[0]
-    per_dispatch = steps_per_dispatch(t.steps_per_dispatch, model)
-    options = train_step_options(t, model)
+    per_dispatch = run.policy.steps_per_dispatch(t.steps_per_dispatch)
+    options = steps.train_step_options(t)
     on_device = device_batches(run, per_dispatch)
     if on_device:
-        indexed_steps = make_indexed_train_steps(run.graphdef, run.task, per_dispatch, **options)
+        indexed_steps = steps.make_indexed_train_steps(run.graphdef, run.task, run.policy, per_dispatch, **options)
         train_steps = lambda state, step, count, key: indexed_steps(  # noqa: E731
             state, *on_device(step, count), count, key)
     else:
-        host_step = make_train_step(run.graphdef, run.task, **options)
+        host_step = steps.make_train_step(run.graphdef, run.task, run.policy, **options)
         train_steps = lambda state, step, count, key: host_step(  # noqa: E731
             state, parallel.put_batch(run.batches(step), run.mesh), key)
-    eval_step = make_eval_step(run.graphdef, run.task, ynn_dots=compiler.ynn_dots_for(t.cpu_ynn_dots, "evaluate"))
+    eval_step = steps.make_eval_step(run.graphdef, run.task, run.policy)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
     window = Window(step, t)
@@ -506,8 +338,7 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
            time_to_first_step_s: float | None = None) -> dict[str, Any]:
     """Final evaluation on val (with the loop's `eval_step`, already compiled) and test ("eval",
     with the task's expensive final metrics), baselines, figures and summary.json."""
-    final_step = make_eval_step(run.graphdef, run.task, True,
-                                compiler.ynn_dots_for(run.config.train.cpu_ynn_dots, "evaluate"))
+    final_step = steps.make_eval_step(run.graphdef, run.task, run.policy, final=True)
     results = {  # the expensive final metrics (e.g. IWAE NLL, beam search) on the test split only
         "val": evaluate_with_outputs(run, eval_step, state, "val", False, step, workdir, is_chief),
         "eval": evaluate_with_outputs(run, final_step, state, "test", True, step, workdir, is_chief)}
@@ -525,33 +356,3 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
                          os.path.join(workdir, wd.FIGURES), summary["baselines"])
         wd.write_json(os.path.join(workdir, wd.SUMMARY), summary)
     return summary
-
-
-def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[Run, nnx.Module, int]:
-    """(run, model, step) of a workdir's latest checkpoint, rebuilt from its config.json.
-
-    Read-only: nothing in the workdir is created, cleaned, moved or locked, so this works
-    while a trainer is still writing checkpoints there (an unreadable checkpoint is reported
-    and an older one used). With `task`, a run of any other task is refused (naming `use`,
-    the command) before anything is loaded. The name is compared, not the class:
-    captioning subclasses translation.
-    """
-    config_path = os.path.join(workdir, wd.CONFIG)
-    if not os.path.exists(config_path):
-        raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
-    if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
-        raise UsageError(f"{workdir}: no checkpoints yet; train first")
-    config = config_lib.from_saved(wd.read_json(config_path))
-    if task is not None and config.task != task:
-        raise UsageError(f"{workdir}: {use} needs a {task} run, but this one trained task={config.task!r}")
-    config.mesh.data = 1  # using a model needs one device, whatever the run trained on
-    run = build(config, workdir)
-    ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), read_only=True)
-    try:
-        step, state = ckpt.restore_latest(run.state)
-    finally:
-        ckpt.close()
-    if step == 0:
-        raise UsageError(f"{workdir}: no checkpoint restores; train first")
-    model, _ = nnx.merge(run.graphdef, state)
-    return run, model, step

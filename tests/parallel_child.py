@@ -8,9 +8,9 @@ import sys
 import jax
 import numpy as np
 
-from aelab import checkpoint, parallel
+from aelab import checkpoint, parallel, steps
 from aelab.errors import UsageError
-from aelab.train import build, make_train_step, train_and_evaluate
+from aelab.train import build, train_and_evaluate
 from conftest import tiny_config
 
 out = pathlib.Path(sys.argv[1])
@@ -53,7 +53,7 @@ run = build(config(-1))
 report["mesh_sizes"] = [build(config(1)).mesh.size, run.mesh.size]
 batch = parallel.put_batch(run.batches(0), run.mesh)
 report["batch_sharded_on_data"] = batch["image"].sharding.spec == jax.sharding.PartitionSpec(parallel.DATA)
-state, _ = make_train_step(run.graphdef, run.task)(run.state, batch, run.train_key)
+state, _ = steps.make_train_step(run.graphdef, run.task, run.policy)(run.state, batch, run.train_key)
 report["state_fully_replicated"] = all(x.sharding.is_fully_replicated and len(x.sharding.device_set) == 4
                                        for x in jax.tree.leaves(state))
 

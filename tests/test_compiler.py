@@ -1,4 +1,5 @@
-"""aelab.compiler: on CPU aelab's steps compile without YNNPACK matmuls, to the same numbers."""
+"""aelab.compiler: the one compile policy. On CPU its tricks give the same numbers as XLA's defaults;
+on any other backend it applies none of them."""
 
 import jax
 import jax.numpy as jnp
@@ -6,68 +7,107 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from aelab import bench, compiler, optim, tasks
-from aelab.train import make_eval_step, make_train_step
+from aelab import bench, compiler, losses, optim, steps, tasks
+from aelab.compiler import CompilePolicy
 
 
 def test_cpu_options_turn_ynn_dots_off_unless_asked():
-    if jax.default_backend() != "cpu":  # other backends compile with XLA's defaults
-        assert compiler.compiler_options() is None and compiler.compiler_options(ynn_dots=True) is None
-        pytest.skip(f"the YNNPACK option is XLA:CPU's; checked that {jax.default_backend()} gets none")
-    assert compiler.compiler_options() == {"xla_cpu_experimental_ynn_fusion_type": ""}
-    assert compiler.compiler_options(ynn_dots=True) is None
+    policy = CompilePolicy("cpu")
+    assert policy.options("evaluate") == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert CompilePolicy("cpu", cpu_ynn_dots=True).options("evaluate") is None
+    if jax.default_backend() != "cpu":
+        pytest.skip(f"compiled code is checked on CPU; this backend is {jax.default_backend()}")
     x = jnp.ones((64, 32))
-    hlo = compiler.jit(lambda a: a @ a.T).lower(x).compile().as_text()
-    hlo_ynn = compiler.jit(lambda a: a @ a.T, ynn_dots=True).lower(x).compile().as_text()
+    hlo = policy.jit(lambda a: a @ a.T, program="evaluate").lower(x).compile().as_text()
+    hlo_ynn = policy.jit(lambda a: a @ a.T, program="train").lower(x).compile().as_text()
     assert "__ynn_fusion" not in hlo
     assert "__ynn_fusion" in hlo_ynn  # the option is what changes the compiled code
 
 
 def test_ynn_dots_only_in_train_steps_and_decoders_of_models_without_convolutions_unless_asked():
-    assert compiler.ynn_dots_for(None, "train", has_convolutions=False)
-    assert compiler.ynn_dots_for(None, "decode", has_convolutions=False)
-    assert not compiler.ynn_dots_for(None, "train", has_convolutions=True)
-    assert not compiler.ynn_dots_for(None, "decode", has_convolutions=True)
-    assert not compiler.ynn_dots_for(None, "evaluate")
+    dense, conv = CompilePolicy("cpu"), CompilePolicy("cpu", convolutions=True)
+    assert dense.ynn_dots("train") and dense.ynn_dots("decode")
+    assert not conv.ynn_dots("train") and not conv.ynn_dots("decode")
+    assert not dense.ynn_dots("evaluate") and not dense.ynn_dots("other")
     for requested in (True, False):
         for program in compiler.PROGRAMS:
             for convolutions in (False, True):
-                assert compiler.ynn_dots_for(requested, program, convolutions) is requested
+                assert CompilePolicy("cpu", requested, convolutions).ynn_dots(program) is requested
     with pytest.raises(ValueError, match="program='training'; known: train, evaluate, decode"):
-        compiler.ynn_dots_for(None, "training")
-    mlp, conv = (bench.workload_state(w)[2] for w in ("mlp_vae", "conv_ae"))
-    assert not compiler.has_convolutions(mlp) and compiler.has_convolutions(conv)
+        dense.ynn_dots("training")
+    mlp, conv_model = (bench.workload_state(w)[2] for w in ("mlp_vae", "conv_ae"))
+    assert not mlp.convolutions and conv_model.convolutions
 
 
-def _train(workload: str, ynn_dots: bool, steps: int = 3):
-    config = bench.workload_config(workload)
-    task = tasks.get_task(config)
-    model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(0)))
-    optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 100), wrt=nnx.Param)
-    graphdef, state = nnx.split((model, optimizer))
-    images = bench.synthetic_mnist(2 * 32, 0)
-    step = make_train_step(graphdef, task, ynn_dots=ynn_dots)
-    losses = []
-    for i in range(steps):
-        state, metrics = step(state, {"image": images[32 * (i % 2):32 * (i % 2 + 1)]}, jax.random.key(1))
-        losses.append(float(metrics["loss"]))
-    batch = {"image": images, "mask": jnp.ones(len(images))}
-    evaluated = make_eval_step(graphdef, task, ynn_dots=ynn_dots)(state, batch, jax.random.key(2))
-    return np.array(losses), float(evaluated["recon_sse"])
+@pytest.mark.parametrize("backend", ["gpu", "tpu"])
+def test_no_cpu_trick_is_applied_on_another_backend(backend, monkeypatch):
+    """The policy of a (faked) GPU/TPU run: XLA's options everywhere, steps per dispatch as asked,
+    no update ordering, the native transposed convolution and jax's softplus; a conv decoder
+    built under it holds no sub-pixel form."""
+    for policy in (CompilePolicy(backend), CompilePolicy(backend, convolutions=True)):
+        assert all(policy.options(program) is None for program in compiler.PROGRAMS)
+        assert policy.steps_per_dispatch(10) == 10
+        assert not policy.order_updates and not policy.subpixel_transpose
+        assert policy.softplus is jax.nn.softplus
+    config = bench.workload_config("conv_ae")
+    task = tasks.get_task(config, CompilePolicy(backend))
+    assert task.loss.per_example.keywords["softplus"] is jax.nn.softplus
+    model = task.build_model((28, 28, 1), nnx.Rngs(params=0))
+    z = jnp.zeros((2, 16))
+    # Both transposed convolutions native (input dilated by 2); on CPU the 64 -> 32 one is sub-pixel.
+    assert str(jax.make_jaxpr(model.decoder)(z)).count("lhs_dilation=(2, 2)") == 2
+    cpu_model = tasks.get_task(config, CompilePolicy("cpu")).build_model((28, 28, 1), nnx.Rngs(params=0))
+    assert str(jax.make_jaxpr(cpu_model.decoder)(z)).count("lhs_dilation=(2, 2)") == 1
+    # The train step orders updates after the whole backward pass on CPU only.
+    graphdef, state = nnx.split((model, nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 10),
+                                                      wrt=nnx.Param)))
+    batch = {"image": jnp.zeros((4, 28, 28, 1))}
+    ordered = []
+    monkeypatch.setattr(optim, "after_whole_backward", lambda grads: ordered.append(1) or grads)
+    for policy in (CompilePolicy(backend), CompilePolicy("cpu")):
+        jax.make_jaxpr(steps.train_step_fn(graphdef, task, policy))(state, batch, jax.random.key(0))
+        assert len(ordered) == (policy.backend == "cpu")
 
 
-def test_train_and_eval_steps_give_the_same_numbers_with_either_matmul_library():
+def test_cpu_policy_and_xla_defaults_give_the_same_numbers():
+    """Every CPU trick (Eigen matmuls, ordering, sub-pixel convolutions, the softplus series)
+    against a policy with none of them, compiled on this backend: equal to float tolerance."""
+    def train(workload: str, policy: CompilePolicy, count: int = 3):
+        config = bench.workload_config(workload)
+        task = tasks.get_task(config, policy)
+        model = task.build_model((28, 28, 1), nnx.Rngs(params=jax.random.key(0)))
+        policy = policy.with_model(model)
+        optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 100), wrt=nnx.Param)
+        graphdef, state = nnx.split((model, optimizer))
+        images = bench.synthetic_mnist(2 * 32, 0)
+        step = steps.make_train_step(graphdef, task, policy)
+        history = []
+        for i in range(count):
+            state, metrics = step(state, {"image": images[32 * (i % 2):32 * (i % 2 + 1)]}, jax.random.key(1))
+            history.append(float(metrics["loss"]))
+        batch = {"image": images, "mask": jnp.ones(len(images))}
+        evaluated = steps.make_eval_step(graphdef, task, policy)(state, batch, jax.random.key(2))
+        return np.array(history), float(evaluated["recon_sse"])
+
+    cpu = CompilePolicy("cpu")
+    plain = CompilePolicy("gpu")  # none of the tricks, compiled here all the same
     for workload in ("mlp_vae", "conv_ae"):
-        losses, evaluated = _train(workload, ynn_dots=False)
-        losses_ynn, evaluated_ynn = _train(workload, ynn_dots=True)
-        np.testing.assert_allclose(losses, losses_ynn, rtol=1e-4)
-        np.testing.assert_allclose(evaluated, evaluated_ynn, rtol=1e-4)
-        assert losses[-1] < losses[0]  # it trains
+        for other in (plain, CompilePolicy("cpu", cpu_ynn_dots=True)):
+            history, evaluated = train(workload, cpu)
+            other_history, other_evaluated = train(workload, other)
+            np.testing.assert_allclose(history, other_history, rtol=1e-4)
+            np.testing.assert_allclose(evaluated, other_evaluated, rtol=1e-4)
+            assert history[-1] < history[0]  # it trains
+
+
+def test_softplus_series_matches_jax():
+    z = jnp.linspace(-30.0, 30.0, 601)
+    np.testing.assert_allclose(losses.softplus_series(z), jax.nn.softplus(z), rtol=2e-6, atol=1e-7)
 
 
 def test_jit_model_calls_the_model_as_one_compiled_program():
-    model = bench.workload_state("mlp_ae")[2]
+    model = nnx.merge(*bench.workload_state("mlp_ae")[3:5])[0]
     x = jnp.asarray(np.random.default_rng(0).random((4, 28, 28, 1)), jnp.float32)
-    encode = compiler.jit_model(lambda m, images: m.encode(images), model)
+    encode = CompilePolicy.for_config().jit_model(lambda m, images: m.encode(images), model)
     np.testing.assert_allclose(encode(x), model.encode(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(encode(x[:2]), model.encode(x[:2]), rtol=1e-5, atol=1e-6)  # another shape

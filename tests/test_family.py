@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from aelab import corruption, data, losses, train
+from aelab import corruption, data, losses, steps, train
+from aelab.evaluate import evaluate_split
 from aelab.errors import UsageError
 from aelab.models.vq import VectorQuantizer
 from aelab.tasks.autoencoder import jacobian_frobenius_sq, kl_sparsity
@@ -139,8 +140,8 @@ def test_every_model_learns(tmp_path, name):
                             "optimizer.learning_rate": 3e-3, **FAMILY[name]})
     run = train.build(config)
     metric = "neg_elbo" if config.task == "vae" else "loss"
-    untrained = train.evaluate_split(train.make_eval_step(run.graphdef, run.task), run.state,
-                                     run.dataset.test, 256, run.eval_key, run.task)[metric]
+    untrained = evaluate_split(steps.make_eval_step(run.graphdef, run.task, run.policy), run.state,
+                               run.dataset.test, 256, run.eval_key, run.task)[metric]
     summary = train.train_and_evaluate(config, str(tmp_path))
     assert summary["eval"][metric] < 0.8 * untrained
     assert (tmp_path / "figures" / "interpolation.png").exists()

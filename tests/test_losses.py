@@ -36,20 +36,20 @@ def test_bce_with_logits_is_stable_at_extreme_logits_and_its_gradient_is_sigmoid
 def test_softplus_matches_float64_and_its_derivative_is_the_sigmoid():
     z = np.concatenate([np.linspace(-80, 80, 16001), [0.0, -1e-6, 1e-6, -88.0, 88.0]]).astype(np.float32)
     exact = np.logaddexp(0.0, z.astype(np.float64))
-    value = np.asarray(losses.softplus(jnp.asarray(z)), np.float64)
+    value = np.asarray(losses.softplus_series(jnp.asarray(z)), np.float64)
     # Within a few float32 ulps everywhere e^z is a normal float, the tail below -16.6 included
     # (where log(1 + e) would read 0): relative, not just absolute, accuracy.
     normal = z > -80.5
     np.testing.assert_allclose(value[normal], exact[normal], rtol=5e-7, atol=0)
     assert 0 <= value[z == -88.0][0] < 1e-37  # e^-88 is below float32's normal range
-    grad = jax.vmap(jax.grad(losses.softplus))(jnp.asarray(z))
+    grad = jax.vmap(jax.grad(losses.softplus_series))(jnp.asarray(z))
     np.testing.assert_allclose(grad, 1 / (1 + np.exp(-z.astype(np.float64))), atol=1e-38, rtol=5e-7)
-    assert float(jax.grad(losses.softplus)(0.0)) == 0.5
-    assert np.isnan(losses.softplus(jnp.array(np.nan)))
-    assert float(losses.softplus(jnp.array(np.inf))) == np.inf
-    assert float(losses.softplus(jnp.array(-np.inf))) == 0.0
-    assert float(jax.grad(losses.softplus)(-np.inf)) == 0.0 and float(jax.grad(losses.softplus)(np.inf)) == 1.0
-    half = losses.softplus(jnp.asarray(z, jnp.bfloat16))
+    assert float(jax.grad(losses.softplus_series)(0.0)) == 0.5
+    assert np.isnan(losses.softplus_series(jnp.array(np.nan)))
+    assert float(losses.softplus_series(jnp.array(np.inf))) == np.inf
+    assert float(losses.softplus_series(jnp.array(-np.inf))) == 0.0
+    assert float(jax.grad(losses.softplus_series)(-np.inf)) == 0.0 and float(jax.grad(losses.softplus_series)(np.inf)) == 1.0
+    half = losses.softplus_series(jnp.asarray(z, jnp.bfloat16))
     assert half.dtype == jnp.bfloat16  # computed in float32 inside: bfloat16's 1 + e would drop e
     np.testing.assert_allclose(np.asarray(half, np.float64), exact, rtol=1e-2, atol=1e-3)
 
@@ -79,12 +79,12 @@ def test_per_example_sums_match_float64_sums_keep_the_dtype_and_differentiate():
 def test_recon_metrics_use_the_link_and_report_mse_per_element():
     raw = jnp.zeros((2, 2, 2, 1))  # logits 0 -> prediction 0.5 everywhere
     target = jnp.ones((2, 2, 2, 1))
-    metrics = losses.recon_metrics(raw, target, "bce")
+    metrics = losses.recon_metrics(raw, target, losses.recon_loss("bce"))
     np.testing.assert_allclose(metrics["recon_sse"], [4 * 0.25] * 2)
     np.testing.assert_allclose(metrics["mse"], [0.25] * 2)
     np.testing.assert_allclose(metrics["l1"], [2.0] * 2)
     np.testing.assert_allclose(metrics["bce"], [4 * math.log(2)] * 2, rtol=1e-6)
-    identity = losses.recon_metrics(raw, target, "mse")
+    identity = losses.recon_metrics(raw, target, losses.recon_loss("mse"))
     np.testing.assert_allclose(identity["recon_sse"], [4.0, 4.0])
     assert "bce" not in identity
 

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aelab import checkpoint, train
+from aelab import checkpoint, restore, train
 from aelab import workdir as wd
 from aelab.errors import UsageError, WriteError
 from aelab.main import main
@@ -317,6 +317,6 @@ def test_using_a_run_reads_it_without_writing(tmp_path):
     (in_flight / "state").mkdir(parents=True)
     with wd.exclusive(str(tmp_path)):  # as if a trainer held the workdir
         before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-        run, model, step = train.load_trained(str(tmp_path))
+        run, model, step = restore.load_trained(str(tmp_path))
         assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
     assert step == 40 and in_flight.exists()

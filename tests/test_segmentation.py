@@ -11,7 +11,7 @@ import tensorflow_datasets as tfds
 from flax import nnx
 from PIL import Image
 
-from aelab import data, evaluate, losses, train
+from aelab import baselines, data, evaluate, losses, train
 from aelab.config import base_config, set_value
 from aelab.data import segmentation
 from aelab.data.augment import flip_and_crop
@@ -111,7 +111,7 @@ def test_soft_dice_by_hand_and_class_weights():
 def test_majority_baseline():
     train_masks = np.array([[[1, 1], [1, 0]]])
     test_masks = np.array([[[0, 1], [1, 255]]])
-    scores = evaluate.majority_baseline(train_masks, test_masks, 2, ignore_index=255)
+    scores = baselines.majority_baseline(train_masks, test_masks, 2, ignore_index=255)
     assert scores["class"] == 1
     assert scores["pixel_accuracy"] == pytest.approx(2 / 3)
     assert scores["mean_iou"] == pytest.approx((0 + 2 / 3) / 2)

@@ -2,6 +2,7 @@
 
 import json
 import os
+import shutil
 
 import jax
 import numpy as np
@@ -9,7 +10,7 @@ import pytest
 import tensorflow_datasets as tfds
 from flax import nnx
 
-from aelab import checkpoint, train
+from aelab import checkpoint, restore, train
 from aelab.errors import UsageError
 from aelab.writer import read_metrics
 from conftest import bitwise, tiny_config
@@ -144,9 +145,34 @@ def test_workdirs_from_before_a_config_key_existed_still_resume_and_load(tmp_pat
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["anomaly"], saved["data"]["normal_classes"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    run, model, step = train.load_trained(str(tmp_path))
+    run, model, step = restore.load_trained(str(tmp_path))
     assert step == 20 and run.config.anomaly.target_fpr == 0.05
     assert train.train_and_evaluate(tiny_config(), str(tmp_path))["step"] == 40
+
+
+def test_config_json_holds_only_what_the_task_reads_and_old_full_configs_still_load(tmp_path):
+    """Each task contributes its keys; a run's config.json holds the common ones and its task's.
+    A config.json of an older version held every task's keys: it still resumes and loads."""
+    from aelab.config import base_config, common_config
+
+    for task, own, foreign in (("autoencoder", {"penalty", "corruption"}, {"vae", "text", "segmentation"}),
+                               ("vae", {"vae", "corruption"}, {"penalty", "vq", "decode"})):
+        workdir = tmp_path / task
+        train.train_and_evaluate(tiny_config(task=task), str(workdir), should_stop=lambda s: s == 20)
+        saved = json.loads((workdir / "config.json").read_text())
+        assert own <= set(saved) and not foreign & set(saved)
+        assert set(common_config()) <= set(saved)
+        assert "hidden" in saved["model"] and "embed_dim" not in saved["model"]
+    old = base_config().to_dict()  # every task's keys, as older versions wrote them
+    saved = json.loads((tmp_path / "autoencoder" / "config.json").read_text())
+    for group, values in saved.items():
+        old[group] = {**old[group], **values} if isinstance(values, dict) else values
+    (tmp_path / "autoencoder" / "config.json").write_text(json.dumps(old))
+    for item in (tmp_path / "autoencoder" / "checkpoints").glob("*/config"):
+        shutil.rmtree(item)  # checkpoints of a version that did not store the config
+    run, model, step = restore.load_trained(str(tmp_path / "autoencoder"))
+    assert step == 20 and "text" not in run.config
+    assert train.train_and_evaluate(tiny_config(), str(tmp_path / "autoencoder"))["step"] == 40
 
 
 def early(**kw):
@@ -207,8 +233,7 @@ def test_models_with_convolutions_run_one_step_per_dispatch_on_cpu():
     """Regression: a conv_ae trained 30x slower several steps per dispatch (XLA:CPU's
     convolution gradients inside a device loop)."""
     def per_dispatch(**overrides):
-        run = train.build(tiny_config(**overrides))
-        return train.steps_per_dispatch(10, nnx.merge(run.graphdef, run.state)[0])
+        return train.build(tiny_config(**overrides)).policy.steps_per_dispatch(10)
     on_cpu = jax.default_backend() == "cpu"  # GPU/TPU keep the loop
     assert per_dispatch(**{"model.arch": "conv", "model.channels": (4, 8)}) == (1 if on_cpu else 10)
     assert per_dispatch() == 10
@@ -230,7 +255,7 @@ def test_grad_norm_is_logged_as_the_log_steps_own(tmp_path):
 
 @pytest.mark.parametrize("workload", ["mlp_ae", "conv_ae", "mlp_vae"])
 def test_model_and_optimizer_created_in_one_program_equal_eager_creation(workload):
-    from aelab import bench, optim, tasks
+    from aelab import bench, optim, steps, tasks
 
     config = bench.workload_config(workload)
     task = tasks.get_task(config)
@@ -238,7 +263,7 @@ def test_model_and_optimizer_created_in_one_program_equal_eager_creation(workloa
     key = jax.random.key(3)
     model = task.build_model((28, 28, 1), nnx.Rngs(params=key))
     eager_graphdef, eager_state = nnx.split((model, nnx.Optimizer(model, tx, wrt=nnx.Param)))
-    graphdef, state = nnx.split(train.init_model_and_optimizer(task, (28, 28, 1), tx, key))
+    graphdef, state = nnx.split(steps.init_model_and_optimizer(task, (28, 28, 1), tx, key))
     assert graphdef == eager_graphdef
     assert jax.tree.structure(state) == jax.tree.structure(eager_state)
     for compiled, eager in zip(jax.tree.leaves(state), jax.tree.leaves(eager_state)):

@@ -380,7 +380,7 @@ def test_decoders_compile_with_the_train_steps_matmul_library(tmp_path):
     for overrides, expected in (({}, True), ({"train.cpu_ynn_dots": False}, False)):
         run = train.build(mt_config(path, "rnn", **overrides))
         model = nnx.merge(run.graphdef, run.state)[0]
-        run.task.translator(model, 2)
+        run.task.generator(model, 2)
         source = jnp.asarray(run.dataset.test.source[:4])
         hlo = run.task._decoders[2].lower(nnx.split(model)[1], source).compile().as_text()
         assert ("__ynn_fusion" in hlo) is expected, overrides

@@ -103,7 +103,7 @@ def test_anomaly_detection_one_class(one_class):
 
 @pytest.mark.parametrize("argv,message", [
     (["embed", "--split=holdout", "--out=x.npz"], "unknown split 'holdout'"),
-    (["embed"], "embed needs --out=FILE.npz"),
+    (["embed"], "--out is required; usage: aelab embed --workdir=DIR --out=codes.npz"),
     (["denoise", "--noise=gaussian"], "noise 'gaussian' has no level"),
     (["denoise", "--noise=gaussian:loud"], "is not KIND:LEVEL"),
     (["denoise", "--noise=blur:0.3"], "unknown corruption.kind 'blur'"),
@@ -132,7 +132,7 @@ def test_latent_maps_for_other_code_sizes(tmp_path, latent, expected):
     from aelab.uses.codes import latent_maps
 
     codes = np.random.default_rng(0).normal(size=(200, latent))
-    paths = latent_maps(None, codes, np.arange(200) % 10, str(tmp_path), seed=0)
+    paths = latent_maps(None, codes, np.arange(200) % 10, str(tmp_path), seed=0, policy=None)
     assert [p.split("/")[-1] for p in paths] == expected
     assert all((tmp_path / name).exists() for name in expected)
 

@@ -19,18 +19,35 @@ from aelab.data.pipeline import TrainBatches, eval_batches
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
 
+# Data keys that only some tasks read (each task's config_defaults), and what they mean where
+# a task's config has no such key.
+OPTIONAL = {"image_size": 0, "mask_key": "", "mask_offset": 0, "reverse": False, "source_key": "",
+            "target_key": "", "captions_key": "", "normal_classes": ()}
+
+
+def _get(data: ml_collections.ConfigDict, key: str):
+    return data.get(key, OPTIONAL[key])
+
+
+def _scenes(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
+    if "scenes" not in data:
+        raise UsageError(f"{data.name}: generated scenes are read by task=segmentation (scenes:NAME) and "
+                         "task=captioning (digitcaptions:NAME); this task has no data.scenes keys")
+    return data.scenes
+
+
 LOCAL_READERS = {
     "idx": lambda path, data: sources.read_idx(path),
     "npz": lambda path, data: sources.read_npz(path),
     "csv": lambda path, data: files.read_csv(path, data.label_column),
     "images": lambda path, data: files.read_images(path),
-    "segfolder": lambda path, data: segmentation.read_segfolder(path, data.image_size),
+    "segfolder": lambda path, data: segmentation.read_segfolder(path, _get(data, "image_size")),
     "scenes": lambda name, data: segmentation.read_scenes(
-        read_splits(_with_name(data, name)), data.scenes, data.split_seed),
-    "textpairs": lambda path, data: text.read_textpairs(path, data.reverse, data.split_seed),
-    "captions": lambda path, data: captions.read_captions_dir(path, data.image_size),
+        read_splits(_with_name(data, name)), _scenes(data), data.split_seed),
+    "textpairs": lambda path, data: text.read_textpairs(path, _get(data, "reverse"), data.split_seed),
+    "captions": lambda path, data: captions.read_captions_dir(path, _get(data, "image_size")),
     "digitcaptions": lambda name, data: captions.read_digit_captions(
-        read_splits(_with_name(data, name)), data.scenes, data.split_seed),
+        read_splits(_with_name(data, name)), _scenes(data), data.split_seed),
 }
 NAMED_READERS = {"digits": sources.read_digits}
 
@@ -70,13 +87,13 @@ def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
         check_name(data)
         return LOCAL_READERS[prefix](path, data)
     read_split = None
-    if data.mask_key:  # a segmentation set: images and masks, resized to one size
+    if _get(data, "mask_key"):  # a segmentation set: images and masks, resized to one size
         read_split = lambda source, ds_name, split: segmentation.read_tfds_examples(
             source, ds_name, split, data.image_key, data.mask_key, data.mask_offset, data.image_size)
-    if data.source_key:  # a translation set: sentence pairs
+    if _get(data, "source_key"):  # a translation set: sentence pairs
         read_split = lambda source, ds_name, split: text.read_tfds_pairs(
             source, ds_name, split, data.source_key, data.target_key)
-    if data.captions_key:  # a captioning set: images and their reference captions
+    if _get(data, "captions_key"):  # a captioning set: images and their reference captions
         read_split = lambda source, ds_name, split: captions.read_tfds_captions(
             source, ds_name, split, data.image_key, data.captions_key, data.image_size)
     return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key,
@@ -84,8 +101,13 @@ def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
 
 
 def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:
+    """The data config of the data set that generated scenes are built from: its digits, not masks
+    or captions."""
     inner = ml_collections.ConfigDict(data.to_dict())
-    inner.name, inner.mask_key, inner.captions_key = name, "", ""
+    inner.name = name
+    for key in ("mask_key", "captions_key"):
+        if key in inner:
+            inner[key] = ""
     return inner
 
 
@@ -102,8 +124,9 @@ def load(data: ml_collections.ConfigDict) -> Dataset:
         train, test = carve(train, data.test_fraction, data.split_seed, "test")
     if val is None:
         train, val = carve(train, data.val_fraction, data.split_seed + 1, "validation")
-    if data.normal_classes:  # one-class protocol: learn "normal" from these classes only
-        train, val = (_keep_classes(s, tuple(data.normal_classes), data.name, n)
+    normal = tuple(_get(data, "normal_classes"))
+    if normal:  # one-class protocol: learn "normal" from these classes only
+        train, val = (_keep_classes(s, normal, data.name, n)
                       for s, n in ((train, "train"), (val, "val")))
     for split_name, split in (("val", val), ("test", test)):
         if hasattr(split, "images") and split.images.shape[1:] != train.images.shape[1:]:

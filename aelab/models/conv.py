@@ -5,12 +5,11 @@ decoder mirrors it: a Dense projection to the encoder's last feature map, then
 transposed convolutions (or nearest-neighbour upsampling + convolution), and a
 crop back to the input size when strides do not divide it.
 
-On CPU, a 3x3 stride-2 transposed convolution with 8 or more output channels
-runs as a stride-1 2x2 convolution and depth-to-space (the same numbers from
-the same parameters): XLA's CPU transposed-convolution weight gradient is
-slow, and this form makes the whole conv_ae step about twice as fast
-(`aelab bench --workload=conv_ae`). GPU/TPU keep the native op. Checkpoints do
-not depend on which runs.
+Where the compile policy asks for it (CPU, whose transposed-convolution
+weight gradient is slow), a 3x3 stride-2 transposed convolution with 8 or more
+output channels runs as a stride-1 2x2 convolution and depth-to-space: the
+same numbers from the same parameters, so checkpoints do not depend on which
+runs (figures: experiments/speed/README.md).
 """
 
 from __future__ import annotations
@@ -53,8 +52,7 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
 def conv_transpose_subpixel(layer: nnx.ConvTranspose, x: jax.Array) -> jax.Array:
     """`layer(x)` for a 3x3, stride-2, 'SAME' transposed convolution, computed as a stride-1 2x2
     convolution and depth-to-space (sub-pixel upsampling, Shi et al. 2016): the same numbers
-    from the same parameters, and on CPU its weight gradient is several times faster than
-    XLA's transposed convolution's."""
+    from the same parameters."""
     y = jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (1, 0), (1, 0), (0, 0))),
                                      subpixel_kernel(layer.kernel[...]), (1, 1), "VALID",
                                      dimension_numbers=("NHWC", "HWIO", "NHWC"))
@@ -63,13 +61,10 @@ def conv_transpose_subpixel(layer: nnx.ConvTranspose, x: jax.Array) -> jax.Array
     return y + layer.bias[...] if layer.bias is not None else y
 
 
-def fast_on_this_backend(layer, stride: int) -> bool:
-    """The sub-pixel form where it is faster (CPU) and applies (3x3, stride 2); the native
-    transposed convolution on GPU/TPU. Measured on CPU at batch 128: with 32 output channels
-    its weight gradient takes 8 ms instead of 45; with 1 output channel 4.4 instead of 2.0,
-    so narrow outputs keep the native op."""
-    return (jax.default_backend() == "cpu" and stride == 2 and tuple(layer.kernel_size) == (3, 3)
-            and layer.out_features >= 8)
+def subpixel_applies(layer: nnx.ConvTranspose, stride: int) -> bool:
+    """Whether the sub-pixel form covers this layer (3x3, stride 2) and pays (8 or more output
+    channels: into one channel the native op's gradient is the faster one on CPU)."""
+    return stride == 2 and tuple(layer.kernel_size) == (3, 3) and layer.out_features >= 8
 
 
 def feature_shape(image_shape: Sequence[int], channels: Sequence[int],
@@ -102,7 +97,7 @@ class ConvEncoder(nnx.Module):
 class ConvDecoder(nnx.Module):
     def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int],
                  strides: Sequence[int], kernel_size: int, activation: str, upsample: str,
-                 *, rngs: nnx.Rngs):
+                 subpixel: bool = False, *, rngs: nnx.Rngs):
         choose("upsample mode", upsample, UPSAMPLE_MODES)
         self.image_shape = tuple(image_shape)
         self.start_shape = feature_shape(image_shape, channels, strides)
@@ -119,7 +114,7 @@ class ConvDecoder(nnx.Module):
                 for a, b in zip(reversed(channels), out_channels)])
         self.strides = tuple(reversed(strides))
         self.upsample = upsample
-        self.fast = True  # tests switch it off to compare with the native transposed convolution
+        self.subpixel = subpixel  # the compile policy's choice (aelab.compiler); same numbers either way
         self.act = layers.activation(activation)
 
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -128,7 +123,7 @@ class ConvDecoder(nnx.Module):
             if self.upsample == "resize" and s > 1:
                 b, h, w, c = x.shape
                 x = jax.image.resize(x, (b, h * s, w * s, c), method="nearest")
-            if self.upsample == "transpose" and self.fast and fast_on_this_backend(layer, s):
+            if self.upsample == "transpose" and self.subpixel and subpixel_applies(layer, s):
                 x = conv_transpose_subpixel(layer, x)
             else:
                 x = layer(x)

@@ -384,3 +384,16 @@ class AttentionRNN(nnx.Module):
         token = jax.lax.dynamic_index_in_dim(tokens, t, axis=1, keepdims=False)
         cache, logits = self._step(memory, cache, token, None)
         return logits, cache
+
+
+def build(m, vocab_size: int, max_length: int, rngs: nnx.Rngs,
+          image_shape: tuple[int, ...] | None = None) -> nnx.Module:
+    """The sequence models' one factory: the Transformer or attention RNN of `config.model` `m`;
+    with `image_shape`, an `ImageEncoder` of `m.channels` reads images instead of tokens."""
+    if m.arch == "transformer":
+        encoder = ImageEncoder(image_shape, m.channels, m.embed_dim, rngs=rngs) if image_shape else None
+        return Transformer(vocab_size, max_length + 1, m.embed_dim, m.num_heads, m.num_layers, m.mlp_dim,
+                           m.dropout, m.positions, m.share_embeddings, encoder, rngs=rngs)
+    encoder = ImageEncoder(image_shape, m.channels, 2 * m.hidden_dim, rngs=rngs) if image_shape else None
+    return AttentionRNN(vocab_size, m.embed_dim, m.hidden_dim, m.num_layers, m.cell, m.attention, m.dropout,
+                        m.share_embeddings, encoder, rngs=rngs)

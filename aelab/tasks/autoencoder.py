@@ -3,6 +3,7 @@
 One task covers the plain, denoising (`config.corruption`), sparse
 (`penalty.l1`, `penalty.kl_sparsity`) and contractive (`penalty.contractive`)
 autoencoders: they differ only in the input they see and the penalty they pay.
+`ReconstructionTask` is what it shares with the VAE and the VQ-VAE.
 """
 
 from __future__ import annotations
@@ -15,9 +16,12 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from aelab import compiler, corruption, evaluate, losses, models, plots
+from aelab import corruption, losses, models, plots
+from aelab.baselines import fit_pca, pca_baseline, pca_reconstruction
 from aelab.data import Dataset
-from aelab.errors import UsageError
+from aelab.config import positive
+from aelab.errors import UsageError, choose
+from aelab.tasks.base import Task
 
 UNITS = {
     "loss": "training objective per example",
@@ -44,14 +48,101 @@ def jacobian_frobenius_sq(encode, x: jax.Array) -> jax.Array:
     return jax.vmap(single)(x)
 
 
-class AutoencoderTask:
-    kind = "ae"
+class ReconstructionTask(Task):
+    """What the image autoencoders share: an encoder and decoder of `config.model`, a
+    reconstruction loss, denoising corruption, PCA at the same code size as the baseline, and
+    the figures. Subclasses compose the model (`build_model`) and its losses."""
 
-    def __init__(self, config: ml_collections.ConfigDict):
-        self.config = config
-        self.loss = losses.recon_loss(config.loss)
-        models.check_autoencoder(config, self.kind)
+    label = "autoencoder"  # how figures name the model
+
+    def __init__(self, config: ml_collections.ConfigDict, policy=None):
+        super().__init__(config, policy)
+        self.loss = losses.recon_loss(config.loss, self.policy.softplus)
+        self._pca_fit_on, self._fitted_pca = None, None  # PCA of one training split, fit once
+        m = config.model
+        positive("model.latent_dim", m.latent_dim)
+        positive("model.kernel_size", m.kernel_size)
+        for key in ("hidden", "channels", "strides"):
+            if any(not isinstance(v, int) or v <= 0 for v in m[key]):
+                raise UsageError(f"model.{key}={tuple(m[key])} must hold positive integers")
+        models.check_encoder_decoder(m)
         corruption.check(config.corruption.kind, config.corruption.level)
+        if not 0.0 < config.anomaly.target_fpr < 1.0:
+            raise UsageError(f"anomaly.target_fpr={config.anomaly.target_fpr} must lie strictly between 0 and 1")
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        return {
+            "loss": "bce",  # reconstruction: bce (on logits) | mse | l1
+            "data": {"normal_classes": ()},  # one-class protocol: train/val keep only these labels
+            "model": {
+                "arch": "mlp",  # mlp | conv
+                "latent_dim": 16,
+                "activation": "relu",
+                "hidden": (256, 128),  # mlp: encoder widths, mirrored in the decoder
+                "channels": (32, 64),  # conv: channels per layer
+                "strides": (2, 2),  # conv: one stride per layer
+                "kernel_size": 3,
+                "upsample": "transpose",  # conv decoder: transpose | resize
+            },
+            # Denoising: corrupt the input only, reconstruct the clean image.
+            "corruption": {
+                "kind": "none",  # none | gaussian | mask | salt_and_pepper
+                "level": 0.0,  # gaussian: sigma; mask, salt_and_pepper: fraction of pixels
+                "train_only": False,  # True: noise as a regularizer; evaluation sees clean inputs
+            },
+            # `aelab anomaly`: which per-example score flags anomalies, and the false-positive
+            # rate on (normal) validation data that sets the threshold.
+            "anomaly": {"score": "", "target_fpr": 0.05},  # score "" = neg_elbo (VAE) or the loss
+        }
+
+    def _encoder_decoder(self, image_shape, code_size: int, rngs: nnx.Rngs):
+        return models.encoder_decoder(self.config.model, image_shape, code_size, rngs,
+                                      self.policy.subpixel_transpose)
+
+    def _corrupt(self, x, rng, training: bool):
+        """The encoder's input: corrupted, except at evaluation when corruption.train_only is set."""
+        c = self.config.corruption
+        if not training and c.train_only:
+            return x
+        return corruption.corrupt(x, rng, c.kind, c.level)
+
+    def _pca(self, dataset: Dataset):
+        """PCA at the latent size, fit once per training split (baselines and figures share it)."""
+        if self._pca_fit_on is not dataset.train:
+            self._pca_fit_on = dataset.train
+            self._fitted_pca = fit_pca(dataset.train, self.config.model.latent_dim, self.config.seed)
+        return self._fitted_pca
+
+    def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
+        return {"pca": pca_baseline(self._pca(dataset), dataset.test)}
+
+    def figures(self, model: models.Autoencoder, dataset: Dataset, records, figure_dir: str,
+                baselines=None) -> None:
+        images = dataset.test.images[:16]
+        inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed), training=False))
+        reconstruction = np.asarray(self.policy.jit_model(lambda m, x: m.reconstruct(x), model)(inputs))
+        pca = pca_reconstruction(self._pca(dataset), images)
+        rows, names = [images, reconstruction, pca], ["input", self.label, f"PCA-{self.config.model.latent_dim}"]
+        if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
+            rows, names = [images, inputs, reconstruction], ["clean", "corrupted", "denoised"]
+        plots.image_rows(rows, names, os.path.join(figure_dir, "reconstructions.png"),
+                         title="test inputs and reconstructions")
+        reference = {"PCA (test)": baselines["pca"]["recon_sse"]} if baselines else None
+        plots.curves(records, "recon_sse", os.path.join(figure_dir, "recon_sse.png"),
+                     f"recon_sse ({UNITS['recon_sse']})", reference)
+        plots.curves(records, "loss", os.path.join(figure_dir, "loss.png"),
+                     f"loss: {self.config.loss} ({UNITS['loss']})")
+        plots.interpolation(model, dataset.test.images, os.path.join(figure_dir, "interpolation.png"),
+                            self.policy)
+
+
+class AutoencoderTask(ReconstructionTask):
+    """The plain, denoising, sparse and contractive autoencoders."""
+
+    def __init__(self, config: ml_collections.ConfigDict, policy=None):
+        super().__init__(config, policy)
+        choose("model.code_activation", config.model.code_activation, models.CODE_ACTIVATIONS)
         p = config.penalty
         for key in ("l1", "kl_sparsity", "contractive"):
             if p[key] < 0:
@@ -61,18 +152,22 @@ class AutoencoderTask:
         if p.kl_sparsity and config.model.code_activation != "sigmoid":
             raise UsageError("penalty.kl_sparsity needs codes in (0, 1): set model.code_activation=sigmoid")
 
-    def prepare(self, dataset: Dataset) -> Dataset:
-        return dataset
+    @classmethod
+    def config_defaults(cls) -> dict:
+        defaults = super().config_defaults()
+        defaults["model"]["code_activation"] = "none"  # none | sigmoid | relu
+        defaults["penalty"] = {  # weights; 0 = off
+            "l1": 0.0,  # sparse AE: l1 * sum|z| per example
+            "kl_sparsity": 0.0,  # sparse AE: weight of sum_j KL(rho || mean activation_j)
+            "rho": 0.05,  # target mean activation (needs model.code_activation=sigmoid)
+            "contractive": 0.0,  # contractive AE: weight of ||d code / d x||_F^2
+        }
+        return defaults
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.Autoencoder:
-        return models.build_autoencoder(self.config, image_shape, rngs, kind=self.kind)
-
-    def _corrupt(self, x, rng, training: bool):
-        """The encoder's input: corrupted, except at evaluation when corruption.train_only is set."""
-        c = self.config.corruption
-        if not training and c.train_only:
-            return x
-        return corruption.corrupt(x, rng, c.kind, c.level)
+        m = self.config.model
+        encoder, decoder = self._encoder_decoder(image_shape, m.latent_dim, rngs)
+        return models.Autoencoder(encoder, decoder, self.loss.link, m.latent_dim, m.code_activation)
 
     def _penalty(self, model, x_in, z):
         """(per-example penalty, batch-level sparsity term, the unweighted per-example terms)."""
@@ -103,7 +198,7 @@ class AutoencoderTask:
         raw = model.decoder(z)
         per_example, _, terms = self._penalty(model, x_in, z)
         metrics = {"loss": self.loss.per_example(raw, x) + per_example,
-                   **losses.recon_metrics(raw, x, self.config.loss), **terms}
+                   **losses.recon_metrics(raw, x, self.loss), **terms}
         if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
             metrics["psnr_noisy"] = corruption.psnr(x_in, x)
             metrics["psnr"] = corruption.psnr(self.loss.link(raw), x)
@@ -112,35 +207,3 @@ class AutoencoderTask:
             metrics["mean_activation"] = jnp.mean(jnp.abs(z), axis=-1)
             metrics["frac_near_zero"] = jnp.mean(jnp.abs(z) < NEAR_ZERO, axis=-1)
         return metrics
-
-    def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
-        return {k: float(v) for k, v in means.items()}
-
-    def _pca(self, dataset: Dataset):
-        """PCA at the latent size, fit once per training split (baselines and figures share it)."""
-        if getattr(self, "_pca_fit_on", None) is not dataset.train:
-            self._pca_fit_on = dataset.train
-            self._fitted_pca = evaluate.fit_pca(dataset.train, self.config.model.latent_dim, self.config.seed)
-        return self._fitted_pca
-
-    def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
-        return {"pca": evaluate.pca_baseline(self._pca(dataset), dataset.test)}
-
-    def figures(self, model: models.Autoencoder, dataset: Dataset, records, figure_dir: str,
-                baselines=None) -> None:
-        images = dataset.test.images[:16]
-        inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed), training=False))
-        reconstruction = np.asarray(compiler.jit_model(lambda m, x: m.reconstruct(x), model)(inputs))
-        pca = evaluate.pca_reconstruction(self._pca(dataset), images)
-        label = {"ae": "autoencoder", "vae": "VAE", "vqvae": "VQ-VAE"}[self.kind]
-        rows, names = [images, reconstruction, pca], ["input", label, f"PCA-{self.config.model.latent_dim}"]
-        if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
-            rows, names = [images, inputs, reconstruction], ["clean", "corrupted", "denoised"]
-        plots.image_rows(rows, names, os.path.join(figure_dir, "reconstructions.png"),
-                         title="test inputs and reconstructions")
-        reference = {"PCA (test)": baselines["pca"]["recon_sse"]} if baselines else None
-        plots.curves(records, "recon_sse", os.path.join(figure_dir, "recon_sse.png"),
-                     f"recon_sse ({UNITS['recon_sse']})", reference)
-        plots.curves(records, "loss", os.path.join(figure_dir, "loss.png"),
-                     f"loss: {self.config.loss} ({UNITS['loss']})")
-        plots.interpolation(model, dataset.test.images, os.path.join(figure_dir, "interpolation.png"))

@@ -1,4 +1,4 @@
-"""Image captioning: a convolutional encoder in front of translation's sequence decoders.
+"""Image captioning: a convolutional encoder in front of the sequence decoders of aelab.tasks.seq2seq.
 
 The image encoder (aelab.models.seq2seq.ImageEncoder) turns an image into a
 grid of visual features with learned positions; the Transformer decoder
@@ -19,14 +19,11 @@ import os
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
-from aelab import workdir as wd
 from aelab.data import Dataset
 from aelab.data.captions import Captions, CaptionSplit, tokenize_captions
 from aelab.errors import UsageError
-from aelab.models.seq2seq import AttentionRNN, ImageEncoder, Transformer
-from aelab.tasks.translation import TranslationTask, shift_right, token_losses
+from aelab.tasks.seq2seq import Seq2SeqTask, shift_right, token_losses
 from aelab.text import decode, tokenizer as tok
 
 UNITS = {"bleu": "sacreBLEU BLEU-4 against all references, 0-100",
@@ -59,10 +56,27 @@ def pick_reference(targets: jax.Array, rng: jax.Array) -> jax.Array:
     return jnp.take_along_axis(targets, k[:, None, None], axis=1)[:, 0]
 
 
-class CaptioningTask(TranslationTask):
-    def __init__(self, config):
-        super().__init__(config)
-        self.bucket_lengths = ()  # images are one size; captions are padded to max_length
+class CaptioningTask(Seq2SeqTask):
+    def __init__(self, config, policy=None):
+        super().__init__(config, policy)
+        if config.data.image_size < 0:
+            raise UsageError(f"data.image_size={config.data.image_size} must be >= 0 (0 = 128)")
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        defaults = super().config_defaults()
+        defaults["model"]["channels"] = (32, 64, 128)  # image encoder: stride-2 3x3 convolutions
+        defaults["data"] = {
+            "image_size": 0,  # resize images (bilinear) to this square; 0 = captions:DIR's 128
+            "captions_key": "",  # TFDS captioning sets: the feature whose "text" holds the captions
+            "scenes": {  # digitcaptions:NAME, generated from NAME's digits
+                "canvas": 64, "min_digits": 1, "max_digits": 3,
+                "num_train": 10000,  # scenes from train digits (validation is carved from them)
+                "num_test": 2000,  # scenes from test digits
+                "language": "en",  # en | es
+            },
+        }
+        return defaults
 
     def prepare(self, dataset: Dataset) -> Dataset:
         """Trains the tokenizer on the training references (unless the workdir had one) and tokenizes."""
@@ -72,21 +86,13 @@ class CaptioningTask(TranslationTask):
         references = [r for refs in dataset.train.references for r in refs]
         return self.tokenized(dataset, references, tokenize_captions, "caption")
 
-    def build_model(self, example_shape, rngs: nnx.Rngs):
-        m, vocab = self.config.model, self.tokenizer.vocab_size
-        if m.arch == "transformer":
-            encoder = ImageEncoder(example_shape, m.channels, m.embed_dim, rngs=rngs)
-            return Transformer(vocab, self.config.text.max_length + 1, m.embed_dim, m.num_heads, m.num_layers,
-                               m.mlp_dim, m.dropout, m.positions, m.share_embeddings, encoder, rngs=rngs)
-        encoder = ImageEncoder(example_shape, m.channels, 2 * m.hidden_dim, rngs=rngs)
-        return AttentionRNN(vocab, m.embed_dim, m.hidden_dim, m.num_layers, m.cell, m.attention, m.dropout,
-                            m.share_embeddings, encoder, rngs=rngs)
+    def image_shape(self, example_shape) -> tuple[int, ...]:
+        return tuple(example_shape)
 
     def loss_fn(self, model, batch, rng: jax.Array, step):
         pick_rng, dropout_rng = jax.random.split(rng)
-        return super().loss_fn(model, {"source": batch["source"],
-                                       "target": pick_reference(batch["targets"], pick_rng)},
-                               dropout_rng, step)
+        return self.teacher_forced_loss(model, batch["source"], pick_reference(batch["targets"], pick_rng),
+                                        dropout_rng)
 
     def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
         """Token sums over all of each image's references (summarize makes them per token).
@@ -114,28 +120,22 @@ class CaptioningTask(TranslationTask):
 
     def captions(self, model, images: np.ndarray, beam_size: int | None = None) -> list[str]:
         """Captions of images (N, H, W, C) in [0, 1]."""
-        return self.translator(model, beam_size)(images, self.config.train.eval_batch_size)
+        return self.generator(model, beam_size)(images, self.config.train.eval_batch_size)
 
-    def generation_metrics(self, model, split: CaptionSplit, final: bool, samples_path: str | None):
-        """BLEU-4 and exact match: greedy on the first decode.eval_examples images during training,
-        the configured beam on the whole split at the end."""
-        d = self.config.decode
-        if not final:
-            if not d.eval_examples:
-                return {}
-            split = split.take(np.arange(min(d.eval_examples, len(split))))
-        hypotheses = self.captions(model, split.images, d.beam_size if final else 1)
-        scores = caption_scores(hypotheses, list(split.references))
-        if samples_path:
-            lines = [f"image\t{i}\n" + "".join(f"reference\t{r}\n" for r in refs) + f"model\t{h}\n"
-                     for i, (refs, h) in enumerate(zip(split.references, hypotheses))]
-            wd.atomic_write(samples_path, "\n".join(lines).encode("utf-8"))
-        return scores
+    def inputs(self, split: CaptionSplit) -> np.ndarray:
+        return split.images
+
+    def score(self, outputs: list[str], split: CaptionSplit) -> dict[str, float]:
+        return caption_scores(outputs, list(split.references))
+
+    def sample_lines(self, outputs: list[str], split: CaptionSplit) -> list[str]:
+        return [f"image\t{i}\n" + "".join(f"reference\t{r}\n" for r in refs) + f"model\t{h}\n"
+                for i, (refs, h) in enumerate(zip(split.references, outputs))]
 
     def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
         from aelab import plots
 
-        super().figures(model, dataset, records, figure_dir, None)
+        super().figures(model, dataset, records, figure_dir, baselines)
         if any("exact_match" in r for r in records):
             plots.curves(records, "exact_match", os.path.join(figure_dir, "exact_match.png"),
                          UNITS["exact_match"], log=False)

@@ -17,11 +17,13 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from aelab import compiler, evaluate, losses, plots
+from aelab import evaluate, losses, plots
+from aelab.baselines import majority_baseline
 from aelab.data import Dataset, Split, eval_batches
 from aelab.data.augment import flip_and_crop
 from aelab.errors import UsageError, choose
 from aelab.models.unet import UNet
+from aelab.tasks.base import Task
 
 SEG_LOSSES = ("cross_entropy", "dice", "cross_entropy+dice")
 ARCHITECTURES = ("unet",)
@@ -29,9 +31,9 @@ UNITS = {"loss": "per example: cross-entropy (nats per labelled pixel) and/or 1 
          "cross_entropy": "nats per labelled pixel", "mean_iou": "fraction", "pixel_accuracy": "fraction"}
 
 
-class SegmentationTask:
-    def __init__(self, config: ml_collections.ConfigDict):
-        self.config = config
+class SegmentationTask(Task):
+    def __init__(self, config: ml_collections.ConfigDict, policy=None):
+        super().__init__(config, policy)
         choose("loss", config.loss, SEG_LOSSES)
         choose("model.arch", config.model.arch, ARCHITECTURES)
         self.num_classes = k = config.model.num_classes
@@ -45,6 +47,44 @@ class SegmentationTask:
         self.ignore_index = config.segmentation.ignore_index
         if config.augment.crop < 0:
             raise UsageError(f"augment.crop={config.augment.crop} must be >= 0 (0 = no crop)")
+        if config.data.image_size < 0:
+            raise UsageError(f"data.image_size={config.data.image_size} must be >= 0 (0 = keep the size)")
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        return {
+            "loss": "cross_entropy",  # cross_entropy | dice | cross_entropy+dice
+            "data": {
+                "image_size": 0,  # resize images (bilinear) and masks (nearest) to this square; 0 = keep
+                "mask_key": "",  # TFDS feature of the per-pixel masks ("segmentation_mask")
+                "mask_offset": 0,  # subtracted from TFDS mask values (oxford_iiit_pet's start at 1)
+                "scenes": {  # scenes:NAME, generated from NAME's digits
+                    "canvas": 64,  # canvas side in pixels
+                    "min_digits": 1,
+                    "max_digits": 3,
+                    "num_train": 10000,  # scenes from train digits (validation is carved from them)
+                    "num_test": 2000,  # scenes from test digits
+                    "ink_threshold": 0.5,  # a digit's pixels at least this bright carry its class
+                },
+            },
+            # A U-Net, or with skips=False the same encoder-decoder without skip connections.
+            "model": {
+                "arch": "unet",
+                "num_classes": 2,
+                "depth": 3,  # poolings; level i has width * 2**i channels
+                "width": 16,
+                "skips": True,
+                "norm": "none",  # none | group (GroupNorm after every convolution)
+                "upsample": "transpose",  # transpose | resize | depth_to_space
+                "activation": "relu",
+            },
+            "segmentation": {
+                "ignore_index": -1,  # mask value of unlabelled pixels (out of loss and metrics)
+                "class_weights": (),  # one positive weight per class; () = all 1
+            },
+            # Training-time augmentation, identical for an image and its mask.
+            "augment": {"hflip": False, "vflip": False, "crop": 0},  # crop: crop x crop windows; 0 = whole
+        }
 
     def prepare(self, dataset: Dataset) -> Dataset:
         """Checks that every split has masks of the images' size with ids in [0, num_classes)."""
@@ -107,13 +147,13 @@ class SegmentationTask:
         return {**{k: float(v) for k, v in means.items()}, **scores}
 
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
-        return {"majority": evaluate.majority_baseline(dataset.train.masks, dataset.test.masks,
+        return {"majority": majority_baseline(dataset.train.masks, dataset.test.masks,
                                                        self.num_classes, self.ignore_index)}
 
     def predictor(self, model: UNet):
         """`segment(images (N, H, W, C), batch_size) -> class ids (N, H, W)`, compiled once per
         image shape and run in fixed-shape batches."""
-        forward = compiler.jit_model(lambda m, x: jnp.argmax(m(x), -1), model)
+        forward = self.policy.jit_model(lambda m, x: jnp.argmax(m(x), -1), model, "evaluate")
 
         def segment(images: np.ndarray, batch_size: int) -> np.ndarray:
             return np.concatenate([np.asarray(forward(b["image"]))[:int(b["mask"].sum())]

@@ -18,10 +18,12 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import compiler, losses, plots
+from flax import nnx
+
+from aelab import losses, models, plots
 from aelab.data import Dataset, Split
 from aelab.errors import UsageError
-from aelab.tasks.autoencoder import AutoencoderTask
+from aelab.tasks.autoencoder import ReconstructionTask
 
 
 def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: int,
@@ -47,11 +49,11 @@ def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: i
     return -(total - jnp.log(k))
 
 
-class VAETask(AutoencoderTask):
-    kind = "vae"
+class VAETask(ReconstructionTask):
+    label = "VAE"
 
-    def __init__(self, config: ml_collections.ConfigDict):
-        super().__init__(config)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None):
+        super().__init__(config, policy)
         v = config.vae
         if config.loss not in ("bce", "mse"):
             raise UsageError(f"a VAE needs loss=bce (Bernoulli) or loss=mse (Gaussian); got {config.loss!r}")
@@ -67,6 +69,23 @@ class VAETask(AutoencoderTask):
         if v.binarize and config.loss != "bce":
             raise UsageError("vae.binarize=True needs loss=bce (a Bernoulli likelihood)")
 
+    @classmethod
+    def config_defaults(cls) -> dict:
+        return {**super().config_defaults(), "vae": {
+            "beta": 1.0,  # weight of the KL term (beta-VAE)
+            "kl_warmup_steps": 0,  # linear KL annealing from 0 to beta over these steps
+            "free_bits": 0.0,  # nats per latent dimension below which KL is not penalized
+            "sigma": 0.1,  # loss=mse: the Gaussian likelihood's fixed pixel standard deviation
+            "binarize": False,  # dynamic binarization of training inputs; eval splits fixed once
+            "iw_samples": 1000,  # k of the importance-sampled NLL bound (final evaluation)
+            "iw_chunk": 100,  # samples per chunk, so memory stays bounded
+        }}
+
+    def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VAE:
+        latent = self.config.model.latent_dim
+        encoder, decoder = self._encoder_decoder(image_shape, 2 * latent, rngs)  # mean and log-variance
+        return models.VAE(encoder, decoder, self.loss.link, latent)
+
     def prepare(self, dataset: Dataset) -> Dataset:
         """With binarization, val and test are binarized once (fixed seed): a fixed test set."""
         if not self.config.vae.binarize:
@@ -81,7 +100,7 @@ class VAETask(AutoencoderTask):
     def log_likelihood(self, raw: jax.Array, x: jax.Array) -> jax.Array:
         """log p(x|z) per example, from the decoder's raw output."""
         if self.config.loss == "bce":
-            return -losses.bce_with_logits(raw, x)
+            return -self.loss.per_example(raw, x)
         return -losses.gaussian_nll(raw, x, self.config.vae.sigma)
 
     def _terms(self, model, x, rng, training: bool):
@@ -132,6 +151,6 @@ class VAETask(AutoencoderTask):
         super().figures(model, dataset, records, figure_dir, baselines)
         plots.curves(records, "neg_elbo", os.path.join(figure_dir, "neg_elbo.png"),
                      "neg_elbo (nats per example)")
-        samples = np.asarray(compiler.jit_model(lambda m, key: m.sample(64, key), model)(
+        samples = np.asarray(self.policy.jit_model(lambda m, key: m.sample(64, key), model)(
             jax.random.key(self.config.seed)))
         plots.sample_grid(samples, os.path.join(figure_dir, "samples.png"))

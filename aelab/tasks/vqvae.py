@@ -11,22 +11,41 @@ import jax.numpy as jnp
 import ml_collections
 import numpy as np
 
-from aelab import losses
+from flax import nnx
+
+from aelab import losses, models
 from aelab.errors import UsageError
-from aelab.tasks.autoencoder import AutoencoderTask
+from aelab.tasks.autoencoder import ReconstructionTask
 
 
-class VQVAETask(AutoencoderTask):
-    kind = "vqvae"
+class VQVAETask(ReconstructionTask):
+    label = "VQ-VAE"
 
-    def __init__(self, config: ml_collections.ConfigDict):
-        super().__init__(config)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None):
+        super().__init__(config, policy)
         q = config.vq
         if q.codebook_size < 2:
             raise UsageError(f"vq.codebook_size={q.codebook_size} must be >= 2")
         if q.embedding_dim < 1 or q.commitment < 0:
             raise UsageError(f"vq.embedding_dim={q.embedding_dim} must be >= 1 and "
                              f"vq.commitment={q.commitment} >= 0")
+        if config.model.latent_dim % q.embedding_dim:
+            raise UsageError(f"model.latent_dim={config.model.latent_dim} must be a multiple of "
+                             f"vq.embedding_dim={q.embedding_dim} (codes are split into tokens)")
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        return {**super().config_defaults(), "vq": {
+            "codebook_size": 64,
+            "embedding_dim": 4,  # the code is split into latent_dim / embedding_dim tokens
+            "commitment": 0.25,  # beta of the commitment loss
+        }}
+
+    def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VQVAE:
+        latent, q = self.config.model.latent_dim, self.config.vq
+        encoder, decoder = self._encoder_decoder(image_shape, latent, rngs)
+        quantizer = models.VectorQuantizer(q.codebook_size, q.embedding_dim, rngs=rngs)
+        return models.VQVAE(encoder, decoder, self.loss.link, latent, quantizer)
 
     def _forward(self, model, x, rng, training: bool):
         z_e = model.encoder(self._corrupt(x, rng, training))
@@ -47,7 +66,7 @@ class VQVAETask(AutoencoderTask):
         x = batch["image"]
         z_e, _, _, raw = self._forward(model, x, rng, training=False)
         usage = jax.nn.one_hot(model.quantizer.indices(z_e), self.config.vq.codebook_size).mean(axis=1)
-        return {"loss": self.loss.per_example(raw, x), **losses.recon_metrics(raw, x, self.config.loss),
+        return {"loss": self.loss.per_example(raw, x), **losses.recon_metrics(raw, x, self.loss),
                 "code_usage": usage}
 
     def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:

@@ -1,20 +1,25 @@
-"""Using a trained autoencoder: codes, latent maps, probes, denoising, anomaly detection.
+"""Using a trained model: codes, latent maps, probes, denoising, anomaly detection (autoencoders);
+masks (segmentation); translations and captions (sequence tasks).
 
-Each use works on any trained workdir, writes its numbers to `DIR/uses/*.json`
-and its pictures to `DIR/uses/*.png`, with a baseline beside every number.
+Each use opens a trained workdir read-only (aelab.restore) and writes its numbers to
+`DIR/uses/*.json` and its pictures to `DIR/uses/*.png` (or `--uses_dir`), with a
+baseline beside every number; text outputs go to stdout or `--out`.
 """
 
 from __future__ import annotations
 
 import os
+import sys
 from typing import Callable
 
 import jax
 import numpy as np
 from flax import nnx
 
-from aelab import compiler, data
+from aelab import data
+from aelab.compiler import CompilePolicy
 from aelab.errors import UsageError
+from aelab.workdir import atomic_write
 
 USES = "uses"
 
@@ -28,14 +33,24 @@ def uses_dir(workdir: str, out_dir: str | None = None) -> str:
     """Where a use writes its numbers and pictures: `out_dir` (--uses_dir), else DIR/uses."""
     return out_dir or os.path.join(workdir, USES)
 
-def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int = 1000,
+def write_text(text: str, out_path: str | None) -> list[str]:
+    """A use's text output: atomically to `out_path`, else to stdout. Returns the files written."""
+    if out_path:
+        atomic_write(out_path, text.encode("utf-8"))
+        return [out_path]
+    sys.stdout.write(text)
+    return []
+
+
+def batched(model: nnx.Module, fn: Callable, split: data.Split, policy: CompilePolicy, batch_size: int = 1000,
             rng: jax.Array | None = None) -> dict[str, np.ndarray]:
-    """Applies `fn(model, batch, rng) -> {name: per-example array}` to a whole split, compiled once.
+    """Applies `fn(model, batch, rng) -> {name: per-example array}` to a whole split, compiled once
+    by the run's `policy` as an evaluation program.
 
     Batch i gets fold_in(rng, i); padding is dropped, so every array has len(split) rows.
     """
     rng = jax.random.key(0) if rng is None else rng
-    step = compiler.jit_model(fn, model)
+    step = policy.jit_model(fn, model, "evaluate")
     out: dict[str, list[np.ndarray]] = {}
     for i, batch in enumerate(data.eval_batches(split, batch_size)):
         n = int(batch["mask"].sum())
@@ -43,6 +58,6 @@ def batched(model: nnx.Module, fn: Callable, split: data.Split, batch_size: int 
             out.setdefault(name, []).append(np.asarray(value)[:n])
     return {name: np.concatenate(parts) for name, parts in out.items()}
 
-def encode(model: nnx.Module, split: data.Split) -> np.ndarray:
+def encode(model: nnx.Module, split: data.Split, policy: CompilePolicy) -> np.ndarray:
     """The codes of a split (posterior means for a VAE, quantized codes for a VQ-VAE)."""
-    return batched(model, lambda m, b, _: {"code": m.encode(b["image"])}, split)["code"]
+    return batched(model, lambda m, b, _: {"code": m.encode(b["image"])}, split, policy)["code"]

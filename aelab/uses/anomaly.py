@@ -16,9 +16,9 @@ import os
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 
-from aelab import evaluate, plots
+from aelab import baselines, plots
 from aelab.errors import UsageError
-from aelab.train import load_trained
+from aelab.restore import load_trained
 from aelab.uses import batched, uses_dir
 from aelab.workdir import write_json
 
@@ -44,7 +44,7 @@ def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
         raise UsageError(f"{workdir}: the test split has no labels to tell anomalies apart")
 
     def per_example(split):
-        out = batched(model, lambda m, b, k: run.task.eval_metrics(m, b, k, False), split)
+        out = batched(model, lambda m, b, k: run.task.eval_metrics(m, b, k, False), split, run.policy)
         return {k: v for k, v in out.items() if v.ndim == 1}
     val, test = per_example(run.dataset.val), per_example(run.dataset.test)
     name = config.anomaly.score or ("neg_elbo" if config.task == "vae" else "loss")
@@ -55,8 +55,8 @@ def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
     scores = test[name]
     threshold = threshold_for_fpr(val[name], config.anomaly.target_fpr)
     flagged = scores > threshold
-    pca = evaluate.fit_pca(run.dataset.train, config.model.latent_dim, config.seed)
-    pca_scores = evaluate.pca_errors(pca, run.dataset.test.images)
+    pca = baselines.fit_pca(run.dataset.train, config.model.latent_dim, config.seed)
+    pca_scores = baselines.pca_errors(pca, run.dataset.test.images)
     result = {
         "step": step, "normal_classes": list(normal_classes), "score": name,
         "test_normal": int((~is_anomaly).sum()), "test_anomalous": int(is_anomaly.sum()),

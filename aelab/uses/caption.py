@@ -11,7 +11,6 @@ error naming it, and nothing is written.
 from __future__ import annotations
 
 import os
-import sys
 
 import numpy as np
 
@@ -19,10 +18,9 @@ from aelab.data.files import read_image
 from aelab.data.segmentation import resize_pair
 from aelab.data.splits import to_unit_float
 from aelab.errors import UsageError
-from aelab.train import load_trained
-from aelab.uses import check_beam_size
+from aelab.restore import load_trained
+from aelab.uses import check_beam_size, write_text
 from aelab.uses.predict import input_files
-from aelab.workdir import atomic_write
 
 
 def caption(workdir: str, input_path: str | None, out_path: str | None,
@@ -36,9 +34,5 @@ def caption(workdir: str, input_path: str | None, out_path: str | None,
     size, _, channels = run.dataset.image_shape
     images = np.stack([resize_pair(read_image(path, channels), None, size)[0] for path in files])
     captions = run.task.captions(model, to_unit_float(images, input_path), beam_size)
-    result = "".join(f"{os.path.basename(path)}\t{text}\n" for path, text in zip(files, captions))
-    if out_path:
-        atomic_write(out_path, result.encode("utf-8"))
-        return [out_path]
-    sys.stdout.write(result)
-    return []
+    return write_text("".join(f"{os.path.basename(path)}\t{text}\n" for path, text in zip(files, captions)),
+                      out_path)

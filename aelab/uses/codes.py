@@ -12,9 +12,9 @@ from sklearn.linear_model import LogisticRegression
 from sklearn.manifold import TSNE
 from sklearn.neighbors import KNeighborsClassifier
 
-from aelab import compiler, evaluate, plots
+from aelab import baselines, plots
 from aelab.errors import UsageError
-from aelab.train import load_trained
+from aelab.restore import load_trained
 from aelab.uses import encode, uses_dir
 from aelab.workdir import atomic_write, write_json
 
@@ -25,17 +25,18 @@ def embed(workdir: str, split_name: str, out: str, out_dir: str | None = None) -
     """Writes the codes and labels of a split to `out` (.npz) and latent maps to DIR/uses/."""
     run, model, step = load_trained(workdir)
     split = run.dataset.split(split_name)
-    codes = encode(model, split)
+    codes = encode(model, split, run.policy)
     arrays = {"codes": codes, "step": np.array(step), "split": np.array(split_name)}
     if split.labels is not None:
         arrays["labels"] = split.labels
     buffer = io.BytesIO()
     np.savez(buffer, **arrays)
     atomic_write(out, buffer.getvalue())
-    return [out, *latent_maps(model, codes, split.labels, uses_dir(workdir, out_dir), run.config.seed)]
+    return [out, *latent_maps(model, codes, split.labels, uses_dir(workdir, out_dir), run.config.seed,
+                              run.policy)]
 
 
-def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int) -> list[str]:
+def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int, policy) -> list[str]:
     """Scatters of the codes coloured by label: the codes themselves for a 1-D or 2-D latent
     (2-D: plus the decoded manifold grid), else their PCA and t-SNE projections."""
     rng = np.random.default_rng(seed)
@@ -52,7 +53,7 @@ def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int) -> 
         paths.append(os.path.join(directory, "latent_2d.png"))
         plots.scatter(points, colours, paths[-1], "codes (2-D latent)")
         paths.append(os.path.join(directory, "manifold.png"))
-        decode = compiler.jit_model(lambda m, z: m.decode(z), model)
+        decode = policy.jit_model(lambda m, z: m.decode(z), model)
         plots.manifold(lambda z: np.asarray(decode(jnp.asarray(z))), codes, paths[-1])
         return paths
     paths.append(os.path.join(directory, "latent_pca.png"))
@@ -86,9 +87,9 @@ def probe(workdir: str, max_train: int = 10000, out_dir: str | None = None) -> s
     train = train.take(np.sort(index))
     latent = run.config.model.latent_dim
     raw_train, raw_test = train.images.reshape(len(train), -1), test.images.reshape(len(test), -1)
-    pca = evaluate.fit_pca(train, latent, run.config.seed)
+    pca = baselines.fit_pca(train, latent, run.config.seed)
     features = {
-        "codes": (encode(model, train), encode(model, test)),
+        "codes": (encode(model, train, run.policy), encode(model, test, run.policy)),
         f"pca_{latent}": (pca.transform(raw_train), pca.transform(raw_test)),
         "pixels": (raw_train, raw_test),
     }

@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 
 from aelab import corruption, plots
 from aelab.errors import UsageError
-from aelab.train import load_trained
+from aelab.restore import load_trained
 from aelab.uses import batched, uses_dir
 from aelab.workdir import write_json
 
@@ -51,7 +51,7 @@ def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None =
             return {"noisy": noisy, "denoised": denoised,
                     "psnr_noisy": corruption.psnr(noisy, batch["image"]),
                     "psnr_denoised": corruption.psnr(denoised, batch["image"])}
-        out = batched(model, fn, clean, rng=jax.random.key(seed))
+        out = batched(model, fn, clean, run.policy, rng=jax.random.key(seed))
         record = {"noise": kind, "level": level,
                   "psnr_noisy": float(out["psnr_noisy"].mean()),
                   "psnr_denoised": float(out["psnr_denoised"].mean()),

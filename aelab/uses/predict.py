@@ -18,7 +18,7 @@ from aelab.data.files import IMAGE_EXTENSIONS, read_image
 from aelab.data.segmentation import resize_mask, resize_pair
 from aelab.data.splits import to_unit_float
 from aelab.errors import UsageError
-from aelab.train import load_trained
+from aelab.restore import load_trained
 from aelab.workdir import atomic_write
 
 

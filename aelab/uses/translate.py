@@ -13,10 +13,9 @@ import sys
 
 from aelab.data.text import pad_rows
 from aelab.errors import UsageError
+from aelab.restore import load_trained
 from aelab.tasks.translation import TranslationTask
-from aelab.train import load_trained
-from aelab.uses import check_beam_size
-from aelab.workdir import atomic_write
+from aelab.uses import check_beam_size, write_text
 
 
 def read_lines(input_path: str | None) -> list[str]:
@@ -45,7 +44,7 @@ def translate_lines(task: TranslationTask, model, lines: list[str], beam_size: i
     out = [""] * len(lines)
     if index:  # the ids above, encoded once, are what the model reads
         source = pad_rows(ids, max_length)
-        for i, translation in zip(index, task.translator(model, beam_size)(source, batch_size)):
+        for i, translation in zip(index, task.generator(model, beam_size)(source, batch_size)):
             out[i] = translation
     return out
 
@@ -56,9 +55,4 @@ def translate(workdir: str, input_path: str | None, out_path: str | None,
     check_beam_size(beam_size)
     lines = read_lines(input_path)
     run, model, _ = load_trained(workdir, "translation", "translate")
-    result = "".join(t + "\n" for t in translate_lines(run.task, model, lines, beam_size))
-    if out_path:
-        atomic_write(out_path, result.encode("utf-8"))
-        return [out_path]
-    sys.stdout.write(result)
-    return []
+    return write_text("".join(t + "\n" for t in translate_lines(run.task, model, lines, beam_size)), out_path)

@@ -7,10 +7,10 @@ Compiled as aelab compiles a convolution model (aelab.compiler: no YNNPACK matmu
 """
 import sys, time, jax, jax.numpy as jnp
 from flax import nnx
-from aelab import compiler
+from aelab.compiler import CompilePolicy
 from aelab.models.conv import conv_transpose_subpixel
 
-jit = lambda f: compiler.jit(f, ynn_dots="--ynn" in sys.argv)
+jit = lambda f: CompilePolicy("cpu", cpu_ynn_dots="--ynn" in sys.argv).jit(f, program="train")
 
 def timeit(f, *args, n=30):
     out = f(*args); jax.block_until_ready(out)

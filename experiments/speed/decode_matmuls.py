@@ -16,7 +16,8 @@ from absl import app, flags
 from flax import nnx
 from ml_collections import config_flags
 
-from aelab import compiler, train
+from aelab import train
+from aelab.compiler import CompilePolicy
 from aelab.text import decode
 
 config_flags.DEFINE_config_file("config", None, "a translation or captioning config", lock_config=False)
@@ -36,7 +37,7 @@ def main(_):
         search = lambda m, s: decode.greedy(m, s, length)  # noqa: E731
     else:
         search = lambda m, s: decode.beam_search(m, s, length, beam, config.decode.length_penalty)  # noqa: E731
-    programs = {name: compiler.jit_model(search, model, ynn_dots=ynn)
+    programs = {name: CompilePolicy(run.policy.backend, ynn).jit_model(search, model, "decode")
                 for name, ynn in (("eigen", False), ("ynnpack", True))}
     size = config.train.eval_batch_size
     batches = [sources[i:i + size] for i in range(0, len(sources) - size + 1, size)]
@@ -49,7 +50,7 @@ def main(_):
                 np.asarray(f(batch))
             seconds[name].append(time.perf_counter() - start)
     median = {name: statistics.median(s) for name, s in seconds.items()}
-    print(f"{len(batches)} batches of {size}, beam {beam}, has convolutions: {compiler.has_convolutions(model)}; "
+    print(f"{len(batches)} batches of {size}, beam {beam}, has convolutions: {run.policy.convolutions}; "
           f"same tokens: {np.array_equal(outputs['eigen'], outputs['ynnpack'])}")
     print(f"eigen {median['eigen']:.3f} s, ynnpack {median['ynnpack']:.3f} s, "
           f"ynnpack/eigen time {median['ynnpack'] / median['eigen']:.3f}")

@@ -17,9 +17,8 @@ import tempfile
 import time
 
 import jax
-from flax import nnx
 
-from aelab import train
+from aelab import steps as aelab_steps, train
 from aelab.config import from_file, set_value
 from aelab.writer import read_metrics
 
@@ -42,12 +41,11 @@ def main():
     loop = statistics.mean(rates[1:])
 
     run = train.build(config)
-    model = nnx.merge(run.graphdef, run.state)[0]
-    per_dispatch = train.steps_per_dispatch(config.train.steps_per_dispatch, model)
+    per_dispatch = run.policy.steps_per_dispatch(config.train.steps_per_dispatch)
     batches = train.device_batches(run, per_dispatch)
     # Compiled as the trainer's loop compiles it (matmul library, grad_norm on log steps only).
-    steps = train.make_indexed_train_steps(run.graphdef, run.task, per_dispatch,
-                                           **train.train_step_options(config.train, model))
+    steps = aelab_steps.make_indexed_train_steps(run.graphdef, run.task, run.policy, per_dispatch,
+                                                 **aelab_steps.train_step_options(run.config.train))
     state, calls = run.state, 0
     inputs = [batches(i * per_dispatch, per_dispatch) for i in range(20)]
     for i in range(3):

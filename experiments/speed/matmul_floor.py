@@ -5,7 +5,7 @@
 For aelab's own train step (one step, as `aelab bench` compiles it) and evaluation
 (forward + loss, batch 1000), lists every `dot_general` in the traced program (the
 gradient norm's dots are left out: they run on log steps only), times each one
-alone as XLA compiles it for aelab (`compiler.jit`, with the matmul library aelab
+alone as XLA compiles it for aelab (its compile policy, with the matmul library aelab
 picks for that program: YNNPACK in these train steps, Eigen in evaluation) and as PyTorch's CPU matmul
 does it (the same shapes and transposes, in a `--torch_python` process), minus
 each side's cost of a trivial call. Then it runs ../shared/bench/torch_ref.py and
@@ -26,8 +26,9 @@ import jax
 import jax.extend
 import jax.numpy as jnp
 
-from aelab import bench, compiler
-from aelab.train import train_step_fn
+from aelab import bench
+from aelab.compiler import CompilePolicy
+from aelab.steps import train_step_fn
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TORCH_REF = REPO.parent / "shared" / "bench" / "torch_ref.py"
@@ -76,18 +77,18 @@ def per_call(f) -> float:
     return 1.0 / bench.timed(lambda i: f(), 1, 1, 3, 0.5)["examples_per_s"]
 
 
-def xla_seconds(lhs, rhs, lc, rc, ynn_dots: bool) -> float:
+def xla_seconds(lhs, rhs, lc, rc, policy: CompilePolicy, program: str) -> float:
     a, b = jnp.ones(lhs), jnp.ones(rhs)
-    dot = compiler.jit(lambda a, b: jax.lax.dot_general(a, b, (((lc,), (rc,)), ((), ()))), ynn_dots=ynn_dots)
-    trivial = compiler.jit(lambda a, b: a[:1], ynn_dots=ynn_dots)
+    dot = policy.jit(lambda a, b: jax.lax.dot_general(a, b, (((lc,), (rc,)), ((), ()))), program=program)
+    trivial = policy.jit(lambda a, b: a[:1], program=program)
     return per_call(lambda: dot(a, b)) - per_call(lambda: trivial(a, b))
 
 
 def programs(workload: str):
     """The jaxprs of aelab's train step and evaluation (forward + loss at bench.EVAL_BATCH)."""
-    config, task, _, graphdef, state = bench.workload_state(workload)
+    config, task, policy, graphdef, state = bench.workload_state(workload)
     rng = jax.random.key(0)
-    step = train_step_fn(graphdef, task, log_every=100, num_steps=bench.NUM_STEPS)
+    step = train_step_fn(graphdef, task, policy, log_every=100, num_steps=bench.NUM_STEPS)
     train_batch = {"image": jnp.zeros((config.train.batch_size, 28, 28, 1))}
     eval_batch = {"image": jnp.zeros((bench.EVAL_BATCH, 28, 28, 1))}
     evaluation = bench.forward_and_loss_fn(graphdef, task)
@@ -109,8 +110,8 @@ def main():
                                               capture_output=True, text=True, check=True).stdout.splitlines()[-1])
         for name, (jaxpr, batch_size) in programs(workload).items():
             dots = dots_of(jaxpr)
-            ynn_dots = compiler.ynn_dots_for(None, "train" if name == "train" else "evaluate")  # MLPs: no convolutions
-            xla = sum(xla_seconds(*d, ynn_dots) for d in dots)
+            policy = bench.workload_state(workload)[2]  # as aelab compiles this workload's programs
+            xla = sum(xla_seconds(*d, policy, "train" if name == "train" else "evaluate") for d in dots)
             torch_each = json.loads(subprocess.run([args.torch_python, "-c", TORCH_TIMER, threads], input=json.dumps(dots),
                                                    capture_output=True, text=True, check=True).stdout)
             measured = batch_size / reference[f"{name}_examples_per_s"]

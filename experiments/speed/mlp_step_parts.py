@@ -6,7 +6,7 @@ update (gradient only).
 """
 import sys, time, jax, jax.numpy as jnp
 from flax import nnx
-from aelab import bench, compiler, optim
+from aelab import bench, optim
 
 workload = sys.argv[1] if len(sys.argv) > 1 else "mlp_ae"
 config = bench.workload_config(workload)
@@ -16,9 +16,9 @@ rng = jax.random.key(0)
 
 
 def make(grad_norm=True, metrics=True, update=True):
-    _, task, _, graphdef, state = bench.workload_state(workload)
+    _, task, policy, graphdef, state = bench.workload_state(workload)
 
-    @compiler.jit(donate_argnums=0, ynn_dots=compiler.ynn_dots_for(None, "train"))  # as aelab trains MLPs
+    @policy.jit(program="train", donate_argnums=0)  # as aelab trains MLPs
     def step(state, batch, rng):
         model, optimizer = nnx.merge(graphdef, state)
         def loss_fn(m):

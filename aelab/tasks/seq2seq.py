@@ -1,0 +1,225 @@
+"""What translation and captioning share: tokens, teacher forcing, decoding and its scores.
+
+A `Seq2SeqTask` trains a SentencePiece model on the training text (unless the
+workdir has one: it is saved there as tokenizer.model, so a checkpoint is
+self-contained), trains a Transformer or attention RNN decoder with
+teacher-forced, label-smoothed cross-entropy (PAD masked out), and decodes
+with compiled greedy or beam search. Units: `loss` and `nll` are nats per
+target token (loss with smoothing, nll without), `perplexity` is exp(nll),
+`token_accuracy` a fraction of target tokens.
+
+Evaluation also decodes: greedy on the first `decode.eval_examples`
+validation examples during training, the configured beam on the whole test
+split at the end; every evaluation writes its outputs to DIR/samples/.
+Subclasses say what the source is (`inputs`), how outputs are scored
+(`score`) and written (`sample_lines`).
+"""
+
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+from flax import nnx
+
+from aelab import workdir as wd
+from aelab.data import Dataset, eval_batches
+from aelab.errors import UsageError, choose
+from aelab.models import seq2seq as models
+from aelab.tasks.base import Task
+from aelab.text import decode, tokenizer as tok
+
+ARCHITECTURES = ("rnn", "transformer")
+TOKENIZER = "tokenizer.model"
+UNITS = {"loss": "nats per target token, label-smoothed", "nll": "nats per target token",
+         "bleu": "sacreBLEU, 0-100", "chrf": "sacreBLEU chrF, 0-100", "token_accuracy": "fraction"}
+
+
+def shift_right(target: jax.Array) -> jax.Array:
+    """Teacher forcing: the decoder reads BOS, y1, ..., y_{n-1} and predicts y1, ..., yn."""
+    return jnp.concatenate([jnp.full_like(target[:, :1], tok.BOS), target[:, :-1]], axis=1)
+
+
+def token_losses(logits, target, label_smoothing: float):
+    """(smoothed cross-entropy, cross-entropy, correct) per target token, and the 0/1 mask of real tokens."""
+    vocab = logits.shape[-1]
+    onehot = jax.nn.one_hot(target, vocab)
+    smoothed = optax.softmax_cross_entropy(logits, optax.smooth_labels(onehot, label_smoothing))
+    nll = optax.softmax_cross_entropy_with_integer_labels(logits, target)
+    correct = (jnp.argmax(logits, -1) == target).astype(jnp.float32)
+    return smoothed, nll, correct, (target != tok.PAD).astype(jnp.float32)
+
+
+class Seq2SeqTask(Task):
+    """A sequence decoder over a tokenized target: translation and captioning."""
+
+    def __init__(self, config: ml_collections.ConfigDict, policy=None):
+        super().__init__(config, policy)
+        choose("loss", config.loss, ("cross_entropy",))
+        choose("model.arch", config.model.arch, ARCHITECTURES)
+        t, d, m = config.text, config.decode, config.model
+        if t.max_length < 2:
+            raise UsageError(f"text.max_length={t.max_length} must be >= 2 (a token and EOS)")
+        if t.vocab_size < 8:
+            raise UsageError(f"text.vocab_size={t.vocab_size} must be >= 8")
+        if not 0.0 <= t.label_smoothing < 1.0:
+            raise UsageError(f"text.label_smoothing={t.label_smoothing} must be in [0, 1)")
+        if d.beam_size < 1 or d.eval_examples < 0:
+            raise UsageError(f"decode.beam_size={d.beam_size} must be >= 1 and "
+                             f"decode.eval_examples={d.eval_examples} >= 0")
+        if m.arch == "transformer" and m.embed_dim % m.num_heads:
+            raise UsageError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
+        choose("model.cell", m.cell, ("gru", "lstm"))
+        choose("model.attention", m.attention, ("additive", "dot"))
+        choose("model.positions", m.positions, ("sinusoidal", "learned"))
+        self.tokenizer: tok.Tokenizer | None = None
+        self._decoders = {}  # beam size -> compiled decoder: evaluations reuse it, not recompile
+
+    @classmethod
+    def config_defaults(cls) -> dict:
+        return {
+            "loss": "cross_entropy",
+            "model": {
+                "arch": "transformer",  # rnn | transformer
+                "embed_dim": 256,  # token embeddings; the Transformer's model width
+                "hidden_dim": 512,  # rnn: GRU/LSTM state size
+                "num_layers": 3,  # transformer: layers of encoder and of decoder; rnn: encoder layers
+                "num_heads": 4,  # transformer
+                "mlp_dim": 1024,  # transformer: feed-forward width
+                "dropout": 0.1,
+                "cell": "gru",  # rnn: gru | lstm
+                "attention": "additive",  # rnn: additive (Bahdanau) | dot (Luong, scaled)
+                "positions": "sinusoidal",  # transformer: sinusoidal | learned
+                "share_embeddings": True,  # one embedding for source, target (and the transformer's output)
+            },
+            "text": {
+                "vocab_size": 8000,  # SentencePiece vocabulary (shared by both languages)
+                "tokenizer": "unigram",  # unigram | bpe
+                "max_length": 48,  # tokens per sequence, EOS included; longer ones are skipped and counted
+                "label_smoothing": 0.1,
+            },
+            "decode": {
+                "beam_size": 4,  # final test outputs; 1 = greedy
+                "length_penalty": 0.6,  # alpha of ((5 + length) / 6) ** alpha
+                "eval_examples": 500,  # validation examples decoded (greedy) at each evaluation; 0 = none
+            },
+        }
+
+    # Assets: the tokenizer lives in the workdir beside the checkpoints.
+    def load_assets(self, workdir: str) -> None:
+        path = os.path.join(workdir, TOKENIZER)
+        if os.path.exists(path):
+            with open(path, "rb") as f:
+                self.tokenizer = tok.Tokenizer(f.read())
+
+    def save_assets(self, workdir: str) -> None:
+        path = os.path.join(workdir, TOKENIZER)
+        if not os.path.exists(path):
+            wd.atomic_write(path, self.tokenizer.model_proto)
+
+    def tokenized(self, dataset: Dataset, training_text, tokenize_split, what: str) -> Dataset:
+        """The dataset with every split tokenized by `tokenize_split(split, tokenizer, max_length)
+        -> (split, counts)`; the tokenizer is trained on `training_text` unless the workdir had one.
+        The counts land in the dataset's info (summary.json), prefixed by the split's name."""
+        t = self.config.text
+        if self.tokenizer is None:
+            self.tokenizer = tok.Tokenizer(tok.train(training_text, t.vocab_size, t.tokenizer))
+        splits, info = {}, dict(dataset.info)
+        for name in ("train", "val", "test"):
+            splits[name], counts = tokenize_split(dataset.split(name), self.tokenizer, t.max_length)
+            info.update({f"{name}_{k}": v for k, v in counts.items()})
+            if not len(splits[name]):
+                raise UsageError(f"{dataset.name}: every {name} {what} is longer than text.max_length="
+                                 f"{t.max_length} tokens; raise it")
+        return Dataset(dataset.name, splits["train"], splits["val"], splits["test"], info)
+
+    def image_shape(self, example_shape) -> tuple[int, ...] | None:
+        """The shape of the images the model reads instead of source tokens; None for tokens."""
+        return None
+
+    def build_model(self, example_shape, rngs: nnx.Rngs):
+        return models.build(self.config.model, self.tokenizer.vocab_size, self.config.text.max_length, rngs,
+                            self.image_shape(example_shape))
+
+    def teacher_forced_loss(self, model, source, target, rng: jax.Array):
+        """The training loss and metrics of one target row per example, per target token."""
+        logits = model(source, shift_right(target), dropout_rng=rng)
+        smoothed, nll, correct, real = token_losses(logits, target, self.config.text.label_smoothing)
+        tokens = jnp.maximum(real.sum(), 1.0)
+        loss = (smoothed * real).sum() / tokens
+        return loss, {"loss": loss, "nll": (nll * real).sum() / tokens,
+                      "token_accuracy": (correct * real).sum() / tokens}
+
+    def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
+        """Per-token figures from the split's token sums (`eval_metrics` returns sums)."""
+        tokens = float(means["tokens"])
+        nll = float(means["nll_sum"]) / tokens
+        return {"loss": float(means["loss_sum"]) / tokens, "nll": nll, "perplexity": float(np.exp(nll)),
+                "token_accuracy": float(means["correct"]) / tokens}
+
+    # Decoding.
+    def generator(self, model, beam_size: int | None = None):
+        """`generate(sources (N, ...), batch_size) -> list of str`; greedy for beam_size 1, beam
+        search otherwise. The decoder is compiled once per beam size and batch shape (a task
+        builds one model structure, so its graphdef never changes)."""
+        d, max_length = self.config.decode, self.config.text.max_length
+        beam_size = d.beam_size if beam_size is None else beam_size
+        graphdef, state = nnx.split(model)
+        if beam_size not in self._decoders:
+            if beam_size == 1:
+                search = lambda m, src: decode.greedy(m, src, max_length)  # noqa: E731
+            else:
+                search = lambda m, src: decode.beam_search(m, src, max_length, beam_size,  # noqa: E731
+                                                           d.length_penalty)
+            self._decoders[beam_size] = self.policy.with_model(model).jit(
+                lambda state, src: search(nnx.merge(graphdef, state), src), program="decode")
+        run = self._decoders[beam_size]
+
+        def generate(source: np.ndarray, batch_size: int) -> list[str]:
+            out = []
+            for batch in eval_batches({"source": source}, batch_size):
+                ids = np.asarray(run(state, batch["source"]))[:int(batch["mask"].sum())]
+                out += self.tokenizer.decode(ids)
+            return out
+
+        return generate
+
+    def inputs(self, split) -> np.ndarray:
+        """What the model reads of a split: token rows, or images."""
+        raise NotImplementedError
+
+    def score(self, outputs: list[str], split) -> dict[str, float]:
+        """The scores of decoded outputs against the split's references."""
+        raise NotImplementedError
+
+    def sample_lines(self, outputs: list[str], split) -> list[str]:
+        """One block of text per example for DIR/samples/<split>_<step>.txt."""
+        raise NotImplementedError
+
+    def generation_metrics(self, model, split, final: bool, samples_path: str | None):
+        """Scores of decoded outputs: greedy on the first decode.eval_examples examples during
+        training, the configured beam on the whole split at the end."""
+        d = self.config.decode
+        if not final:
+            if not d.eval_examples:
+                return {}
+            split = split.take(np.arange(min(d.eval_examples, len(split))))
+        outputs = self.generator(model, d.beam_size if final else 1)(
+            self.inputs(split), self.config.train.eval_batch_size)
+        if samples_path:
+            wd.atomic_write(samples_path, "\n".join(self.sample_lines(outputs, split)).encode("utf-8"))
+        return self.score(outputs, split)
+
+    def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
+        from aelab import plots
+
+        plots.curves(records, "nll", os.path.join(figure_dir, "nll.png"), f"nll ({UNITS['nll']})")
+        if any("bleu" in r for r in records):
+            reference = {f"{name.replace('_', ' ')} (test)": scores["bleu"]
+                         for name, scores in (baselines or {}).items() if "bleu" in scores}
+            plots.curves(records, "bleu", os.path.join(figure_dir, "bleu.png"), "sacreBLEU", reference or None,
+                         log=False)
