@@ -1,117 +1,201 @@
-"""The `aelab` command: thin. Parses flags, picks a subcommand, maps errors to exit codes.
+"""The `aelab` command: parses one subcommand's flags, runs it, maps errors to exit codes.
 
-    aelab train --config=configs/digits_ae.py[:args] --workdir=DIR [--config.a.b=v ...]
-        [--coordinator_address=HOST:PORT --num_processes=N --process_id=I]   (multi-host; SLURM/TPU detected)
-    aelab sample --workdir=DIR [--num_samples=64] [--seed=0]
-    aelab embed --workdir=DIR [--split=test] --out=FILE.npz
-    aelab probe --workdir=DIR [--probe_examples=10000]
-    aelab denoise --workdir=DIR --noise=gaussian:0.1,0.3 [--noise=mask:0.5 ...]
-    aelab anomaly --workdir=DIR
-    aelab predict --workdir=DIR --input=IMAGE_OR_DIR --out=DIR   (segmentation masks as PNGs)
-    aelab translate --workdir=DIR [--input=FILE] [--out=FILE] [--beam_size=N]   (stdin/stdout by default)
-    aelab caption --workdir=DIR --input=IMAGE_OR_DIR [--out=FILE] [--beam_size=N]   (stdout by default)
-    aelab sweep --config=CONFIG.py --workdir=DIR --sweep=model.latent_dim=2,4,8 [--sweep=seed=0,1] [--config...]
-    aelab report --workdir=DIR
-    aelab bench --workload=mlp_ae|conv_ae|mlp_vae [--json] [--min_seconds=5] [--[no]cpu_ynn_dots]   (no workdir)
+    aelab --help                      the commands, a line each
+    aelab COMMAND --help              a command's own flags, with their help and defaults
 
 Exit codes: 0 done (or stopped by a signal, checkpointed), 1 training
-diverged, 2 bad input (nothing written).
+diverged or a file could not be written, 2 bad input (nothing written),
+128 + N a second signal N stopped the process at once.
 """
 
 from __future__ import annotations
 
 import contextlib
+import dataclasses
+import json
 import logging
 import os
 import signal
 import sys
 from typing import Callable, Iterator
 
-import ml_collections
 from absl import flags
-from ml_collections import config_flags
 
-from aelab.errors import UsageError, WriteError, describe_os_error
-from aelab import config as config_lib
-from aelab import train
-from aelab.train import NonFiniteError
-
-USAGE = ("usage: aelab train --config=CONFIG.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...] | "
-         "aelab sample|embed|probe|denoise|anomaly|predict|translate|caption --workdir=DIR [...]")
-SUBCOMMANDS = ("train", "sweep", "report", "sample", "embed", "probe", "denoise", "anomaly", "predict",
-               "translate", "caption", "bench")
-NEEDS_CONFIG = ("train", "sweep")
+from aelab.errors import NonFiniteError, UsageError, WriteError, describe_os_error
 
 
-def parse(argv: list[str]):
-    """Parses `argv` into (subcommand, flag values); raises UsageError with one line.
+@dataclasses.dataclass(frozen=True)
+class Flag:
+    kind: str  # string | integer | float | boolean | multi_string
+    default: object
+    help: str
+    lower_bound: int | float | None = None
 
-    For `train`, `values.config` is the loaded, overridden ConfigDict.
-    """
+
+FLAGS = {
+    "workdir": Flag("string", None, "the run's folder: train creates it (or resumes the run in it); "
+                                    "the other commands read it without writing to its files"),
+    "coordinator_address": Flag("string", None, "multi-host: host:port of process 0, with --num_processes "
+                                                "and --process_id (default: detect SLURM or a TPU pod)"),
+    "num_processes": Flag("integer", None, "multi-host: how many processes"),
+    "process_id": Flag("integer", None, "multi-host: this process's index"),
+    "sweep": Flag("multi_string", [], "an axis of the grid, KEY=V1,V2,... (repeat for a grid)"),
+    "uses_dir": Flag("string", None, "where to write numbers and pictures (default: WORKDIR/uses)"),
+    "num_samples": Flag("integer", 64, "how many images to draw from the prior", 1),
+    "seed": Flag("integer", 0, "random seed"),
+    "split": Flag("string", "test", "the split to encode: train | val | test"),
+    "probe_examples": Flag("integer", 10000, "training examples the probes fit on", 10),
+    "noise": Flag("multi_string", ["gaussian:0.1,0.3,0.5"], "corruption KIND:LEVEL[,LEVEL...] "
+                                                           "(gaussian, mask, salt_and_pepper; repeat for more)"),
+    "beam_size": Flag("integer", None, "beam size (1 = greedy; default: the run's decode.beam_size)"),
+    "workload": Flag("string", None, "mlp_ae | conv_ae | mlp_vae"),
+    "json": Flag("boolean", False, "print one JSON line instead of a table"),
+    "min_seconds": Flag("float", 5.0, "seconds of timed training steps", 0.1),
+    "cpu_ynn_dots": Flag("boolean", None, "CPU matmuls by YNNPACK everywhere (--cpu_ynn_dots) or nowhere "
+                                          "(--nocpu_ynn_dots); default: the compile policy's rule "
+                                          "(aelab/compiler.py)"),
+}
+
+
+def _out(help_text: str) -> Flag:
+    return Flag("string", None, help_text)
+
+
+def _input(help_text: str) -> Flag:
+    return Flag("string", None, help_text)
+
+
+@dataclasses.dataclass(frozen=True)
+class Command:
+    summary: str
+    usage: str
+    flags: tuple[str, ...] = ()
+    config: bool = False  # takes --config=FILE[:ARG] and --config.KEY=VALUE overrides
+    own: dict = dataclasses.field(default_factory=dict)  # flags whose help is the command's own
+    required: tuple[str, ...] = ()
+
+
+COMMANDS = {
+    "train": Command("train a model, or resume the run in WORKDIR",
+                     "--config=configs/X.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]",
+                     ("workdir", "coordinator_address", "num_processes", "process_id"), config=True,
+                     required=("config", "workdir")),
+    "config": Command("print the resolved, validated config of a launch, without running it",
+                      "--config=configs/X.py[:ARG] [--config.KEY=VALUE ...]", config=True, required=("config",)),
+    "sweep": Command("train a grid of configs, each point a workdir under DIR/points/",
+                     "--config=configs/X.py --workdir=DIR --sweep=KEY=V1,V2,... [--sweep=...]",
+                     ("workdir", "sweep"), config=True, required=("config", "workdir", "sweep")),
+    "report": Command("write a sweep's table (report.csv, report.md) and figures again", "--workdir=DIR",
+                      ("workdir",), required=("workdir",)),
+    "sample": Command("draw samples from a VAE's prior, and interpolations", "--workdir=DIR [--num_samples=64]",
+                      ("workdir", "num_samples", "seed", "uses_dir"), required=("workdir",)),
+    "embed": Command("write the codes of a split (.npz) and latent maps", "--workdir=DIR --out=codes.npz",
+                     ("workdir", "split", "uses_dir"), own={"out": _out("the .npz file to write")},
+                     required=("workdir", "out")),
+    "probe": Command("linear-probe and 5-NN accuracy of the codes, beside PCA and pixels", "--workdir=DIR",
+                     ("workdir", "probe_examples", "uses_dir"), required=("workdir",)),
+    "denoise": Command("PSNR and SSIM of noisy and reconstructed test images",
+                       "--workdir=DIR [--noise=gaussian:0.1,0.3]", ("workdir", "noise", "seed", "uses_dir"),
+                       required=("workdir",)),
+    "anomaly": Command("one-class anomaly detection: AUROC, AUPRC, a threshold set on validation data",
+                       "--workdir=DIR", ("workdir", "uses_dir"), required=("workdir",)),
+    "predict": Command("segmentation masks for images, as PNGs", "--workdir=DIR --input=IMAGE_OR_DIR --out=DIR",
+                       ("workdir",), own={"input": _input("an image, or a folder of images"),
+                                          "out": _out("the folder to write one mask PNG per image into")},
+                       required=("workdir", "input", "out")),
+    "translate": Command("translate sentences, one a line", "--workdir=DIR [--input=FILE] [--out=FILE]",
+                         ("workdir", "beam_size"),
+                         own={"input": _input("a UTF-8 text file, one sentence a line (default: stdin)"),
+                              "out": _out("the file to write the translations to (default: stdout)")},
+                         required=("workdir",)),
+    "caption": Command("caption images", "--workdir=DIR --input=IMAGE_OR_DIR [--out=FILE]",
+                       ("workdir", "beam_size"), own={"input": _input("an image, or a folder of images"),
+                                                      "out": _out("the file to write the captions to "
+                                                                  "(default: stdout)")},
+                       required=("workdir", "input")),
+    "bench": Command("time aelab's own train and eval steps on a fixed workload", "--workload=mlp_ae [--json]",
+                     ("workload", "json", "min_seconds", "cpu_ynn_dots"), required=("workload",)),
+}
+
+
+def overview() -> str:
+    width = max(map(len, COMMANDS))
+    lines = ["usage: aelab COMMAND [--flag=value ...]   (aelab COMMAND --help: that command's flags)", "",
+             "commands:"]
+    lines += [f"  {name:<{width}}  {command.summary}" for name, command in COMMANDS.items()]
+    lines += ["", "Exit codes: 0 done or stopped by a signal (checkpointed), 1 training diverged or a file",
+              "could not be written, 2 bad input (nothing written). Guide: README.md and docs/."]
+    return "\n".join(lines) + "\n"
+
+
+def command_help(name: str) -> str:
+    command = COMMANDS[name]
+    lines = [f"usage: aelab {name} {command.usage}", "", command.summary, "", "flags:"]
+    if command.config:
+        lines += ["  --config: a Python file with get_config(arg) -> ConfigDict; FILE:ARG passes ARG",
+                  "  --config.KEY=VALUE: override any key of the config, type-checked (aelab config prints them)"]
+    for flag_name, flag in _flags_of(command).items():
+        default = "" if flag.default in (None, []) else f" (default: {flag.default})"
+        required = " (required)" if flag_name in command.required else ""
+        lines.append(f"  --{flag_name}: {flag.help}{default}{required}")
+    return "\n".join(lines) + "\n"
+
+
+def _flags_of(command: Command) -> dict[str, Flag]:
+    return {**{name: FLAGS[name] for name in command.flags}, **command.own}
+
+
+def parse(argv: list[str]) -> tuple[str, flags.FlagValues]:
+    """(command, its flag values) from `argv`; raises UsageError with one line. For a command that
+    takes --config, `values.config` is the loaded, overridden ConfigDict."""
+    name = next((a for a in argv[1:] if not a.startswith("-")), None)
+    if name not in COMMANDS:
+        given = f"subcommand {name!r} not understood" if name else "no subcommand given"
+        raise UsageError(f"{given}; accepted: {', '.join(COMMANDS)} (aelab --help lists them)")
+    command = COMMANDS[name]
     values = flags.FlagValues()
-    # sys_argv: ml-collections reads override names from it (default: sys.argv).
-    config_flags.DEFINE_config_file("config", None, "config file, path[:arg]",
-                                    flag_values=values, lock_config=True, sys_argv=argv)
-    flags.DEFINE_string("workdir", None, "run directory", flag_values=values)
-    flags.DEFINE_string("uses_dir", None, "sample, embed, probe, denoise, anomaly: where to write numbers and "
-                        "pictures (default: WORKDIR/uses)", flag_values=values)
-    flags.DEFINE_integer("num_samples", 64, "sample: how many images", lower_bound=1,
-                         flag_values=values)
-    flags.DEFINE_integer("seed", 0, "sample, denoise: random seed", flag_values=values)
-    flags.DEFINE_string("split", "test", "embed: train | val | test", flag_values=values)
-    flags.DEFINE_string("out", None, "embed: the .npz file to write; predict: the mask folder; "
-                        "translate, caption: the output file (default: stdout)", flag_values=values)
-    flags.DEFINE_string("input", None, "predict, caption: an image or a folder of images; translate: a text "
-                        "file, one sentence a line (default: stdin)", flag_values=values)
-    flags.DEFINE_integer("beam_size", None, "translate, caption: beam size (1 = greedy; default: the run's "
-                         "decode.beam_size)", flag_values=values)
-    flags.DEFINE_integer("probe_examples", 10000, "probe: training examples for the probes",
-                         lower_bound=10, flag_values=values)
-    flags.DEFINE_string("workload", None, "bench: mlp_ae | conv_ae | mlp_vae", flag_values=values)
-    flags.DEFINE_boolean("json", False, "bench: print one JSON line", flag_values=values)
-    flags.DEFINE_float("min_seconds", 5.0, "bench: seconds of timed training steps", lower_bound=0.1,
-                       flag_values=values)
-    flags.DEFINE_boolean("cpu_ynn_dots", None, "bench: CPU matmuls by YNNPACK everywhere (--cpu_ynn_dots) "
-                         "or nowhere (--nocpu_ynn_dots); default: the trainer's rule, YNNPACK only in "
-                         "train steps and decoders of models without convolutions (aelab/compiler.py)", flag_values=values)
-    flags.DEFINE_string("coordinator_address", None, "train (multi-host): host:port of process 0; "
-                        "with --num_processes and --process_id (default: detect SLURM/TPU)", flag_values=values)
-    flags.DEFINE_integer("num_processes", None, "train (multi-host): how many processes", flag_values=values)
-    flags.DEFINE_integer("process_id", None, "train (multi-host): this process's index", flag_values=values)
-    flags.DEFINE_multi_string("sweep", [], "sweep: KEY=V1,V2,... (repeat for a grid)",
-                              flag_values=values)
-    flags.DEFINE_multi_string("noise", ["gaussian:0.1,0.3,0.5"], "denoise: KIND:LEVEL[,LEVEL...]",
-                              flag_values=values)
-    _check_override_keys(argv)
+    if command.config:
+        from ml_collections import config_flags
+
+        # sys_argv: ml-collections reads override names from it (default: sys.argv).
+        config_flags.DEFINE_config_file("config", None, "config file, path[:arg]",
+                                        flag_values=values, lock_config=True, sys_argv=argv)
+        _check_override_keys(argv)
+    for flag_name, flag in _flags_of(command).items():
+        define = getattr(flags, f"DEFINE_{flag.kind}")
+        kwargs = {"lower_bound": flag.lower_bound} if flag.lower_bound is not None else {}
+        define(flag_name, flag.default, flag.help, flag_values=values, **kwargs)
     try:
         rest = values(argv)
     except flags.Error as e:
-        raise UsageError(_flag_error(str(e))) from None
+        message = _flag_error(str(e))
+        hint = f" (aelab {name} --help lists its flags)" if "Unknown command line flag" in message else ""
+        raise UsageError(message + hint) from None
     except Exception as e:  # raised by the config file's own code
         raise UsageError(f"cannot load --config: {type(e).__name__}: {e}".splitlines()[0]) from None
-    if len(rest) != 2 or rest[1] not in SUBCOMMANDS:
-        given = " ".join(rest[1:]) or "none"
-        raise UsageError(f"subcommand {given!r} not understood; accepted: {', '.join(SUBCOMMANDS)}. {USAGE}")
-    if rest[1] == "bench":
-        if not values.workload:
-            raise UsageError("bench needs --workload=mlp_ae|conv_ae|mlp_vae")
-        return rest[1], values
-    if not values.workdir:
-        raise UsageError(f"--workdir is required. {USAGE}")
-    if rest[1] not in NEEDS_CONFIG:
-        return rest[1], values
-    if not any(a.startswith("--config=") for a in argv):
-        raise UsageError(f"--config is required. {USAGE}")
-    config = values.config
-    if not isinstance(config, ml_collections.ConfigDict):
-        try:  # ml-collections defers a file's load failure to the first attribute access
-            config.keys()
-        except OSError as e:
-            raise UsageError(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}") from None
-        except AttributeError:
-            pass
-        raise UsageError(f"--config: get_config returned {type(config).__name__}; expected a ConfigDict")
-    return rest[1], values
+    if rest[1:] != [name]:
+        raise UsageError(f"unexpected arguments {' '.join(rest[1:])!r}; usage: aelab {name} {command.usage}")
+    for required in command.required:
+        given = any(a.startswith(f"--{required}=") for a in argv) if required == "config" else values[required].value
+        if not given:
+            raise UsageError(f"--{required} is required; usage: aelab {name} {command.usage}")
+    if command.config:
+        _check_config_loaded(values.config)
+    return name, values
+
+
+def _check_config_loaded(config) -> None:
+    import ml_collections
+
+    if isinstance(config, ml_collections.ConfigDict):
+        return
+    try:  # ml-collections defers a file's load failure to the first attribute access
+        config.keys()
+    except OSError as e:
+        raise UsageError(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}") from None
+    except AttributeError:
+        pass
+    raise UsageError(f"--config: get_config returned {type(config).__name__}; expected a ConfigDict")
 
 
 def _flag_error(message: str) -> str:
@@ -127,6 +211,10 @@ def _flag_error(message: str) -> str:
 
 def _check_override_keys(argv: list[str]) -> None:
     """Unknown `--config.a.b` keys get a one-line error listing the valid keys at that level."""
+    from ml_collections import config_flags
+
+    from aelab import config as config_lib
+
     path = next((a.partition("=")[2] for a in argv if a.startswith("--config=")), None)
     overrides = [a[len("--config."):].partition("=")[0] for a in argv if a.startswith("--config.")]
     if not path or not overrides:
@@ -167,43 +255,107 @@ def stop_on_signals() -> Iterator[Callable[[int], bool]]:
             signal.signal(s, h)
 
 
+# --- the commands: each imports only what it needs (start-up is part of every command) ----------
+
+def _train(values) -> int:
+    from aelab import parallel, train
+
+    parallel.initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
+    with stop_on_signals() as should_stop:
+        summary = train.train_and_evaluate(values.config, values.workdir, should_stop=should_stop)
+    if summary.get("stopped"):
+        print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "
+              f"Rerun the same command to resume.", file=sys.stderr)
+        return 0
+    _print_summary(summary, values.workdir)
+    return 0
+
+
+def _config(values) -> int:
+    from aelab import train
+
+    resolved, _ = train.check_config(values.config)
+    print(json.dumps(resolved.to_dict(), indent=2, sort_keys=True))
+    return 0
+
+
+def _sweep(values) -> int:
+    from aelab import sweep
+
+    with stop_on_signals() as should_stop:
+        record = sweep.run_sweep(values.config, values.workdir, values.sweep, should_stop)
+    statuses = [e["status"] for e in record["points"].values()]
+    if record.get("stopped"):
+        print(f"aelab: sweep stopped during point {record['stopped']}; its checkpoint is saved. "
+              "Rerun the same command to continue.", file=sys.stderr)
+        return 0
+    print(f"aelab: {statuses.count('done')} points done, {statuses.count('failed')} failed; "
+          f"table in {values.workdir}/report.md")
+    return 1 if "failed" in statuses else 0
+
+
+def _bench(values) -> int:
+    from aelab import bench
+
+    bench.main(values.workload, values.json, values.min_seconds, values.cpu_ynn_dots)
+    return 0
+
+
+def _use(command: str, values) -> list[str]:
+    """Runs a command that reads a trained workdir (or a sweep); returns the files it wrote."""
+    if command == "report":
+        from aelab import sweep
+
+        return sweep.report(values.workdir)
+    if command == "sample":
+        from aelab import generate
+
+        return generate.sample(values.workdir, values.num_samples, values.seed, values.uses_dir)
+    if command == "embed":
+        from aelab.uses import codes
+
+        return codes.embed(values.workdir, values.split, values.out, values.uses_dir)
+    if command == "probe":
+        from aelab.uses import codes
+
+        return [codes.probe(values.workdir, values.probe_examples, values.uses_dir)]
+    if command == "denoise":
+        from aelab.uses import denoise
+
+        return denoise.denoise(values.workdir, values.noise, values.seed, values.uses_dir)
+    if command == "anomaly":
+        from aelab.uses import anomaly
+
+        return anomaly.anomaly(values.workdir, values.uses_dir)
+    if command == "predict":
+        from aelab.uses import predict
+
+        return predict.predict(values.workdir, values.input, values.out)
+    if command == "translate":
+        from aelab.uses import translate
+
+        return translate.translate(values.workdir, values.input, values.out, values.beam_size)
+    from aelab.uses import caption
+
+    return caption.caption(values.workdir, values.input, values.out, values.beam_size)
+
+
+RUNNERS = {"train": _train, "config": _config, "sweep": _sweep, "bench": _bench}
+
+
 def main(argv: list[str]) -> int:
+    if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
+        (sys.stdout if len(argv) > 1 else sys.stderr).write(overview())
+        return 0 if len(argv) > 1 else 2
+    if any(a in ("-h", "--help") for a in argv[2:]) and argv[1] in COMMANDS:
+        sys.stdout.write(command_help(argv[1]))
+        return 0
     try:
         command, values = parse(argv)
-        if command == "sweep":
-            from aelab import sweep
-
-            if not values.sweep:
-                raise UsageError(f"sweep needs at least one --sweep=KEY=V1,V2,... {USAGE}")
-            with stop_on_signals() as should_stop:
-                record = sweep.run_sweep(values.config, values.workdir, values.sweep, should_stop)
-            statuses = [e["status"] for e in record["points"].values()]
-            if record.get("stopped"):
-                print(f"aelab: sweep stopped during point {record['stopped']}; its checkpoint is saved. "
-                      "Rerun the same command to continue.", file=sys.stderr)
-                return 0
-            print(f"aelab: {statuses.count('done')} points done, {statuses.count('failed')} failed; "
-                  f"table in {values.workdir}/report.md")
-            return 1 if "failed" in statuses else 0
-        if command == "bench":
-            from aelab import bench
-
-            bench.main(values.workload, values.json, values.min_seconds, values.cpu_ynn_dots)
-            return 0
-        if command != "train":
-            for path in _use(command, values):
-                print(f"aelab: wrote {path}")
-            return 0
-        from aelab import parallel
-
-        parallel.initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
-        with stop_on_signals() as should_stop:
-            summary = train.train_and_evaluate(values.config, values.workdir, should_stop=should_stop)
-        if summary.get("stopped"):
-            print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "
-                  f"Rerun the same command to resume.", file=sys.stderr)
-            return 0
-        _print_summary(summary, values.workdir)
+        if command in RUNNERS:
+            return RUNNERS[command](values)
+        for path in _use(command, values):
+            print(f"aelab: wrote {path}")
         return 0
     except UsageError as e:
         print(f"aelab: error: {e}", file=sys.stderr)
@@ -215,46 +367,6 @@ def main(argv: list[str]) -> int:
         print(f"aelab: error: cannot write {e.filename or 'its output'} ({describe_os_error(e)}); "
               "--uses_dir=DIR and --out=PATH choose where a use writes", file=sys.stderr)
         return 1
-
-
-def _use(command: str, values) -> list[str]:
-    """Runs a subcommand that uses a trained workdir; returns the files it wrote. Each imports
-    only what it needs (scikit-learn alone takes ~2 s)."""
-    if command == "report":
-        from aelab import sweep
-
-        return sweep.report(values.workdir)
-    if command == "sample":
-        from aelab import generate
-
-        return generate.sample(values.workdir, values.num_samples, values.seed, values.uses_dir)
-    if command in ("embed", "probe"):
-        from aelab.uses import codes
-
-        if command == "probe":
-            return [codes.probe(values.workdir, values.probe_examples, values.uses_dir)]
-        if not values.out:
-            raise UsageError(f"embed needs --out=FILE.npz. {USAGE}")
-        return codes.embed(values.workdir, values.split, values.out, values.uses_dir)
-    if command == "denoise":
-        from aelab.uses import denoise
-
-        return denoise.denoise(values.workdir, values.noise, values.seed, values.uses_dir)
-    if command == "predict":
-        from aelab.uses import predict
-
-        return predict.predict(values.workdir, values.input, values.out)
-    if command == "translate":
-        from aelab.uses import translate
-
-        return translate.translate(values.workdir, values.input, values.out, values.beam_size)
-    if command == "caption":
-        from aelab.uses import caption
-
-        return caption.caption(values.workdir, values.input, values.out, values.beam_size)
-    from aelab.uses import anomaly
-
-    return anomaly.anomaly(values.workdir, values.uses_dir)
 
 
 def _print_summary(summary: dict, workdir: str) -> None:

@@ -151,8 +151,8 @@ def test_bench_prints_one_json_line_of_positive_figures(capsys):
     assert result["steps_per_dispatch"] == 10  # the trainer's default for an MLP
     # The trainer's rule: YNNPACK matmuls (XLA's default, no options) in a dense model's train step
     # only, on CPU; other backends get XLA's defaults everywhere.
-    from aelab import compiler
-    assert result["compiler_options"] == {"train": None, "eval": compiler.compiler_options()}
+    from aelab.compiler import CompilePolicy
+    assert result["compiler_options"] == {"train": None, "eval": CompilePolicy.for_config().options("evaluate")}
     assert (result["compiler_options"]["eval"] is None) == (jax.default_backend() != "cpu")
     # The step's FLOPs are the VAE's: 3 passes over 784-512-256-40 and 20-256-512-784 per example.
     macs = 784 * 512 + 512 * 256 + 256 * 40 + 20 * 256 + 256 * 512 + 512 * 784
@@ -160,3 +160,50 @@ def test_bench_prints_one_json_line_of_positive_figures(capsys):
     assert main(["aelab", "bench", "--workload=resnet"]) == 2
     assert capsys.readouterr().err.strip() == (
         "aelab: error: unknown --workload 'resnet'; known: conv_ae, mlp_ae, mlp_vae")
+
+
+def test_help_lists_the_commands(capsys):
+    from aelab.main import COMMANDS
+
+    for argv in (["aelab", "--help"], ["aelab", "-h"], ["aelab", "help"]):
+        assert main(argv) == 0
+        out = capsys.readouterr().out
+        assert all(f"  {name} " in out for name in COMMANDS)
+    assert main(["aelab"]) == 2  # no command: the overview on stderr
+    assert "commands:" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("command", ["train", "config", "sweep", "report", "sample", "embed", "probe", "denoise",
+                                     "anomaly", "predict", "translate", "caption", "bench"])
+def test_every_command_has_help_with_only_its_own_flags(command, capsys):
+    from aelab.main import COMMANDS, _flags_of
+
+    assert main(["aelab", command, "--help"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"usage: aelab {command} ")
+    own = _flags_of(COMMANDS[command])
+    assert own or COMMANDS[command].config
+    for name in own:
+        assert f"  --{name}: " in out
+    listed = {line.split(":")[0].strip() for line in out.splitlines() if line.startswith("  --")}
+    assert listed == {f"--{name}" for name in own} | ({"--config", "--config.KEY=VALUE"} if COMMANDS[command].config
+                                                      else set())
+    # A flag of another command is refused by this one.
+    foreign = "--num_samples=3" if command != "sample" else "--beam_size=2"
+    assert main(["aelab", command, foreign, "--workdir=/nonexistent", "--config=x.py"]) == 2
+    assert "Unknown command line flag" in capsys.readouterr().err
+
+
+def test_config_prints_the_resolved_config_and_refuses_bad_ones(tmp_path, capsys):
+    assert main(["aelab", "config", f"--config={CONFIG}:latent=3", "--config.train.num_steps=7"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["model"]["latent_dim"] == 3 and printed["train"]["num_steps"] == 7
+    assert "text" not in printed and "segmentation" not in printed  # only what an autoencoder reads
+    mt = str(REPO / "configs" / "mt_spa_eng_transformer.py")
+    assert main(["aelab", "config", f"--config={mt}"]) == 0
+    printed = json.loads(capsys.readouterr().out)
+    assert printed["task"] == "translation" and "penalty" not in printed and "hidden" not in printed["model"]
+    assert main(["aelab", "config", f"--config={CONFIG}", "--config.model.latent_dim=0"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "aelab: error: model.latent_dim=0 must be > 0"
+    assert not list(tmp_path.iterdir())  # nothing written anywhere

@@ -74,7 +74,7 @@ def test_killed_sweep_resumes_without_retraining_finished_points(tmp_path):
     (["--sweep=seed=0,1", "--sweep=seed=2"], "axis 'seed' is given twice"),
     (["--sweep=model.hidden=1,2"], "is not a single value"),
     (["--sweep=model.latent_dim=2,0"], "model.latent_dim=0 must be > 0"),
-    ([], "sweep needs at least one --sweep"),
+    ([], "--sweep is required; usage: aelab sweep"),
 ])
 def test_bad_sweep_specs_exit_2_before_anything_runs(tmp_path, capsys, flags, message):
     workdir = tmp_path / "sweep"
