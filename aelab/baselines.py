@@ -16,7 +16,7 @@ if TYPE_CHECKING:
 
 def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
     """PCA of the flattened training images (components capped by the data's rank limits)."""
-    from sklearn.decomposition import PCA  # imported here: scikit-learn takes ~2 s to import
+    from sklearn.decomposition import PCA  # imported on use: scikit-learn is slow to import
 
     x_train = train.images.reshape(len(train), -1)
     return PCA(n_components=min(n_components, *x_train.shape), random_state=seed).fit(x_train)

@@ -39,7 +39,7 @@ def global_norm(tree) -> jax.Array:
 
     Each leaf's sum of squares is one dot product. With optax.tree.norm, XLA shares the
     squares with Adam's second-moment update and writes them out as an array that the
-    norm reads back: an extra pass over the gradients, ~5% of the mlp_ae step on CPU.
+    norm reads back: an extra pass over the gradients (experiments/speed/README.md).
     """
     return jnp.sqrt(sum(jnp.vdot(leaf, leaf) for leaf in jax.tree.leaves(tree)))
 
@@ -53,9 +53,9 @@ def after_whole_backward(grads):
     Why: a donated kernel is updated in place, and the backward pass reads it again
     (dx = dy W^T) with no data dependency between that read and the update, so XLA copies
     every such kernel at the start of each step; XLA:CPU drops `lax.optimization_barrier`,
-    which would order them. With the dependency the copies go: mlp_ae trains 3% faster
-    (7 copies, 11 MB a step); mlp_vae and conv_ae are unchanged. Only matrices are ordered:
-    holding convolution kernels' updates back too cost conv_ae 5%.
+    which would order them. With the dependency the copies go. Only matrices are ordered
+    (convolution kernels held back cost more than their copies). The compile policy applies
+    it on CPU only; figures: experiments/speed/README.md.
     """
     matrices = [leaf for leaf in jax.tree.leaves(grads) if leaf.ndim == 2 and leaf.size]
     if not matrices:

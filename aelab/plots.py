@@ -14,7 +14,7 @@ from aelab.workdir import atomic_write
 
 class _Pyplot:
     """matplotlib.pyplot (headless), imported when the first figure is drawn: importing it
-    costs every start of the `aelab` command most of a second."""
+    would slow every start of the `aelab` command."""
 
     def __getattr__(self, name: str):
         import matplotlib

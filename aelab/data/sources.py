@@ -22,7 +22,7 @@ Splits = dict[str, "Split | None"]
 def read_digits() -> Splits:
     """scikit-learn's bundled 8x8 digits (1,797 images, values 0..16): no files, no network.
 
-    Read from the CSV that scikit-learn ships, without importing scikit-learn (~2 s of every
+    Read from the CSV that scikit-learn ships, without importing scikit-learn (seconds of every
     start of the quick start); `sklearn.datasets.load_digits` reads the same file."""
     table = _digits_table()
     images = (table[:, :64].reshape(-1, 8, 8) / 16.0).astype(np.float32)
