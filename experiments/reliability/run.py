@@ -21,7 +21,6 @@ import signal
 import subprocess
 import sys
 import time
-import zipfile
 
 import numpy as np
 
@@ -209,7 +208,7 @@ def captions_outside(root: pathlib.Path) -> list[dict]:
         workdir = folder / "run"
         done = run("train", f"--config={REPO / 'configs' / 'caption_mnist_scenes.py'}", f"--workdir={workdir}",
                    f"--config.data.name=captions:{folder}", "--config.train.progress=False")
-        out.append(outcome(f"captions.txt naming `{entry}`", f"aelab train ... --config.data.name=captions:DIR",
+        out.append(outcome(f"captions.txt naming `{entry}`", "aelab train ... --config.data.name=captions:DIR",
                            done, 2, not workdir.exists()))
     return out
 
