@@ -256,11 +256,15 @@ class Checkpointer:
 
 
 def _from_orbax(record: logging.LogRecord) -> bool:
-    """Whether a log record is Orbax's own, or asyncio's report of an Orbax future that failed."""
+    """Whether a log record is Orbax's own, or asyncio's report of an Orbax future that failed
+    (its traceback passes through Orbax, or its error names Orbax's temporary folders)."""
     if f"{os.sep}orbax{os.sep}" in record.pathname:
         return True
-    trace = record.exc_info[2] if record.exc_info else None
-    return any(f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(trace))
+    if not record.exc_info:
+        return False
+    _, error, trace = record.exc_info
+    return (any(f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(trace))
+            or ".orbax-checkpoint-tmp" in str(error))
 
 
 class _OrbaxToDebug(logging.Filter):

@@ -300,6 +300,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 ckpt.save(step, state, run.config.to_dict())
             if stopping:
                 return {"step": step, "stopped": True}
+        ckpt.wait()  # the final checkpoint is on disk before summary.json says the run is done
         return finish(run, state, step, workdir, writer, is_chief, eval_step, early_stop, first_step_s)
     finally:
         bar.close()

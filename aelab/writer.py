@@ -88,8 +88,9 @@ class MetricWriter:
         try:
             self._file.write(json.dumps(record) + "\n")
             self._file.flush()
-        except OSError:  # a full disk: leave no torn line behind
+        except OSError as e:  # a full disk: leave no torn line behind
             self._file.truncate(end)
+            e.filename = e.filename or self.path
             raise
         if self._tb is not None:
             self._tb.add(record)

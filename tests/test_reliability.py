@@ -284,23 +284,32 @@ def test_tensorboard_events_are_rewound_with_the_log_and_flushed_as_written(tmp_
     writer.close()
 
 
-def test_a_full_disk_while_checkpointing_is_one_error_naming_the_last_good_step(tmp_path, monkeypatch):
-    """Orbax reports a full disk from its writer threads as a ValueError carrying errno 28."""
+@pytest.mark.parametrize("when", ["save", "wait"])
+def test_a_full_disk_while_checkpointing_is_one_error_naming_the_last_good_step(tmp_path, monkeypatch, when):
+    """Orbax reports a full disk from its writer threads as a ValueError carrying errno 28, when the
+    save starts or, asynchronously, when it is waited for; the run's final checkpoint is waited
+    for before summary.json says the run is done."""
     train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 20)
-    original = checkpoint.ocp.CheckpointManager.save
+    full = ValueError("RESOURCE_EXHAUSTED: Failed to write 127212 bytes to file 9: No space left on "
+                      "device [os_error_code='28']")
 
-    def full_disk(self, step, *args, **kwargs):
-        original(self, step, *args, **kwargs)
-        self.wait_until_finished()
+    def partial_save(self, step, *args, **kwargs):  # what a full disk leaves: a temporary folder
         os.makedirs(os.path.join(self.directory, f"{step}.orbax-checkpoint-tmp-1"), exist_ok=True)
-        raise ValueError("RESOURCE_EXHAUSTED: Failed to write 127212 bytes to file 9: No space left on "
-                         "device [os_error_code='28']")
+        if when == "save":
+            raise full
+        return True
 
-    monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", full_disk)
+    def failing_wait(self):
+        if os.path.isdir(os.path.join(self.directory, "40.orbax-checkpoint-tmp-1")):
+            raise full
+
+    monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "save", partial_save)
+    monkeypatch.setattr(checkpoint.ocp.CheckpointManager, "wait_until_finished", failing_wait)
     with pytest.raises(WriteError, match=r"cannot write checkpoint step 40 .*\(no space left on device\); "
                                          r"the last good checkpoint is step 20"):
         train.train_and_evaluate(tiny_config(**{"train.checkpoint_every": 40}), str(tmp_path))
     assert not list((tmp_path / "checkpoints").glob("*tmp*"))  # nothing half-written left
+    assert not (tmp_path / "summary.json").exists()  # the run is not reported done
 
 
 def test_a_full_disk_while_logging_leaves_no_torn_line(tmp_path, monkeypatch):

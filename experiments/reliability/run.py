@@ -130,15 +130,15 @@ def sweep_signals(root: pathlib.Path) -> list[dict]:
                         "--config.train.num_steps=400", "--config.train.checkpoint_every=100",
                         "--config.train.log_every=20", "--sweep=model.latent_dim=2,3")
         process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-        metrics = workdir / "points" / "latent_dim=2" / "metrics.jsonl"
-        wait_for(lambda: metrics.exists() and metrics.read_text().count("\n") >= 4, process)
+        point = workdir / "points" / "latent_dim=2"
+        wait_for(lambda: steps(point) and (point / "metrics.jsonl").read_text().count("\n") >= 6, process)
         process.send_signal(sig)
         stopped = Finished(process)
         record = json.loads((workdir / "sweep.json").read_text())
-        point_steps = steps(workdir / "points" / "latent_dim=2")
+        point_steps = steps(point)
         rerun = subprocess.run(command, capture_output=True, text=True)
         finished = json.loads((workdir / "sweep.json").read_text())
-        resumed = json.loads((workdir / "points" / "latent_dim=2" / "resumes.jsonl").read_text().splitlines()[0])
+        resumed = json.loads((point / "resumes.jsonl").read_text().splitlines()[0])
         whole = (rerun.returncode == 0 and all(p["status"] == "done" for p in finished["points"].values())
                  and (sig == signal.SIGKILL or resumed["step"] == point_steps[-1] > 0))
         expected = 0 if sig == signal.SIGTERM else -signal.SIGKILL
@@ -233,23 +233,24 @@ def full_disk(root: pathlib.Path) -> list[dict]:
     finally:
         unmount(disk)
     # The disk fills while the figures are written: room for the final checkpoint and no more.
-    probe = root / "figures_probe"
+    probe = root / "probe"
     flags = ["--config.train.progress=False", "--config.train.num_steps=2000", "--config.train.checkpoint_every=2000"]
     run("train", f"--config={DIGITS}", f"--workdir={probe}", *flags)
-    needed = sum(p.stat().st_size for p in probe.rglob("*") if p.is_file() and "figures" not in str(p)
+    needed = sum(p.stat().st_size for p in probe.rglob("*") if p.is_file() and p.parent.name != "figures"
                  and p.name != "summary.json")
     mount(disk, "8m")
     try:
         filler = disk / "filler"
         free = shutil.disk_usage(disk).free
-        filler.write_bytes(b"\0" * (free - needed - 64 * 1024))
+        filler.write_bytes(b"\0" * (free - needed - 180 * 1024))  # room for the checkpoint's temporary files
         workdir = disk / "run"
         done = run("train", f"--config={DIGITS}", f"--workdir={workdir}", *flags)
         leftovers = [p.name for p in workdir.rglob(".*.tmp")]
         filler.unlink()
         again = run("train", f"--config={DIGITS}", f"--workdir={workdir}", *flags)
         out.append(outcome("the disk fills up while the figures are written", "aelab train (tmpfs, filled)",
-                           done, 1, not leftovers and again.returncode == 0 and (workdir / "summary.json").exists(),
+                           done, 1, "figures" in done.stderr and not leftovers and again.returncode == 0
+                           and (workdir / "summary.json").exists(),
                            "final checkpoint kept; with room the rerun wrote the figures and summary"))
     finally:
         unmount(disk)
