@@ -10,7 +10,7 @@ import numpy as np
 from aelab import plots
 from aelab.models import VAE
 from aelab.errors import UsageError
-from aelab.restore import load_trained
+from aelab.restore import load
 from aelab.uses import uses_dir
 
 
@@ -20,7 +20,8 @@ def sample(workdir: str, num_samples: int, seed: int, out_dir: str | None = None
 
     Needs a generative model (task=vae): other autoencoders have no prior to sample.
     """
-    run, model, step = load_trained(workdir)
+    run = load(workdir)
+    model, step = run.model, run.step
     if not isinstance(model, VAE):
         raise UsageError(f"{workdir} holds task={run.config.task}, which has no prior to sample; "
                          "train with --config.task=vae")

@@ -1,28 +1,134 @@
-"""Trained models back from a workdir, read-only: what every command that uses a run calls.
+"""Trained models back from a workdir, read-only: what every command that uses a run calls, and
+`aelab.load(workdir)` for notebooks.
 
-Nothing in the workdir is created, cleaned, moved or locked, so a run can be
-used while its trainer still writes checkpoints there (an unreadable
+A model is rebuilt from `config.json`, `model.json` (the example shape, written
+when the run started) and the task's assets (a tokenizer), never from the
+data. Nothing in the workdir is created, cleaned, moved or locked, so a run can
+be used while its trainer still writes checkpoints there (an unreadable
 checkpoint is reported and an older one used).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import os
 
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
 from flax import nnx
 
-from aelab import checkpoint, config as config_lib
+from aelab import checkpoint, config as config_lib, data, tasks, train
 from aelab import workdir as wd
+from aelab.compiler import CompilePolicy
 from aelab.errors import UsageError
-from aelab.train import Run, build
 
 
-def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[Run, nnx.Module, int]:
-    """(run, model, step) of a workdir's latest checkpoint, rebuilt from its config.json.
+@dataclasses.dataclass
+class Trained:
+    """A trained run's model, its resolved config, task and compile policy, and the step of the
+    checkpoint it comes from. Its methods take and return numpy arrays, each computed by one
+    compiled program; a method the task has no use for raises UsageError."""
+
+    workdir: str
+    config: ml_collections.ConfigDict
+    task: tasks.Task
+    policy: CompilePolicy
+    model: nnx.Module
+    step: int
+    example_shape: tuple[int, ...]
+    _dataset: data.Dataset | None = dataclasses.field(default=None, repr=False)
+    _programs: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+
+    @property
+    def dataset(self) -> data.Dataset:
+        """The run's data set, prepared as its task reads it; read on first use (the uses that
+        score a split need it, the model does not)."""
+        if self._dataset is None:
+            self._dataset = self.task.prepare(data.load(self.config.data))
+        return self._dataset
+
+    def _call(self, name: str, fn, *args) -> np.ndarray:
+        if name not in self._programs:
+            self._programs[name] = self.policy.jit_model(fn, self.model, "evaluate")
+        return np.asarray(self._programs[name](*args))
+
+    def _needs(self, *kinds: type, what: str) -> None:
+        if not isinstance(self.task, kinds):
+            raise UsageError(f"{self.workdir} holds task={self.config.task}, which has no {what}")
+
+    def encode(self, images: np.ndarray) -> np.ndarray:
+        """Codes (N, latent_dim) of images (N, H, W, C) in [0, 1] (a VAE's posterior means)."""
+        self._needs(tasks.ReconstructionTask, what="encoder to encode images with")
+        return self._call("encode", lambda m, x: m.encode(x), jnp.asarray(images, jnp.float32))
+
+    def decode(self, codes: np.ndarray) -> np.ndarray:
+        """Images (N, H, W, C) in [0, 1] decoded from codes (N, latent_dim)."""
+        self._needs(tasks.ReconstructionTask, what="decoder to decode codes with")
+        return self._call("decode", lambda m, z: m.decode(z), jnp.asarray(codes, jnp.float32))
+
+    def reconstruct(self, images: np.ndarray) -> np.ndarray:
+        self._needs(tasks.ReconstructionTask, what="reconstruction")
+        return self._call("reconstruct", lambda m, x: m.reconstruct(x), jnp.asarray(images, jnp.float32))
+
+    def sample(self, num_samples: int, seed: int = 0) -> np.ndarray:
+        """Images drawn from a VAE's prior."""
+        self._needs(tasks.VAETask, what="prior to sample (train with --config.task=vae)")
+        return self._call(f"sample{num_samples}", lambda m, key: m.sample(num_samples, key), jax.random.key(seed))
+
+    def translate(self, sentences: list[str], beam_size: int | None = None) -> list[str]:
+        """Translations of sentences (one a string)."""
+        from aelab.uses.translate import translate_lines
+
+        self._needs(tasks.TranslationTask, what="translator")
+        return translate_lines(self.task, self.model, sentences, beam_size)
+
+    def caption(self, images: np.ndarray, beam_size: int | None = None) -> list[str]:
+        """Captions of images (N, H, W, C) in [0, 1], of the size the model was trained on."""
+        self._needs(tasks.CaptioningTask, what="captioner")
+        return self.task.captions(self.model, np.asarray(images, np.float32), beam_size)
+
+    def segment(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+        """Class ids (N, H, W) of images (N, H, W, C) in [0, 1]."""
+        self._needs(tasks.SegmentationTask, what="segmenter")
+        return self.task.predictor(self.model)(np.asarray(images, np.float32), batch_size)
+
+
+def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
+    """The model of a workdir's newest checkpoint that restores, without its data.
 
     With `task`, a run of any other task is refused (naming `use`, the command) before
-    anything is loaded.
+    anything is built. Runs of versions that wrote no model.json are rebuilt from their data.
     """
+    config = _saved_config(workdir, task, use)
+    model_path = os.path.join(workdir, wd.MODEL)
+    if not os.path.exists(model_path):  # a run of an older version: its data gives the shape
+        run, model, step = load_trained(workdir, task, use)
+        return Trained(workdir, run.config, run.task, run.policy, model, step, run.dataset.image_shape,
+                       run.dataset)
+    policy = CompilePolicy.for_config(config)
+    trained_task = tasks.get_task(config, policy)
+    trained_task.load_assets(workdir)
+    example_shape = tuple(wd.read_json(model_path)["example_shape"])
+    model, optimizer = train.model_and_optimizer(config, trained_task, example_shape, jax.random.key(config.seed))
+    graphdef, state = nnx.split((model, optimizer))
+    step, state = _restore(workdir, state)
+    model, _ = nnx.merge(graphdef, state)
+    return Trained(workdir, config, trained_task, policy.with_model(model), model, step, example_shape)
+
+
+def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[train.Run, nnx.Module, int]:
+    """(run, model, step): the model of a workdir's newest checkpoint with the run's data set, for
+    the uses that score the model on a split."""
+    config = _saved_config(workdir, task, use)
+    run = train.build(config, workdir)
+    step, state = _restore(workdir, run.state)
+    model, _ = nnx.merge(run.graphdef, state)
+    return run, model, step
+
+
+def _saved_config(workdir: str, task: str | None, use: str) -> ml_collections.ConfigDict:
     config_path = os.path.join(workdir, wd.CONFIG)
     if not os.path.exists(config_path):
         raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
@@ -32,13 +138,16 @@ def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[
     if task is not None and config.task != task:
         raise UsageError(f"{workdir}: {use} needs a {task} run, but this one trained task={config.task!r}")
     config.mesh.data = 1  # using a model needs one device, whatever the run trained on
-    run = build(config, workdir)
+    return config
+
+
+def _restore(workdir: str, state):
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), read_only=True)
     try:
-        step, state = ckpt.restore_latest(run.state)
+        step, state = ckpt.restore_latest(state)
     finally:
         ckpt.close()
     if step == 0:
         raise UsageError(f"{workdir}: no checkpoint restores; train first")
-    model, _ = nnx.merge(run.graphdef, state)
-    return run, model, step
+    return step, state
+

@@ -71,10 +71,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     dataset = task.prepare(data.load(config.data))
     batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed, task.bucket_lengths)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
-    tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
-    if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
-        tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
-    model, optimizer = steps.init_model_and_optimizer(task, dataset.image_shape, tx, init_key)
+    model, optimizer = model_and_optimizer(config, task, dataset.image_shape, init_key)
     if config.train.early_stopping_patience:
         _check_metric(task, model, dataset, config.train.early_stopping_metric)
     graphdef, state = nnx.split((model, optimizer))
@@ -82,6 +79,16 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     state, train_key, eval_key = parallel.put_replicated((state, train_key, eval_key), mesh)
     return Run(config, dataset, task, task.policy.with_model(model), graphdef, state, batches,
                train_key, eval_key, mesh)
+
+
+def model_and_optimizer(config: ml_collections.ConfigDict, task: tasks.Task, example_shape,
+                        key: jax.Array) -> tuple[nnx.Module, nnx.Optimizer]:
+    """The task's model for examples of `example_shape`, parameters drawn from `key`, and the
+    optimizer of `config.optimizer` (what a checkpoint holds the state of)."""
+    tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
+    if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
+        tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
+    return steps.init_model_and_optimizer(task, example_shape, tx, key)
 
 
 def enable_compile_cache(directory: str) -> None:
@@ -236,7 +243,8 @@ def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, 
                          f"checkpoint has reached ({step}); raise it to at least {step}, or use a new --workdir")
     if is_chief:
         wd.remove_stale_temporaries(workdir)
-        wd.record_start(workdir, run.config.to_dict(), step, changes)
+        wd.record_start(workdir, run.config.to_dict(), step, changes,
+                        {"example_shape": list(run.dataset.image_shape)})
         run.task.save_assets(workdir)
     try:
         return _loop(run, state, step, ckpt, workdir, should_stop, is_chief, started)

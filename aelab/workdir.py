@@ -1,6 +1,6 @@
 """The workdir contract: file names, atomic writes, and the run's environment record.
 
-    DIR/config.json   DIR/env.json   DIR/metrics.jsonl   DIR/checkpoints/
+    DIR/config.json   DIR/model.json   DIR/env.json   DIR/metrics.jsonl   DIR/checkpoints/
     DIR/figures/*.png DIR/summary.json   (and DIR/tensorboard/ event files)
     text tasks also: DIR/tokenizer.model   DIR/samples/<split>_<step>.txt
 """
@@ -30,6 +30,7 @@ FIGURES = "figures"
 SUMMARY = "summary.json"
 TENSORBOARD = "tensorboard"
 RESUMES = "resumes.jsonl"
+MODEL = "model.json"  # what rebuilding the model needs besides the config: the example shape
 SAMPLES = "samples"  # decoded outputs of each evaluation (translation)
 LOCK = ".lock"
 
@@ -190,9 +191,11 @@ def check_resume(workdir: str, config: dict, saved: dict | None = None) -> list[
     return allowed
 
 
-def record_start(workdir: str, config: dict, resumed_from: int, changes: list[str]) -> None:
-    """Writes config.json and env.json; a resume is also appended to resumes.jsonl."""
+def record_start(workdir: str, config: dict, resumed_from: int, changes: list[str], model: dict) -> None:
+    """Writes config.json, model.json (what rebuilding the model needs besides the config) and
+    env.json; a resume is also appended to resumes.jsonl."""
     write_json(os.path.join(workdir, CONFIG), config)
+    write_json(os.path.join(workdir, MODEL), model)
     env = environment()
     write_json(os.path.join(workdir, ENV), env)
     if resumed_from:

@@ -326,6 +326,22 @@ def test_caption_command_prints_captions_and_refuses_bad_images(trained_captione
 
 
 @pytest.mark.slow
+def test_caption_reads_no_data(trained_captioner, tmp_path, monkeypatch):
+    """The captioner comes back from its workdir alone (config, model.json, tokenizer, checkpoint)."""
+    from aelab import data
+    from aelab.uses import caption
+
+    workdir, _ = trained_captioner
+    image = np.zeros((20, 20), np.uint8)
+    image[5:15, 8:12] = 255
+    Image.fromarray(image).save(tmp_path / "one.png")
+    monkeypatch.setattr(data, "load", lambda *a, **k: pytest.fail("caption read the training data"))
+    out = tmp_path / "caption.txt"
+    assert caption.caption(str(workdir), str(tmp_path / "one.png"), str(out), 1) == [str(out)]
+    assert out.read_text().startswith("one.png\t")
+
+
+@pytest.mark.slow
 def test_translate_refuses_a_captioning_run(trained_captioner, tmp_path):
     """Regression: captioning's task class extends translation's, so a class check let
     `aelab translate` load a captioning run; the task name is what is checked."""

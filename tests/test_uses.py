@@ -146,3 +146,33 @@ def test_decoding_uses_refuse_a_beam_size_below_one_before_loading_anything(tmp_
     with pytest.raises(UsageError, match=r"^--beam_size=0 must be >= 1 \(1 = greedy\)$"):
         run(str(tmp_path / "no_run"), str(tmp_path / "no_input"), str(tmp_path / "out"), beam_size=0)
     assert not (tmp_path / "out").exists()
+
+
+def test_aelab_load_gives_the_model_without_its_data(tmp_path, monkeypatch):
+    """`aelab.load(workdir)`: encode and decode arrays in memory; the data set is never read."""
+    import aelab
+    import jax.numpy as jnp
+    from aelab import data, train
+    from aelab.errors import UsageError
+    from conftest import tiny_config
+
+    train.train_and_evaluate(tiny_config(), str(tmp_path))
+    images = data.load(tiny_config().data).test.images[:5]
+
+    def no_data(*args, **kwargs):
+        raise AssertionError("the data set was read")
+
+    monkeypatch.setattr(data, "load", no_data)
+    run = aelab.load(str(tmp_path))
+    assert run.step == 40 and run.config.task == "autoencoder" and run.example_shape == (8, 8, 1)
+    codes = run.encode(images)
+    assert codes.shape == (5, 4)
+    np.testing.assert_allclose(codes, run.model.encode(jnp.asarray(images)), rtol=1e-5, atol=1e-6)
+    assert run.decode(codes).shape == (5, 8, 8, 1) and run.reconstruct(images).shape == (5, 8, 8, 1)
+    with pytest.raises(UsageError, match="has no prior to sample"):
+        run.sample(3)
+    with pytest.raises(UsageError, match="has no translator"):
+        run.translate(["hola"])
+    monkeypatch.undo()
+    (tmp_path / "model.json").unlink()  # a run of an older version: rebuilt from its data
+    np.testing.assert_allclose(aelab.load(str(tmp_path)).encode(images), codes, rtol=1e-6)

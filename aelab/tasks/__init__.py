@@ -7,7 +7,7 @@ import ml_collections
 
 from aelab.compiler import CompilePolicy
 from aelab.errors import choose
-from aelab.tasks.autoencoder import AutoencoderTask
+from aelab.tasks.autoencoder import AutoencoderTask, ReconstructionTask
 from aelab.tasks.base import Task
 from aelab.tasks.captioning import CaptioningTask
 from aelab.tasks.segmentation import SegmentationTask
@@ -19,7 +19,8 @@ TASKS: dict[str, type[Task]] = {
     "autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask,
     "segmentation": SegmentationTask, "translation": TranslationTask, "captioning": CaptioningTask}
 
-__all__ = ["TASKS", "Task", "get_task"]
+__all__ = ["TASKS", "AutoencoderTask", "CaptioningTask", "ReconstructionTask", "SegmentationTask", "Task",
+           "TranslationTask", "VAETask", "VQVAETask", "get_task"]
 
 
 def get_task(config: ml_collections.ConfigDict, policy: CompilePolicy | None = None) -> Task:

@@ -18,7 +18,7 @@ from sklearn.metrics import average_precision_score, precision_score, recall_sco
 
 from aelab import baselines, plots
 from aelab.errors import UsageError
-from aelab.restore import load_trained
+from aelab.restore import load
 from aelab.uses import batched, uses_dir
 from aelab.workdir import write_json
 
@@ -34,8 +34,8 @@ def threshold_for_fpr(normal_scores: np.ndarray, target_fpr: float) -> float:
 
 
 def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
-    run, model, step = load_trained(workdir)
-    config = run.config
+    run = load(workdir)
+    model, step, config = run.model, run.step, run.config
     normal_classes = tuple(config.data.normal_classes)
     if not normal_classes:
         raise UsageError(f"{workdir} was trained on every class; anomaly detection needs the one-class "

@@ -18,7 +18,7 @@ from aelab.data.files import read_image
 from aelab.data.segmentation import resize_pair
 from aelab.data.splits import to_unit_float
 from aelab.errors import UsageError
-from aelab.restore import load_trained
+from aelab.restore import load
 from aelab.uses import check_beam_size, write_text
 from aelab.uses.predict import input_files
 
@@ -30,9 +30,9 @@ def caption(workdir: str, input_path: str | None, out_path: str | None,
         raise UsageError("caption needs --input=IMAGE_OR_DIR")
     check_beam_size(beam_size)
     files = input_files(input_path)
-    run, model, _ = load_trained(workdir, "captioning", "caption")
-    size, _, channels = run.dataset.image_shape
+    run = load(workdir, "captioning", "caption")
+    size, _, channels = run.example_shape
     images = np.stack([resize_pair(read_image(path, channels), None, size)[0] for path in files])
-    captions = run.task.captions(model, to_unit_float(images, input_path), beam_size)
+    captions = run.caption(to_unit_float(images, input_path), beam_size)
     return write_text("".join(f"{os.path.basename(path)}\t{text}\n" for path, text in zip(files, captions)),
                       out_path)

@@ -14,7 +14,7 @@ from sklearn.neighbors import KNeighborsClassifier
 
 from aelab import baselines, plots
 from aelab.errors import UsageError
-from aelab.restore import load_trained
+from aelab.restore import load
 from aelab.uses import encode, uses_dir
 from aelab.workdir import atomic_write, write_json
 
@@ -23,7 +23,8 @@ MAP_POINTS = 3000  # t-SNE and scatter plots use at most this many codes
 
 def embed(workdir: str, split_name: str, out: str, out_dir: str | None = None) -> list[str]:
     """Writes the codes and labels of a split to `out` (.npz) and latent maps to DIR/uses/."""
-    run, model, step = load_trained(workdir)
+    run = load(workdir)
+    model, step = run.model, run.step
     split = run.dataset.split(split_name)
     codes = encode(model, split, run.policy)
     arrays = {"codes": codes, "step": np.array(step), "split": np.array(split_name)}
@@ -79,7 +80,8 @@ def probe(workdir: str, max_train: int = 10000, out_dir: str | None = None) -> s
     Probes fit on (at most `max_train` of) the training split, scored on the test split;
     features are standardized with training statistics. Writes DIR/uses/representation.json.
     """
-    run, model, step = load_trained(workdir)
+    run = load(workdir)
+    model, step = run.model, run.step
     train, test = run.dataset.train, run.dataset.test
     if train.labels is None:
         raise UsageError(f"{workdir}: data set {run.dataset.name} has no labels to probe")

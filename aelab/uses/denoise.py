@@ -10,7 +10,7 @@ from skimage.metrics import structural_similarity
 
 from aelab import corruption, plots
 from aelab.errors import UsageError
-from aelab.restore import load_trained
+from aelab.restore import load
 from aelab.uses import batched, uses_dir
 from aelab.workdir import write_json
 
@@ -41,7 +41,8 @@ def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None =
     DIR/uses/denoise.png (clean / noisy / denoised rows).
     """
     settings = [(kind, level) for spec in specs for kind, levels in [parse_spec(spec)] for level in levels]
-    run, model, step = load_trained(workdir)
+    run = load(workdir)
+    model, step = run.model, run.step
     clean = run.dataset.test
     results, rows, names = [], [clean.images[:10]], ["clean"]
     for kind, level in settings:

@@ -18,7 +18,7 @@ from aelab.data.files import IMAGE_EXTENSIONS, read_image
 from aelab.data.segmentation import resize_mask, resize_pair
 from aelab.data.splits import to_unit_float
 from aelab.errors import UsageError
-from aelab.restore import load_trained
+from aelab.restore import load
 from aelab.workdir import atomic_write
 
 
@@ -48,11 +48,11 @@ def predict(workdir: str, input_path: str | None, out_dir: str | None) -> list[s
     if not input_path or not out_dir:
         raise UsageError("predict needs --input=IMAGE_OR_DIR and --out=DIR")
     files = input_files(input_path)
-    run, model, _ = load_trained(workdir, "segmentation", "predict")
-    task = run.task
+    run = load(workdir, "segmentation", "predict")
+    model, task = run.model, run.task
     if task.num_classes > 256:
         raise UsageError(f"model.num_classes={task.num_classes}: PNG masks hold at most 256 class ids")
-    channels, size = run.dataset.image_shape[-1], run.config.data.image_size
+    channels, size = run.example_shape[-1], run.config.data.image_size
     images = {path: read_image(path, channels) for path in files}
     names = [os.path.splitext(os.path.basename(p))[0] for p in files]
     if len(set(names)) != len(names):

@@ -13,7 +13,7 @@ import sys
 
 from aelab.data.text import pad_rows
 from aelab.errors import UsageError
-from aelab.restore import load_trained
+from aelab.restore import load
 from aelab.tasks.translation import TranslationTask
 from aelab.uses import check_beam_size, write_text
 
@@ -54,5 +54,5 @@ def translate(workdir: str, input_path: str | None, out_path: str | None,
     """Translates the lines of `input_path` (stdin if none) to `out_path` (stdout if none)."""
     check_beam_size(beam_size)
     lines = read_lines(input_path)
-    run, model, _ = load_trained(workdir, "translation", "translate")
-    return write_text("".join(t + "\n" for t in translate_lines(run.task, model, lines, beam_size)), out_path)
+    run = load(workdir, "translation", "translate")
+    return write_text("".join(t + "\n" for t in run.translate(lines, beam_size)), out_path)
