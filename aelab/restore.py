@@ -107,6 +107,7 @@ def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
         run, model, step = load_trained(workdir, task, use)
         return Trained(workdir, run.config, run.task, run.policy, model, step, run.dataset.image_shape,
                        run.dataset)
+    train.enable_compile_cache(config.train.compile_cache)
     policy = CompilePolicy.for_config(config)
     trained_task = tasks.get_task(config, policy)
     trained_task.load_assets(workdir)
