@@ -8,6 +8,7 @@ import pytest
 import tensorflow_datasets as tfds
 
 from aelab import data
+from aelab.data import sources
 from aelab.config import base_config
 from aelab.data.pipeline import TrainBatches, eval_batches
 from aelab.data.splits import Split
@@ -236,3 +237,26 @@ def test_npz_with_pickled_objects_is_refused(tmp_path):
     np.savez(path, x_train=np.array([{"a": 1}] * 4, dtype=object))
     with pytest.raises(UsageError, match="cannot read"):
         data.load(data_config(f"npz:{path}"))
+
+
+def _digits_placed(images: np.ndarray, digits: np.ndarray) -> set[int]:
+    """Indices of the digit images (K, s, s) that stand whole somewhere in `images` (N, H, W)."""
+    s = digits.shape[1]
+    known = {digit.tobytes(): k for k, digit in enumerate(digits)}
+    windows = np.lib.stride_tricks.sliding_window_view(images, (s, s), axis=(1, 2))
+    return {known[w.tobytes()] for w in np.ascontiguousarray(windows).reshape(-1, s, s) if w.tobytes() in known}
+
+
+@pytest.mark.parametrize("prefix", ["scenes", "digitcaptions"])
+def test_generated_test_scenes_share_no_digit_with_training_scenes(prefix):
+    """Regression: from a data set without a test split (`digits`), test scenes were built from the
+    training digits. Now a test pool of digits is carved first; no digit image is in both."""
+    config = base_config("segmentation" if prefix == "scenes" else "captioning")
+    config.data.name = f"{prefix}:digits"
+    config.data.scenes.canvas, config.data.scenes.num_train, config.data.scenes.num_test = 16, 400, 150
+    config.data.scenes.min_digits, config.data.scenes.max_digits = 1, 2
+    splits = data.read_splits(config.data)
+    digits = sources.read_digits()["train"].images[..., 0]
+    used = {name: _digits_placed(splits[name].images[..., 0], digits) for name in ("train", "test")}
+    assert len(used["train"]) > 300 and len(used["test"]) > 100  # the scenes really are made of digits
+    assert not used["train"] & used["test"]

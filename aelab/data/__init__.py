@@ -43,11 +43,11 @@ LOCAL_READERS = {
     "images": lambda path, data: files.read_images(path),
     "segfolder": lambda path, data: segmentation.read_segfolder(path, _get(data, "image_size")),
     "scenes": lambda name, data: segmentation.read_scenes(
-        read_splits(_with_name(data, name)), _scenes(data), data.split_seed),
+        read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
     "textpairs": lambda path, data: text.read_textpairs(path, _get(data, "reverse"), data.split_seed),
     "captions": lambda path, data: captions.read_captions_dir(path, _get(data, "image_size")),
     "digitcaptions": lambda name, data: captions.read_digit_captions(
-        read_splits(_with_name(data, name)), _scenes(data), data.split_seed),
+        read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
 }
 NAMED_READERS = {"digits": sources.read_digits}
 

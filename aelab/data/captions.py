@@ -34,7 +34,7 @@ import ml_collections
 import numpy as np
 
 from aelab.data.files import read_image, relative_entry
-from aelab.data.splits import Split, to_unit_float
+from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.data.text import pad_rows
 from aelab.errors import UsageError
 from aelab.text.tokenizer import PAD, Tokenizer
@@ -301,16 +301,17 @@ def make_digit_captions(digits: Split, count: int, canvas: int, min_digits: int,
 
 
 def read_digit_captions(digits: dict[str, Split | None], scenes: ml_collections.ConfigDict,
-                        seed: int) -> dict[str, Captions | None]:
-    """Captioned scenes from the train digits (validation carved later) and the test digits."""
+                        seed: int, test_fraction: float) -> dict[str, Captions | None]:
+    """Captioned scenes from the train digits (validation carved later) and the test digits (the
+    source's test split, or digits carved from its train split: `digit_pools`)."""
     if scenes.num_train < 2 or scenes.num_test < 1:
         raise UsageError(f"data.scenes.num_train={scenes.num_train} must be >= 2 and "
                          f"num_test={scenes.num_test} >= 1")
-    test_digits = digits.get("test") or digits["train"]
+    train_digits, test_digits = digit_pools(digits, test_fraction, seed)
 
     def make(split, count, s):
         return make_digit_captions(split, count, scenes.canvas, scenes.min_digits, scenes.max_digits,
                                    scenes.language, s)[0]
 
-    return {"train": make(digits["train"], scenes.num_train, seed), "val": None,
+    return {"train": make(train_digits, scenes.num_train, seed), "val": None,
             "test": make(test_digits, scenes.num_test, seed + 1)}

@@ -26,7 +26,7 @@ import ml_collections
 import numpy as np
 
 from aelab.data.files import IMAGE_EXTENSIONS, read_image
-from aelab.data.splits import Split, to_unit_float
+from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.errors import UsageError
 
 IMAGE_DIRS = ("images", "image")
@@ -162,8 +162,9 @@ def _place(rng: np.random.Generator, count: int, size: int, canvas: int) -> list
 
 
 def read_scenes(digits: dict[str, Split | None], scenes: ml_collections.ConfigDict,
-                seed: int) -> dict[str, Split | None]:
-    """Scenes from the train digits (train, validation carved later) and the test digits."""
+                seed: int, test_fraction: float) -> dict[str, Split | None]:
+    """Scenes from the train digits (train, validation carved later) and the test digits (the
+    source's test split, or digits carved from its train split: `digit_pools`)."""
     if not 1 <= scenes.min_digits <= scenes.max_digits:
         raise UsageError(f"data.scenes.min_digits={scenes.min_digits} and max_digits={scenes.max_digits} "
                          "must satisfy 1 <= min_digits <= max_digits")
@@ -172,10 +173,10 @@ def read_scenes(digits: dict[str, Split | None], scenes: ml_collections.ConfigDi
                          f"num_test={scenes.num_test} >= 1")
     if not 0.0 < scenes.ink_threshold <= 1.0:
         raise UsageError(f"data.scenes.ink_threshold={scenes.ink_threshold} must lie in (0, 1]")
-    test_digits = digits.get("test") or digits["train"]  # digits without a test split share train
+    train_digits, test_digits = digit_pools(digits, test_fraction, seed)
     make = lambda split, count, s: make_scenes(split, count, scenes.canvas, scenes.min_digits,
                                               scenes.max_digits, scenes.ink_threshold, s)
-    return {"train": make(digits["train"], scenes.num_train, seed), "val": None,
+    return {"train": make(train_digits, scenes.num_train, seed), "val": None,
             "test": make(test_digits, scenes.num_test, seed + 1)}
 
 

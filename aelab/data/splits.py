@@ -103,6 +103,15 @@ def make_split(images, labels, where: str) -> Split:
     return Split(images, labels)
 
 
+def digit_pools(digits: dict, test_fraction: float, seed: int) -> tuple[Split, Split]:
+    """(train digits, test digits) of the data set that generated scenes are built from: its own
+    test split, or, where it has none, one carved from train (`fraction`, `seed`), so that no
+    digit image appears in scenes of both splits."""
+    if digits.get("test") is not None:
+        return digits["train"], digits["test"]
+    return carve(digits["train"], test_fraction, seed, "test digits")
+
+
 def carve(split: Split, fraction: float, seed: int, what: str) -> tuple[Split, Split]:
     """Splits off `fraction` of `split` with a permutation fixed by `seed`.
 
