@@ -14,6 +14,7 @@ from typing import Any, Iterator
 
 import ml_collections
 
+from aelab.data.splits import SPLIT_BY
 from aelab.errors import UsageError, choose
 
 
@@ -34,6 +35,10 @@ def common_config() -> ml_collections.ConfigDict:
     config.data.val_fraction = 0.1  # carved from train when the data set has no validation split
     config.data.test_fraction = 0.2  # carved from train when it has no test split
     config.data.split_seed = 0  # fixes the carved splits independently of `seed`
+    # What a carved split may not share with train: example | block (one contiguous run: slices of
+    # a stack) | source (sentence pairs grouped by source sentence); "" = source for sentence pairs,
+    # example for the rest.
+    config.data.split_by = ""
 
     config.model = ml_collections.ConfigDict()
     config.model.arch = ""  # each task's default and choices
@@ -172,10 +177,20 @@ def from_file(path, arg: str | None = None) -> ml_collections.ConfigDict:
     return module.get_config(arg)
 
 
+# Keys added since runs were first saved, whose default now does something else than what those
+# runs did: a saved config without the key gets the value that reproduces what its run did.
+OLDER_RUNS = {("data", "split_by"): "example"}
+
+
 def from_saved(saved: dict) -> ml_collections.ConfigDict:
     """A config.json written by any aelab version, resolved: keys added since take their
-    defaults, keys its task does not read (older versions wrote every task's) are dropped."""
-    return resolve_values(saved.get("task", "autoencoder"), saved)
+    defaults (or, for `OLDER_RUNS`, what that version did), keys its task does not read (older
+    versions wrote every task's) are dropped."""
+    resolved = resolve_values(saved.get("task", "autoencoder"), saved)
+    for (group, key), value in OLDER_RUNS.items():
+        if key not in saved.get(group, {}):
+            resolved[group][key] = value
+    return resolved
 
 
 # Sizes that suit each shipped data set; experiment configs start from one.
@@ -272,6 +287,7 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UsageError("train.early_stopping_patience and train.early_stopping_min_delta must be >= 0")
     if opt.warmup_steps < 0 or opt.grad_clip_norm < 0:
         raise UsageError("optimizer.warmup_steps and optimizer.grad_clip_norm must be >= 0")
+    choose("data.split_by", config.data.split_by, ("",) + SPLIT_BY)
     for key in ("val_fraction", "test_fraction"):
         if not 0.0 < config.data[key] < 1.0:
             raise UsageError(f"data.{key}={config.data[key]} must lie strictly between 0 and 1")

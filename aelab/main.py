@@ -103,10 +103,13 @@ COMMANDS = {
                        ("workdir",), own={"input": _input("an image, or a folder of images"),
                                           "out": _out("the folder to write one mask PNG per image into")},
                        required=("workdir", "input", "out")),
-    "translate": Command("translate sentences, one a line", "--workdir=DIR [--input=FILE] [--out=FILE]",
+    "translate": Command("translate sentences, one a line; score them with --reference",
+                         "--workdir=DIR [--input=FILE] [--out=FILE] [--reference=FILE]",
                          ("workdir", "beam_size"),
                          own={"input": _input("a UTF-8 text file, one sentence a line (default: stdin)"),
-                              "out": _out("the file to write the translations to (default: stdout)")},
+                              "out": _out("the file to write the translations to (default: stdout)"),
+                              "reference": _input("a reference translation a line, aligned with the input: "
+                                                  "prints sacreBLEU's BLEU and chrF with their signatures")},
                          required=("workdir",)),
     "caption": Command("caption images", "--workdir=DIR --input=IMAGE_OR_DIR [--out=FILE]",
                        ("workdir", "beam_size"), own={"input": _input("an image, or a folder of images"),
@@ -334,7 +337,8 @@ def _use(command: str, values) -> list[str]:
     if command == "translate":
         from aelab.uses import translate
 
-        return translate.translate(values.workdir, values.input, values.out, values.beam_size)
+        return translate.translate(values.workdir, values.input, values.out, values.beam_size,
+                                   values.reference)
     from aelab.uses import caption
 
     return caption.caption(values.workdir, values.input, values.out, values.beam_size)

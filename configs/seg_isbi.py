@@ -7,7 +7,9 @@ trained on random 128x128 crops with flips, evaluated on whole held-out images a
 
 The data path defaults to ../shared/data/isbi2012_membrane (the challenge's `image/` and
 `label/` folders); any `segfolder:DIR` of images/ and masks/ works the same way. Of the 30
-images, 6 are held out for test and 2 for validation (data.split_seed fixes which).
+images, 6 are held out for test and 2 for validation (data.split_seed fixes which). The 30 are
+consecutive slices of one stack, so neighbours look alike: each held-out split is one contiguous
+block of slices (data.split_by=block), and only its two edge slices have a training neighbour.
 """
 
 from aelab.config import base_config, parse_arg
@@ -21,6 +23,7 @@ def get_config(arg=None):
     config.data.name = "segfolder:../shared/data/isbi2012_membrane"
     config.data.test_fraction = 0.2  # 6 test images
     config.data.val_fraction = 0.1  # 2 validation images of the remaining 24
+    config.data.split_by = "block"
     config.augment.crop = 128
     config.augment.hflip = config.augment.vflip = True
     config.model.arch = "unet"

@@ -388,3 +388,139 @@ def test_decoders_compile_with_the_train_steps_matmul_library(tmp_path):
         assert ("__ynn_fusion" in hlo) is expected, overrides
     assert all(compiler.has_convolutions(m) for m in image_models())  # captioners: Eigen
     assert not any(compiler.has_convolutions(m) for m in models())
+
+
+# Splits: no source sentence on two sides; a benchmark's fixed splits.
+def repeated_source_corpus(path, sources=200, seed=0):
+    """Every source sentence three times, with three different targets (as Tatoeba has them)."""
+    rng = np.random.default_rng(seed)
+    words = ["ab", "cd", "ef", "gh", "ba", "dc", "fe", "hg"]
+    lines = []
+    for i in range(sources):
+        sentence = " ".join(words[j] for j in rng.integers(0, len(words), 4)) + f" n{i}"
+        lines += [f"{sentence}\t{variant} {sentence}" for variant in ("x", "y", "z")]
+    path.write_text("\n".join(lines) + "\n", encoding="utf-8")
+    return str(path)
+
+
+@pytest.mark.parametrize("split_by", ["", "source", "example"])
+def test_no_source_sentence_is_in_two_splits(tmp_path, split_by):
+    """Regression: pairs were carved one by one, so a source sentence with several translations
+    sat in train and test at once (8.6% of the spa-eng test sources). Grouped by normalized source
+    (the default for sentence pairs), no test or validation source occurs in train."""
+    config = mt_config(repeated_source_corpus(tmp_path / "r.tsv"), **{"data.split_by": split_by})
+    config.data.test_fraction = config.data.val_fraction = 0.2
+    dataset = data.load(config.data)
+    keys = {name: set(dataset.split(name).source_keys()) for name in ("train", "val", "test")}
+    shared = len(keys["test"] & keys["train"]) + len(keys["val"] & keys["train"])
+    if split_by == "example":  # the old way leaks: the check above can fail
+        assert shared > 20
+        return
+    assert shared == 0 and len(keys["test"]) >= 30 and len(keys["val"]) >= 20
+    assert dataset.info["split_by"] == "source" and dataset.info["test_sources_in_train"] == 0
+    assert dataset.info["test_source_sentences"] == len(keys["test"])
+
+
+def test_source_sentences_are_normalized_before_grouping():
+    pairs = TextPairs(np.array(["¿Dónde  está?", "¿dónde está?", "ＡＢ", "ab"], dtype=object),
+                      np.array(["1", "2", "3", "4"], dtype=object))
+    keys = pairs.source_keys()
+    assert keys[0] == keys[1] and keys[2] == keys[3] and keys[0] != keys[2]
+
+
+def test_block_carving_takes_one_contiguous_run():
+    """data.split_by=block (stacks of slices like ISBI): the carved examples are consecutive."""
+    from aelab.data.splits import Split, carve
+
+    split = Split(np.zeros((30, 2, 2, 1), np.float32), np.arange(30))
+    for seed in range(5):
+        rest, held = carve(split, 0.2, seed, "test", "block")
+        assert len(held) == 6 and np.all(np.diff(held.labels) == 1)
+        assert sorted([*rest.labels, *held.labels]) == list(range(30))
+    with pytest.raises(UsageError, match="split_by=source .* no sentence pairs"):
+        config = base_config()
+        config.data.split_by = "source"
+        data.load(config.data)
+
+
+def test_saved_configs_without_split_by_keep_their_old_splits():
+    """A run saved before data.split_by existed carved pairs one by one; resolving its config gives
+    split_by=example, so resuming it reads the same splits (or, with another split_by, is
+    refused as a change of meaning)."""
+    from aelab.config import from_saved
+
+    saved = base_config("translation").to_dict()
+    del saved["data"]["split_by"]
+    assert from_saved(saved).data.split_by == "example"
+    assert from_saved(base_config("translation").to_dict()).data.split_by == ""
+
+
+def write_fixed_splits(folder, seed=1):
+    """One reverse corpus, cut into train/valid/test, in both layouts: TSV files and parallel
+    files `{stem}.src` + `{stem}.tgt`."""
+    tsv, parallel = folder / "tsv", folder / "parallel"
+    tsv.mkdir(parents=True)
+    parallel.mkdir()
+    lines = reverse_corpus(folder / "all.tsv", n=1100, seed=seed)
+    lines = open(lines, encoding="utf-8").read().splitlines()
+    for stem, part in (("train", lines[:900]), ("valid", lines[900:1000]), ("test", lines[1000:])):
+        (tsv / f"{stem}.tsv").write_text("\n".join(part) + "\n", encoding="utf-8")
+        for column, suffix in ((0, "src"), (1, "tgt")):
+            (parallel / f"{stem}.{suffix}").write_text("".join(line.split("\t")[column] + "\n"
+                                                               for line in part), encoding="utf-8")
+    return tsv, parallel
+
+
+def test_fixed_split_folders_in_both_layouts_read_the_same_splits(tmp_path):
+    tsv, parallel = write_fixed_splits(tmp_path)
+    by_tsv = data.load(mt_config(tsv).data)
+    by_files = data.load(mt_config(parallel, **{"data.source_lang": "src", "data.target_lang": "tgt"}).data)
+    for name, size in (("train", 900), ("val", 100), ("test", 100)):
+        a, b = by_tsv.split(name), by_files.split(name)
+        assert len(a) == size and list(a.source) == list(b.source) and list(a.target) == list(b.target)
+    assert list(by_tsv.test.source[:3]) == [line.split("\t")[0] for line in
+                                             (tsv / "test.tsv").read_text().splitlines()[:3]]  # file order
+    assert "carved" not in by_tsv.info
+    (tsv / "valid.tsv").rename(tsv / "other.tsv")  # a missing split is carved from train
+    carved = data.load(mt_config(tsv).data)
+    assert carved.info["carved"] == ["val"] and len(carved.test) == 100
+
+
+@pytest.mark.parametrize("setup, overrides, message", [
+    (lambda d: (d / "train.src").unlink(), {"data.source_lang": "src", "data.target_lang": "tgt"},
+     "no train.src \\+ train.tgt"),
+    (lambda d: None, {}, "no train.tsv .* set data.source_lang and data.target_lang"),
+    (lambda d: None, {"data.source_lang": "src"}, "both data.source_lang and data.target_lang"),
+    (lambda d: (d / "test.tgt").write_text("one line\n"), {"data.source_lang": "src", "data.target_lang": "tgt"},
+     "test.src has 100 lines but .*test.tgt 1"),
+])
+def test_bad_fixed_split_folders_are_one_line(tmp_path, setup, overrides, message):
+    _, parallel = write_fixed_splits(tmp_path)
+    setup(parallel)
+    with pytest.raises(UsageError, match=message):
+        data.load(mt_config(parallel, **overrides).data)
+
+
+@pytest.mark.slow
+def test_a_fixed_split_folder_trains_and_translate_scores_its_test_file(tmp_path, capsys):
+    """Parallel files train; `aelab translate --input=test.src --reference=test.tgt` prints
+    sacreBLEU's BLEU and chrF with their signatures."""
+    _, parallel = write_fixed_splits(tmp_path)
+    workdir = str(tmp_path / "run")
+    summary = train.train_and_evaluate(mt_config(parallel, **{"data.source_lang": "src",
+                                                             "data.target_lang": "tgt"}), workdir)
+    assert summary["data"]["num_test"] == 100 and "carved" not in summary["data"]
+    capsys.readouterr()
+    out = tmp_path / "test.out"
+    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={parallel / 'test.src'}",
+                 f"--reference={parallel / 'test.tgt'}", f"--out={out}"]) == 0
+    printed = capsys.readouterr().err
+    bleu = float(printed.split("BLEU = ")[1].split()[0])
+    assert bleu > 80 and abs(bleu - summary["eval"]["bleu"]) < 5, printed
+    assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in printed
+    assert "chrF2 = " in printed and "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:" in printed
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 100
+    (tmp_path / "short.tgt").write_text("one\n", encoding="utf-8")
+    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={parallel / 'test.src'}",
+                 f"--reference={tmp_path / 'short.tgt'}", f"--out={tmp_path / 'x'}"]) == 2
+    assert "has 1 lines but the input 100" in capsys.readouterr().err

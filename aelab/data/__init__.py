@@ -22,7 +22,8 @@ from aelab.errors import UsageError
 # Data keys that only some tasks read (each task's config_defaults), and what they mean where
 # a task's config has no such key.
 OPTIONAL = {"image_size": 0, "mask_key": "", "mask_offset": 0, "reverse": False, "source_key": "",
-            "target_key": "", "captions_key": "", "normal_classes": ()}
+            "target_key": "", "source_lang": "", "target_lang": "", "captions_key": "",
+            "normal_classes": ()}
 
 
 def _get(data: ml_collections.ConfigDict, key: str):
@@ -44,7 +45,8 @@ LOCAL_READERS = {
     "segfolder": lambda path, data: segmentation.read_segfolder(path, _get(data, "image_size")),
     "scenes": lambda name, data: segmentation.read_scenes(
         read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
-    "textpairs": lambda path, data: text.read_textpairs(path, _get(data, "reverse"), data.split_seed),
+    "textpairs": lambda path, data: text.read_textpairs(path, _get(data, "reverse"), data.split_seed,
+                                                        _get(data, "source_lang"), _get(data, "target_lang")),
     "captions": lambda path, data: captions.read_captions_dir(path, _get(data, "image_size")),
     "digitcaptions": lambda name, data: captions.read_digit_captions(
         read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
@@ -53,8 +55,9 @@ NAMED_READERS = {"digits": sources.read_digits}
 
 __all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "load", "read_splits"]
 
-# Local sources whose path must name an existing file, or folder; the others name a data set.
-FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv", "textpairs"), ("idx", "images", "segfolder", "captions")
+# Local sources whose path must name an existing file, or folder, or either; the others name a data set.
+FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv"), ("idx", "images", "segfolder", "captions")
+PATH_PREFIXES = ("textpairs",)
 
 
 def check_name(data: ml_collections.ConfigDict) -> None:
@@ -73,6 +76,8 @@ def check_name(data: ml_collections.ConfigDict) -> None:
         raise UsageError(f"{prefix}:{path}: no such file")
     if prefix in FOLDER_PREFIXES and not os.path.isdir(path):
         raise UsageError(f"{prefix}:{path}: no such directory")
+    if prefix in PATH_PREFIXES and not os.path.exists(path):
+        raise UsageError(f"{prefix}:{path}: no such file or directory")
     if prefix in ("scenes", "digitcaptions"):
         check_name(_with_name(data, path))
 
@@ -114,16 +119,26 @@ def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.Con
 def load(data: ml_collections.ConfigDict) -> Dataset:
     """Reads the data set and carves validation (and test, if missing) from train.
 
-    Carving uses `data.split_seed`, so the splits do not change with `seed`.
+    Carving uses `data.split_seed`, so the splits do not change with `seed`, and `data.split_by`
+    (`carve`): what may not straddle two splits.
     """
     splits, info = read_splits(data), {}
     if isinstance(splits, tuple):
         splits, info = splits
     train, val, test = splits["train"], splits.get("val"), splits.get("test")
+    by = data.split_by or ("source" if isinstance(train, text.TextPairs) else "example")
+    if by == "source" and not isinstance(train, text.TextPairs):
+        raise UsageError(f"data.split_by=source groups sentence pairs by their source, but {data.name} "
+                         "holds no sentence pairs; use example or block")
+    carved = [name for name, split in (("test", test), ("val", val)) if split is None]
     if test is None:
-        train, test = carve(train, data.test_fraction, data.split_seed, "test")
+        train, test = carve(train, data.test_fraction, data.split_seed, "test", by)
     if val is None:
-        train, val = carve(train, data.val_fraction, data.split_seed + 1, "validation")
+        train, val = carve(train, data.val_fraction, data.split_seed + 1, "validation", by)
+    if carved:
+        info = {**info, "carved": carved, "split_by": by}
+    if isinstance(train, text.TextPairs):
+        info.update(text.source_overlap(train, val, test))
     normal = tuple(_get(data, "normal_classes"))
     if normal:  # one-class protocol: learn "normal" from these classes only
         train, val = (_keep_classes(s, normal, data.name, n)

@@ -112,16 +112,41 @@ def digit_pools(digits: dict, test_fraction: float, seed: int) -> tuple[Split, S
     return carve(digits["train"], test_fraction, seed, "test digits")
 
 
-def carve(split: Split, fraction: float, seed: int, what: str) -> tuple[Split, Split]:
-    """Splits off `fraction` of `split` with a permutation fixed by `seed`.
+SPLIT_BY = ("example", "block", "source")
 
-    Returns (rest, carved). The seed is the data seed, not the training seed,
-    so every run of a sweep sees the same validation set.
+
+def carve(split, fraction: float, seed: int, what: str, by: str = "example") -> tuple:
+    """Splits off `fraction` of `split`, fixed by `seed`; returns (rest, carved).
+
+    `by` says what may not straddle the two sides: "example" carves a seeded random subset;
+    "block" one contiguous run of examples at a seeded place (slices of a stack, frames of a
+    video: only the run's two edge examples have a neighbour on the other side); "source" whole
+    groups of pairs sharing a normalized source sentence (`split.source_keys()`), so no source
+    sentence is on both sides. The seed is the data seed, not the training seed, so every run of
+    a sweep sees the same validation set.
     """
-    n_carved = int(round(len(split) * fraction))
-    if not 0 < n_carved < len(split):
+    n = len(split)
+    n_carved = int(round(n * fraction))
+    if not 0 < n_carved < n:
         raise UsageError(
-            f"cannot carve a {what} split of fraction {fraction} from {len(split)} examples; "
+            f"cannot carve a {what} split of fraction {fraction} from {n} examples; "
             "use a fraction that leaves at least one example on each side")
-    order = np.random.default_rng([seed, len(split)]).permutation(len(split))
-    return split.take(np.sort(order[n_carved:])), split.take(np.sort(order[:n_carved]))
+    rng = np.random.default_rng([seed, n])
+    if by == "example":
+        order = rng.permutation(n)
+        return split.take(np.sort(order[n_carved:])), split.take(np.sort(order[:n_carved]))
+    carved = np.zeros(n, dtype=bool)
+    if by == "block":
+        start = int(rng.integers(0, n - n_carved + 1))
+        carved[start:start + n_carved] = True
+    elif by == "source":
+        _, group = np.unique(split.source_keys(), return_inverse=True)
+        order = rng.permutation(group.max() + 1)
+        taken = np.searchsorted(np.cumsum(np.bincount(group)[order]), n_carved) + 1
+        carved = np.isin(group, order[:taken])
+        if carved.all():
+            raise UsageError(f"cannot carve a {what} split of fraction {fraction}: one source sentence "
+                             f"covers {n} pairs; use data.split_by=example")
+    else:
+        raise UsageError(f"data.split_by={by!r} is not known; accepted: {', '.join(SPLIT_BY)}")
+    return split.take(np.flatnonzero(~carved)), split.take(np.flatnonzero(carved))

@@ -41,6 +41,8 @@ class TranslationTask(Seq2SeqTask):
             "reverse": False,  # textpairs: translate the second column into the first
             "source_key": "",  # TFDS translation sets: the source and target features ("es", "en")
             "target_key": "",
+            "source_lang": "",  # textpairs:DIR of parallel files: the suffixes of train.de + train.en
+            "target_lang": "",
         }
         defaults["text"]["buckets"] = (12, 24)  # training batches cut to these lengths (and max_length); () = none
         return defaults

@@ -4,10 +4,12 @@ a held-out test split of 3,568 pairs.
     python experiments/translation/run.py --workdir=runs/translation [--only=transformer|rnn]
 
 Trains configs/mt_spa_eng_transformer.py and configs/mt_spa_eng_rnn.py
-(resuming or skipping finished runs) and writes results.json and results.md:
-test BLEU and chrF (beam search), the copy-the-source baseline, training
-seconds (inside training steps, from the logged steps/s) and the wall clock of
-each invocation, plus a few sample translations.
+(resuming or skipping finished runs) and writes experiments/translation/results.json:
+per model, validation and test BLEU and chrF (test: beam search; validation:
+greedy on `decode.eval_examples` pairs), the copy-the-source baseline, the
+split sizes and overlaps, training seconds (inside training steps, from the
+logged steps/s) and wall clock, sample translations, and the provenance (command,
+commit, versions, machine). Models not run this time keep their earlier rows.
 """
 
 from __future__ import annotations
@@ -18,11 +20,12 @@ import os
 import pathlib
 import time
 
-from aelab import train
+from aelab import provenance, train
 from aelab.config import from_file
 from aelab.writer import training_seconds
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+RESULTS = pathlib.Path(__file__).with_name("results.json")
 RUNS = {"transformer": ("Transformer (pre-norm, 2+2 layers, d=256)", "mt_spa_eng_transformer.py"),
         "rnn": ("attention RNN (bi-GRU encoder, GRU decoder, additive attention)", "mt_spa_eng_rnn.py")}
 
@@ -38,7 +41,8 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(RUNS), action="append", help="run only these models")
     parser.add_argument("--steps", type=int, default=0, help="override every run's steps (smoke tests)")
     args = parser.parse_args()
-    rows = []
+    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.steps else {"models": {}}
+    models = dict(previous["models"])
     for short in args.only or list(RUNS):
         title, config_name = RUNS[short]
         config = from_file(REPO / "configs" / config_name)
@@ -48,25 +52,24 @@ def main() -> None:
         workdir = os.path.join(args.workdir, short)
         start = time.time()
         summary = train.train_and_evaluate(config, workdir)
-        ev = summary["eval"]
-        rows.append({"model": title, "workdir": workdir, "bleu": ev["bleu"], "chrf": ev["chrf"],
-                     "nll": ev["nll"], "copy_source_bleu": summary["baselines"]["copy_source"]["bleu"],
-                     "num_test": summary["data"]["num_test"],
-                     "training_seconds": round(training_seconds(os.path.join(workdir, "metrics.jsonl")), 1),
-                     "seconds_this_invocation": round(time.time() - start, 1),
-                     "samples": samples(workdir, summary["step"])})
-        print(json.dumps({k: v for k, v in rows[-1].items() if k != "samples"}), flush=True)
-    os.makedirs(args.workdir, exist_ok=True)
-    with open(os.path.join(args.workdir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=2, ensure_ascii=False)
-    lines = ["| model | test BLEU | test chrF | test nll (nats/token) | copy-source BLEU | training s | wall s |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['model']} | {r['bleu']:.1f} | {r['chrf']:.1f} | {r['nll']:.3f} | {r['copy_source_bleu']:.1f} | "
-              f"{r['training_seconds']} | {r['seconds_this_invocation']} |" for r in rows]
-    with open(os.path.join(args.workdir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+        ev, val = summary["eval"], summary["val"]
+        models[short] = {
+            "model": title, "config": f"configs/{config_name}", "step": summary["step"],
+            "test": {"bleu": ev["bleu"], "chrf": ev["chrf"], "nll": ev["nll"]},
+            "val": {k: val[k] for k in ("bleu", "chrf", "nll") if k in val},
+            "copy_source_bleu": summary["baselines"]["copy_source"]["bleu"],
+            "data": summary["data"], "seed": config.seed, "split_seed": config.data.split_seed,
+            "training_seconds": round(training_seconds(os.path.join(workdir, "metrics.jsonl")), 1),
+            "samples": samples(workdir, summary["step"]),
+            **provenance.record(start)}
+        print(json.dumps({k: v for k, v in models[short].items() if k not in ("samples", "versions")}),
+              flush=True)
+    if args.steps:  # a smoke test publishes nothing
+        return
+    RESULTS.write_text(json.dumps({"models": models}, indent=2, ensure_ascii=False) + "\n")
+    for short, row in models.items():
+        print(f"{short}: test BLEU {row['test']['bleu']:.1f} chrF {row['test']['chrf']:.1f} "
+              f"(validation BLEU {row['val'].get('bleu', float('nan')):.1f}), commit {row['commit']}")
 
 if __name__ == "__main__":
     main()

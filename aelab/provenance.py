@@ -1,0 +1,48 @@
+"""Where a published number comes from: the command, the commit, the packages, the machine.
+
+Experiments write `results.json` beside their README with `record(...)`, and README's result
+tables are checked against those files (tests/test_results.py).
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import sys
+import time
+from typing import Any
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+
+def commit(repo: str = REPO) -> str:
+    """The commit the code was at ("+changes" when aelab/, configs/ or experiments/ differ from it)."""
+    def git(*args):
+        return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip()
+
+    head = git("rev-parse", "HEAD") or "unknown"
+    dirty = git("status", "--porcelain", "--untracked-files=no", "aelab", "configs", "experiments")
+    return head + ("+changes" if dirty else "")
+
+
+def machine() -> str:
+    """The CPU model and the cores this process may use ("AMD EPYC ..., 2 cores")."""
+    model = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            model = next(line.split(":", 1)[1].strip() for line in f if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    return f"{model}, {len(os.sched_getaffinity(0))} cores"
+
+
+def record(started: float, argv: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+    """The provenance of results computed since `started` (time.time()) by the command `argv`."""
+    from aelab.workdir import environment
+
+    env = environment(argv)
+    return {"command": " ".join(["python", *(sys.argv if argv is None else argv)]), "commit": commit(),
+            "versions": env["versions"], "machine": machine(), "backend": env["backend"],
+            "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "wall_s": round(time.time() - started, 1), **fields}
