@@ -46,3 +46,19 @@ def record(started: float, argv: list[str] | None = None, **fields: Any) -> dict
             "versions": env["versions"], "machine": machine(), "backend": env["backend"],
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
             "wall_s": round(time.time() - started, 1), **fields}
+
+
+def update_results(path: str, rows: dict[str, dict]) -> dict[str, dict]:
+    """Writes `rows` (name -> row) into the results file at `path`, keeping the rows of earlier
+    runs that this one did not redo; returns every row."""
+    import json
+
+    from aelab.workdir import atomic_write
+
+    kept = {}
+    if os.path.exists(path):
+        with open(path, encoding="utf-8") as f:
+            kept = json.load(f)["rows"]
+    kept.update(rows)
+    atomic_write(path, (json.dumps({"rows": kept}, indent=2, ensure_ascii=False) + "\n").encode())
+    return kept

@@ -4,9 +4,11 @@
 
 Trains configs/seg_mnist_scenes.py and configs/seg_isbi.py with skips=True and
 skips=False (same steps, batch and optimizer: the same budget), resuming or
-skipping finished runs, and writes results.json and results.md: test pixel
-accuracy, mean IoU and Dice beside the majority-class baseline, with the wall
-clock of each training run.
+skipping finished runs, and writes experiments/segmentation/results.json: test
+and validation pixel accuracy, mean IoU and Dice beside the majority-class
+baseline, the split sizes, the wall clock of each training run and its
+provenance (command, commit, versions, machine). Rows not rerun this time
+(`--only=isbi`) keep their earlier values.
 """
 
 from __future__ import annotations
@@ -17,10 +19,11 @@ import os
 import pathlib
 import time
 
-from aelab import train
+from aelab import provenance, train
 from aelab.config import from_file
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
+RESULTS = pathlib.Path(__file__).with_name("results.json")
 
 
 def main() -> None:
@@ -29,39 +32,38 @@ def main() -> None:
     parser.add_argument("--mnist", default="idx:../shared/data/mnist", help="the digits of the scenes")
     parser.add_argument("--isbi", default="segfolder:../shared/data/isbi2012_membrane")
     parser.add_argument("--steps", type=int, default=0, help="override every run's steps (smoke tests)")
+    parser.add_argument("--only", choices=("scenes", "isbi"), action="append", help="run only these data sets")
     args = parser.parse_args()
     runs = [("MNIST scenes (11 classes)", "seg_mnist_scenes.py", f"scenes:{args.mnist}", "scenes"),
             ("ISBI 2012 membranes", "seg_isbi.py", args.isbi, "isbi")]
-    rows = []
+    rows = {}
     for title, config_name, data_name, short in runs:
+        if args.only and short not in args.only:
+            continue
         for skips in (True, False):
             config = from_file(REPO / "configs" / config_name, f"skips={skips}")
             config.data.name = data_name
             config.train.progress = False
             if args.steps:
                 config.train.num_steps = args.steps
-            workdir = os.path.join(args.workdir, f"{short}_{'unet' if skips else 'noskip'}")
+            name = f"{short}_{'unet' if skips else 'noskip'}"
+            workdir = os.path.join(args.workdir, name)
             start = time.time()
             summary = train.train_and_evaluate(config, workdir)
-            ev, majority = summary["eval"], summary["baselines"]["majority"]
-            rows.append({"data": title, "model": "U-Net" if skips else "no skips", "workdir": workdir,
-                         "seconds_this_invocation": round(time.time() - start, 1),
-                         **{k: ev[k] for k in ("pixel_accuracy", "mean_iou", "dice")},
-                         "majority_pixel_accuracy": majority["pixel_accuracy"],
-                         "majority_mean_iou": majority["mean_iou"]})
-            print(json.dumps(rows[-1]), flush=True)
-    os.makedirs(args.workdir, exist_ok=True)
-    with open(os.path.join(args.workdir, "results.json"), "w") as f:
-        json.dump(rows, f, indent=2)
-    lines = ["| data | model | pixel accuracy | mean IoU | Dice | majority class: accuracy / mean IoU | seconds |",
-             "|---|---|---|---|---|---|---|"]
-    lines += [f"| {r['data']} | {r['model']} | {r['pixel_accuracy']:.4f} | {r['mean_iou']:.4f} | "
-              f"{r['dice']:.4f} | {r['majority_pixel_accuracy']:.4f} / {r['majority_mean_iou']:.4f} | "
-              f"{r['seconds_this_invocation']} |" for r in rows]
-    with open(os.path.join(args.workdir, "results.md"), "w") as f:
-        f.write("\n".join(lines) + "\n")
-    print("\n".join(lines))
-
+            metrics = ("pixel_accuracy", "mean_iou", "dice")
+            rows[name] = {"data": title, "model": "U-Net" if skips else "no skips",
+                          "config": f"configs/{config_name}:skips={skips}", "step": summary["step"],
+                          "test": {k: summary["eval"][k] for k in metrics},
+                          "val": {k: summary["val"][k] for k in metrics},
+                          "majority": summary["baselines"]["majority"], "data_sizes": summary["data"],
+                          "seed": config.seed, "split_seed": config.data.split_seed,
+                          **provenance.record(start)}
+            print(json.dumps({k: v for k, v in rows[name].items() if k != "versions"}), flush=True)
+    if args.steps:  # a smoke test publishes nothing
+        return
+    for name, row in provenance.update_results(str(RESULTS), rows).items():
+        print(f"{name}: test pixel accuracy {row['test']['pixel_accuracy']:.4f}, mean IoU "
+              f"{row['test']['mean_iou']:.4f} (validation {row['val']['mean_iou']:.4f}), commit {row['commit']}")
 
 if __name__ == "__main__":
     main()

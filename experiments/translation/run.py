@@ -41,8 +41,7 @@ def main() -> None:
     parser.add_argument("--only", choices=sorted(RUNS), action="append", help="run only these models")
     parser.add_argument("--steps", type=int, default=0, help="override every run's steps (smoke tests)")
     args = parser.parse_args()
-    previous = json.loads(RESULTS.read_text()) if RESULTS.exists() and not args.steps else {"models": {}}
-    models = dict(previous["models"])
+    models = {}
     for short in args.only or list(RUNS):
         title, config_name = RUNS[short]
         config = from_file(REPO / "configs" / config_name)
@@ -66,8 +65,7 @@ def main() -> None:
               flush=True)
     if args.steps:  # a smoke test publishes nothing
         return
-    RESULTS.write_text(json.dumps({"models": models}, indent=2, ensure_ascii=False) + "\n")
-    for short, row in models.items():
+    for short, row in provenance.update_results(str(RESULTS), models).items():
         print(f"{short}: test BLEU {row['test']['bleu']:.1f} chrF {row['test']['chrf']:.1f} "
               f"(validation BLEU {row['val'].get('bleu', float('nan')):.1f}), commit {row['commit']}")
 
