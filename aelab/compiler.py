@@ -32,6 +32,28 @@ from flax import nnx
 NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
 PROGRAMS = ("train", "evaluate", "decode", "other")
 
+# JAX's persistent-cache events: each compilation that asks the cache, each one it serves, and
+# each compiled program written to it (those that took at least the cache's minimum compile time).
+_CACHE_EVENTS = {"/jax/compilation_cache/compile_requests_use_cache": "requests",
+                 "/jax/compilation_cache/cache_hits": "hits",
+                 "/jax/compilation_cache/cache_misses": "writes"}
+_cache_counts = {"requests": 0, "hits": 0, "writes": 0}
+
+
+def _count_cache_event(event: str, **kwargs) -> None:
+    if event in _CACHE_EVENTS:
+        _cache_counts[_CACHE_EVENTS[event]] += 1
+
+
+jax.monitoring.register_event_listener(_count_cache_event)
+
+
+def cache_counts() -> dict[str, int]:
+    """How many compilations of this process asked the persistent compilation cache, how many it
+    served, and how many it stored: a repeated run is served every program the first one stored,
+    and stores nothing new."""
+    return dict(_cache_counts)
+
 
 def has_convolutions(model: nnx.Module) -> bool:
     """Whether an nnx model holds a convolution (several CPU choices depend on it)."""

@@ -22,7 +22,7 @@ import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from aelab import checkpoint, config as config_lib, data, optim, parallel, steps, tasks
+from aelab import checkpoint, compiler, config as config_lib, data, optim, parallel, steps, tasks
 from aelab import workdir as wd
 from aelab.compiler import CompilePolicy
 from aelab.errors import NonFiniteError, UsageError
@@ -44,6 +44,7 @@ class Run:
     train_key: jax.Array
     eval_key: jax.Array
     mesh: jax.sharding.Mesh
+    cache_counts_at_start: dict | None = None  # compiler.cache_counts() before the run compiled
 
 
 def check_config(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, tasks.Task]:
@@ -65,6 +66,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     """
     config, task = check_config(config)
     enable_compile_cache(config.train.compile_cache)
+    cache_counts = compiler.cache_counts()
     mesh = parallel.make_mesh(config)
     if workdir:
         task.load_assets(workdir)
@@ -78,7 +80,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     # Replicated on the data mesh: a restore onto this target lands the same way.
     state, train_key, eval_key = parallel.put_replicated((state, train_key, eval_key), mesh)
     return Run(config, dataset, task, task.policy.with_model(model), graphdef, state, batches,
-               train_key, eval_key, mesh)
+               train_key, eval_key, mesh, cache_counts)
 
 
 def model_and_optimizer(config: ml_collections.ConfigDict, task: tasks.Task, example_shape,
@@ -95,10 +97,11 @@ def enable_compile_cache(directory: str) -> None:
     """JAX's persistent compilation cache in `directory` ("" = off), so a resumed or repeated run
     skips compiling; a cache already chosen (JAX_COMPILATION_CACHE_DIR, or in code) wins.
     Programs that compile in 0.2 s or more are kept (JAX's default, 1 s, left the evaluation
-    and decoding steps out)."""
+    and decoding steps out), unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise."""
     if directory and not jax.config.jax_compilation_cache_dir:
         jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
-        jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
@@ -315,6 +318,15 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
         writer.close()
 
 
+def _cache_use(run: Run) -> dict[str, int] | None:
+    """This invocation's compilations that asked the persistent cache, and those it served (None
+    with the cache off)."""
+    if not jax.config.jax_compilation_cache_dir or run.cache_counts_at_start is None:
+        return None
+    now = compiler.cache_counts()
+    return {key: now[key] - run.cache_counts_at_start[key] for key in now}
+
+
 def dispatch_length(step: int, train: ml_collections.ConfigDict, per_dispatch: int) -> int:
     """How many steps the next dispatch runs: up to `per_dispatch`, ending at the next log,
     evaluation or checkpoint step or the end, so those happen exactly where they would
@@ -353,6 +365,7 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
         "eval": evaluate_with_outputs(run, final_step, state, "test", True, step, workdir, is_chief)}
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
                "early_stopped": early_stop, "time_to_first_step_s": time_to_first_step_s,
+               "compile_cache": _cache_use(run),
                "baselines": run.task.baselines(run.dataset),
                "data": {"name": run.dataset.name, "image_shape": list(run.dataset.image_shape),
                         **{f"num_{name}": len(run.dataset.split(name))

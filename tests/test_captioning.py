@@ -194,6 +194,46 @@ def test_captions_folder_in_flickr8k_format(tmp_path):
     assert dataset.test.references[0] == ("A dog number 4 runs .", "A brown dog runs fast .")
 
 
+def flickr8k_release(root, train=6, dev=2, test=2, unlisted=2):
+    """A folder laid out as the Flickr8k release is once unpacked: JPEGs in Flicker8k_Dataset/,
+    Flickr8k.token.txt beside Flickr8k.lemma.token.txt, the three split lists and the other text
+    files, with the release's oddities: a captioned image that has no file and is in no list
+    (`2258277193_586949ec62.jpg.1`), images captioned but in no list, CRLF line ends, a blank
+    last line, spaces around captions."""
+    images = root / "Flicker8k_Dataset"
+    images.mkdir(parents=True)
+    names = [f"{1000 + i}_{i:04x}ab.jpg" for i in range(train + dev + test + unlisted)]
+    rng = np.random.default_rng(0)
+    for name in names:
+        Image.fromarray(rng.integers(0, 256, (20, 30, 3), dtype=np.uint8)).save(images / name, quality=90)
+    token, lemma = [], []
+    for i, name in enumerate(names + ["2258277193_586949ec62.jpg.1"]):
+        for k in range(5):
+            token.append(f"{name}#{k}\tA dog number {i} runs in the grass {k} . ")
+            lemma.append(f"{name}#{k}\ta dog number {i} run in the grass {k} .")
+    (root / "Flickr8k.token.txt").write_bytes(("\r\n".join(token) + "\r\n\r\n").encode())
+    (root / "Flickr8k.lemma.token.txt").write_text("\n".join(lemma) + "\n")
+    for stem, part in (("train", names[:train]), ("dev", names[train:train + dev]),
+                       ("test", names[train + dev:train + dev + test])):
+        (root / f"Flickr_8k.{stem}Images.txt").write_text("\n".join(part) + "\n")
+    (root / "ExpertAnnotations.txt").write_text(f"{names[0]}\t{names[0]}#2\t1\t1\t1\n")
+    (root / "readme.txt").write_text("Flickr8k text files\n")
+    return root, names
+
+
+def test_a_flickr8k_release_folder_reads_as_released(tmp_path):
+    folder, names = flickr8k_release(tmp_path / "Flickr8k")
+    config = base_config("captioning")
+    config.data.name, config.data.image_size = f"captions:{folder}", 16
+    dataset = data.load(config.data)
+    assert (len(dataset.train), len(dataset.val), len(dataset.test)) == (6, 2, 2)
+    assert dataset.info["captioned_images_in_no_split"] == 3  # 2 unlisted images and the .jpg.1 entry
+    assert dataset.test.images.shape == (2, 16, 16, 3)
+    # Token file order, stripped: the captions, not the lemmas, and no CR left.
+    assert dataset.test.references[0] == tuple(f"A dog number 8 runs in the grass {k} ." for k in range(5))
+    assert dataset.val.references[1][0] == "A dog number 7 runs in the grass 0 ."
+
+
 def test_caption_naming_a_missing_image_is_a_clear_error(tmp_path):
     folder = flickr_folder(tmp_path)
     with open(folder / "captions.txt", "a") as f:

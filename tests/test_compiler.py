@@ -111,3 +111,33 @@ def test_jit_model_calls_the_model_as_one_compiled_program():
     encode = CompilePolicy.for_config().jit_model(lambda m, images: m.encode(images), model)
     np.testing.assert_allclose(encode(x), model.encode(x), rtol=1e-5, atol=1e-6)
     np.testing.assert_allclose(encode(x[:2]), model.encode(x[:2]), rtol=1e-5, atol=1e-6)  # another shape
+
+
+@pytest.mark.slow
+def test_a_repeated_run_compiles_nothing(tmp_path):
+    """The persistent compilation cache (train.compile_cache): a second run of the same config is
+    served every program the first one stored and stores nothing new. (With the minimum compile
+    time at 0 every program is stored; aelab's 0.2 s would make the count depend on the machine.)
+    summary.json counts each."""
+    import json
+    import os
+    import subprocess
+    import sys
+
+    from conftest import REPO
+
+    env = {**os.environ, "JAX_PLATFORMS": "cpu", "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0"}
+    env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    counts = []
+    for name in ("first", "second"):
+        workdir = tmp_path / name
+        subprocess.run([sys.executable, "-m", "aelab.main", "train", f"--config={REPO / 'configs' / 'digits_ae.py'}",
+                        f"--workdir={workdir}", f"--config.train.compile_cache={tmp_path / 'cache'}",
+                        "--config.model.hidden=(16,)", "--config.train.num_steps=20",
+                        "--config.train.eval_every=10", "--config.train.progress=False"],
+                       env=env, check=True, capture_output=True)
+        counts.append(json.loads((workdir / "summary.json").read_text())["compile_cache"])
+    first, second = counts
+    assert first["requests"] >= 3 and first["hits"] == 0 and first["writes"] >= 3  # a fresh cache
+    assert first["writes"] == first["requests"]
+    assert second == {"requests": first["requests"], "hits": first["requests"], "writes": 0}

@@ -184,7 +184,10 @@ def early(**kw):
 def test_early_stopping_with_patience_survives_resume_and_is_final(tmp_path):
     summary = train.train_and_evaluate(early(), str(tmp_path / "straight"))
     assert summary["step"] == 30
-    assert summary["early_stopped"] == {"metric": "loss", "best": pytest.approx(summary["early_stopped"]["best"]),
+    first_val = next(json.loads(line) for line in (tmp_path / "straight" / "metrics.jsonl").read_text().splitlines()
+                     if json.loads(line)["split"] == "val")
+    assert first_val["step"] == 10  # the best is the first evaluation's validation loss
+    assert summary["early_stopped"] == {"metric": "loss", "best": pytest.approx(first_val["loss"], rel=1e-6),
                                         "best_eval": 1, "evals_without_improvement": 2}
     # Interrupted between evaluations, the patience count continues from the log.
     # (3 steps a dispatch, so the first poll at or after step 25 is step 26, between evaluations.)

@@ -71,10 +71,25 @@ def test_embed_round_trips_shapes_and_labels_and_draws_the_2d_maps(trained, tmp_
 def test_probe_reports_codes_pca_and_pixels(trained):
     assert main(["aelab", "probe", f"--workdir={trained}", "--probe_examples=500"]) == 0
     report = json.loads((trained / "uses" / "representation.json").read_text())
-    for features in ("codes", "pca_2", "pixels"):
-        assert 0.1 < report[features]["linear_probe_accuracy"] <= 1.0
-        assert 0.1 < report[features]["knn_accuracy"] <= 1.0
+    # Ten digit classes: chance is 0.1. Pixels separate digits well (~0.96), two principal
+    # components partly (~0.58), and a 2-D code after 60 steps weakly (~0.3, ~0.25).
+    for features, floor in (("codes", 0.2), ("pca_2", 0.45), ("pixels", 0.9)):
+        for metric in ("linear_probe_accuracy", "knn_accuracy"):
+            assert floor < report[features][metric] <= 1.0, (features, metric)
     assert report["train_examples"] == 500
+
+
+def test_probe_scores_by_hand():
+    """Features that are the labels give accuracy 1; features that carry no label give chance."""
+    from aelab.uses.codes import probe_scores
+
+    rng = np.random.default_rng(0)
+    y_train, y_test = rng.integers(0, 4, 400), rng.integers(0, 4, 200)
+    one_hot = lambda y: np.eye(4)[y] + 0.01 * rng.normal(size=(len(y), 4))  # noqa: E731
+    assert probe_scores(one_hot(y_train), y_train, one_hot(y_test), y_test) == {
+        "linear_probe_accuracy": 1.0, "knn_accuracy": 1.0}
+    noise = probe_scores(rng.normal(size=(400, 4)), y_train, rng.normal(size=(200, 4)), y_test)
+    assert all(0.1 < v < 0.4 for v in noise.values()), noise
 
 
 def test_denoise_reports_psnr_and_ssim_per_level(trained):

@@ -137,23 +137,23 @@ def parse_caption_file(text: str, where: str) -> dict[str, list[str]]:
     return dict(captions)
 
 
-def read_captions_dir(directory: str, image_size: int) -> dict[str, Captions | None]:
+def read_captions_dir(directory: str, image_size: int) -> tuple[dict[str, Captions | None], dict[str, int]]:
+    """The splits of a Flickr8k-layout folder, and counts to report: with split lists, only the
+    listed images are read (Flickr8k's token file also captions images that are in no list,
+    one of which has no file), and the captioned images in no list are counted."""
     from aelab.data.segmentation import resize_pair
 
     if not os.path.isdir(directory):
         raise UsageError(f"captions:{directory}: no such directory; pass a folder with images and "
                          "captions.txt (`image.jpg#i<TAB>caption` lines)")
-    caption_file = _one(directory, ("captions.txt", "*token.txt"))
+    # Flickr8k ships Flickr8k.token.txt beside Flickr8k.lemma.token.txt: the first is the captions.
+    caption_file = _one(directory, ("captions.txt", "Flickr8k.token.txt", "*token.txt"))
     if caption_file is None:
         raise UsageError(f"captions:{directory}: no captions.txt or *token.txt file")
     with open(caption_file, encoding="utf-8") as f:
         by_image = parse_caption_file(f.read(), caption_file)
     folder = next((os.path.join(directory, d) for d in IMAGE_FOLDERS
                    if os.path.isdir(os.path.join(directory, d))), directory)
-    missing = [name for name in by_image if not os.path.isfile(os.path.join(folder, name))]
-    if missing:
-        raise UsageError(f"{caption_file}: {len(missing)} captioned image(s) missing from {folder}, "
-                         f"first {missing[0]!r}")
     lists = {}
     for split, patterns in SPLIT_LISTS.items():
         path = _one(directory, patterns)
@@ -166,7 +166,13 @@ def read_captions_dir(directory: str, image_size: int) -> dict[str, Captions | N
             lists[split] = names
     if lists and "train" not in lists:
         raise UsageError(f"captions:{directory}: split lists {sorted(lists)} but no train list")
-    lists = lists or {"train": sorted(by_image)}
+    listed = sorted({name for names in lists.values() for name in names}) if lists else sorted(by_image)
+    missing = [name for name in listed if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise UsageError(f"{caption_file}: {len(missing)} captioned image(s) missing from {folder}, "
+                         f"first {missing[0]!r}")
+    info = {"captioned_images_in_no_split": len(by_image) - len(listed)} if lists else {}
+    lists = lists or {"train": listed}
     size = image_size or 128
 
     def read(names: list[str]) -> Captions:
@@ -174,7 +180,7 @@ def read_captions_dir(directory: str, image_size: int) -> dict[str, Captions | N
         return Captions(to_unit_float(np.stack(images), f"captions:{directory}"),
                         _references([by_image[n] for n in names]))
 
-    return {split: read(lists[split]) if split in lists else None for split in ("train", "val", "test")}
+    return {split: read(lists[split]) if split in lists else None for split in ("train", "val", "test")}, info
 
 
 # --- TFDS (coco_captions) --------------------------------------------------------
