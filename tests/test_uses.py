@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from aelab import train
+from aelab import restore, train
 from aelab.errors import UsageError
 from aelab.main import main
 from aelab.uses.anomaly import detection_scores, threshold_for_fpr
@@ -114,6 +114,14 @@ def test_anomaly_detection_one_class(one_class):
     assert 0 <= report["test_precision"] <= 1 and 0 <= report["test_recall"] <= 1
     assert report["test_normal"] + report["test_anomalous"] == 359
     assert (one_class / "uses" / "anomaly_scores.png").exists()
+    # Validation AUROC, for choosing a score without test: the normal validation examples (those
+    # that set the threshold) plus the other classes' validation examples, none from test.
+    run = restore.load_trained(str(one_class))[0]
+    every_class = train.build(tiny_config(**{"train.num_steps": 1})).dataset.val
+    assert report["val_normal"] == len(run.dataset.val) == int((every_class.labels == 0).sum())
+    assert report["val_normal"] + report["val_anomalous"] == len(every_class)
+    assert set(report["val_auroc_by_score"]) == set(report["auroc_by_score"])
+    assert report["val_auroc_by_score"]["loss"] > 0.8
 
 
 @pytest.mark.parametrize("argv,message", [

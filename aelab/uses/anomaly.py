@@ -7,6 +7,11 @@ threshold; the threshold for a decision is set on normal validation data at
 `anomaly.target_fpr`, and the test precision and recall are reported at it.
 PCA's reconstruction error at the same size, fit on the same normal training
 data, is the baseline.
+
+Choosing among scores (or models) must not look at test: `val_auroc_by_score`
+scores the validation split with every class kept (the same held-out examples
+whose normal ones set the threshold, anomalies included), so a choice can be
+made on it and the test AUROC read once, for the choice.
 """
 
 from __future__ import annotations
@@ -16,7 +21,7 @@ import os
 import numpy as np
 from sklearn.metrics import average_precision_score, precision_score, recall_score, roc_auc_score
 
-from aelab import baselines, plots
+from aelab import baselines, data, plots
 from aelab.errors import UsageError
 from aelab.restore import load
 from aelab.uses import batched, uses_dir
@@ -33,6 +38,13 @@ def threshold_for_fpr(normal_scores: np.ndarray, target_fpr: float) -> float:
     return float(np.quantile(normal_scores, 1.0 - target_fpr, method="higher"))
 
 
+def _every_class(data_config):
+    """The data config without the one-class filter: the same splits, every class kept."""
+    config = data_config.copy_and_resolve_references()
+    config.normal_classes = ()
+    return config
+
+
 def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
     run = load(workdir)
     model, step, config = run.model, run.step, run.config
@@ -47,6 +59,9 @@ def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
         out = batched(model, lambda m, b, k: run.task.eval_metrics(m, b, k, False), split, run.policy)
         return {k: v for k, v in out.items() if v.ndim == 1}
     val, test = per_example(run.dataset.val), per_example(run.dataset.test)
+    labelled_val = data.load(_every_class(config.data)).val  # the same examples before the one-class filter
+    val_all = per_example(labelled_val)
+    val_is_anomaly = ~np.isin(labelled_val.labels, normal_classes)
     name = config.anomaly.score or ("neg_elbo" if config.task == "vae" else "loss")
     if name not in test:
         raise UsageError(f"anomaly.score={name!r} is not a per-example metric of task {config.task}; "
@@ -67,6 +82,8 @@ def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
         "test_precision": float(precision_score(is_anomaly, flagged, zero_division=0)),
         "test_recall": float(recall_score(is_anomaly, flagged, zero_division=0)),
         "auroc_by_score": {k: detection_scores(v, is_anomaly)["auroc"] for k, v in sorted(test.items())},
+        "val_auroc_by_score": {k: detection_scores(v, val_is_anomaly)["auroc"] for k, v in sorted(val_all.items())},
+        "val_normal": int((~val_is_anomaly).sum()), "val_anomalous": int(val_is_anomaly.sum()),
         "baselines": {"pca": {"n_components": int(pca.n_components_), "score": "recon_sse",
                               **detection_scores(pca_scores, is_anomaly)}},
     }
