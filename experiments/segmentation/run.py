@@ -33,6 +33,7 @@ def main() -> None:
     parser.add_argument("--isbi", default="segfolder:../shared/data/isbi2012_membrane")
     parser.add_argument("--steps", type=int, default=0, help="override every run's steps (smoke tests)")
     parser.add_argument("--only", choices=("scenes", "isbi"), action="append", help="run only these data sets")
+    parser.add_argument("--models", choices=("unet", "noskip"), nargs="+", default=["unet", "noskip"])
     args = parser.parse_args()
     runs = [("MNIST scenes (11 classes)", "seg_mnist_scenes.py", f"scenes:{args.mnist}", "scenes"),
             ("ISBI 2012 membranes", "seg_isbi.py", args.isbi, "isbi")]
@@ -40,7 +41,7 @@ def main() -> None:
     for title, config_name, data_name, short in runs:
         if args.only and short not in args.only:
             continue
-        for skips in (True, False):
+        for skips in (model == "unet" for model in args.models):
             config = from_file(REPO / "configs" / config_name, f"skips={skips}")
             config.data.name = data_name
             config.train.progress = False
