@@ -18,6 +18,8 @@ EXPERIMENTS = pathlib.Path(__file__).resolve().parent
 
 def _translation(key: str):
     def cells(rows):
+        if key not in rows:
+            return None
         r = rows[key]
         return (f"sacreBLEU **{r['test']['bleu']:.1f}** (chrF {r['test']['chrf']:.1f}; validation, greedy, "
                 f"{r['val']['bleu']:.1f})", f"copy source {r['copy_source_bleu']:.1f}")
@@ -25,13 +27,16 @@ def _translation(key: str):
 
 
 def _isbi(rows):
+    if "isbi_unet" not in rows:
+        return None
     r = rows["isbi_unet"]
     return (f"pixel accuracy **{r['test']['pixel_accuracy']:.3f}**, mean IoU {r['test']['mean_iou']:.3f} "
             f"(validation {r['val']['pixel_accuracy']:.3f}, {r['val']['mean_iou']:.3f})",
             f"majority {r['majority']['pixel_accuracy']:.3f}, {r['majority']['mean_iou']:.3f}")
 
 
-# README row (first cell) -> (experiment folder, cells(rows) -> (result cell, baseline cell)).
+# README row (first cell) -> (experiment folder, cells(rows) -> (result cell, baseline cell), or None
+# while the results file has no row for it).
 ROWS = {
     "Spanish → English, Transformer 2+2": _translation("transformer"),
     "Spanish → English, attention GRU": _translation("rnn"),
@@ -43,7 +48,8 @@ PENDING = ("digits autoencoder (quick start)", "MNIST deep autoencoder 784-1000-
            "one-class anomaly detection, mean AUROC over the 10 MNIST digits",
            "linear probe on mnist_ae's 30-d codes", "denoising, Gaussian sigma 0.3",
            "MNIST scenes, 11 classes, U-Net", "captioning MNIST scenes, Transformer",
-           "latent sweep, MNIST, 2 to 64")
+           "latent sweep, MNIST, 2 to 64", "Spanish → English, Transformer 2+2",
+           "ISBI 2012 membranes, U-Net")
 
 
 def generated() -> dict[str, tuple[str, str]]:
@@ -51,8 +57,9 @@ def generated() -> dict[str, tuple[str, str]]:
     out = {}
     for row, (folder, cells) in ROWS.items():
         path = EXPERIMENTS / folder / "results.json"
-        if path.exists():
-            out[row] = cells(json.loads(path.read_text())["rows"])
+        written = cells(json.loads(path.read_text())["rows"]) if path.exists() else None
+        if written:
+            out[row] = written
     return out
 
 
