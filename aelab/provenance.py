@@ -37,15 +37,22 @@ def machine() -> str:
     return f"{model}, {len(os.sched_getaffinity(0))} cores"
 
 
-def record(started: float, argv: list[str] | None = None, **fields: Any) -> dict[str, Any]:
-    """The provenance of results computed since `started` (time.time()) by the command `argv`."""
+def start() -> dict[str, Any]:
+    """What a results record needs from the start of a command: the time and the commit (taken
+    now: the tree may change while a long experiment runs)."""
+    return {"started": time.time(), "commit": commit()}
+
+
+def record(begun: dict[str, Any], argv: list[str] | None = None, **fields: Any) -> dict[str, Any]:
+    """The provenance of results computed since `begun` (`start()`) by the command `argv`."""
     from aelab.workdir import environment
 
     env = environment(argv)
-    return {"command": " ".join(["python", *(sys.argv if argv is None else argv)]), "commit": commit(),
+    return {"command": " ".join(["python", *(sys.argv if argv is None else argv)]), "commit": begun["commit"],
             "versions": env["versions"], "machine": machine(), "backend": env["backend"],
+            "started": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(begun["started"])),
             "finished": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
-            "wall_s": round(time.time() - started, 1), **fields}
+            "wall_s": round(time.time() - begun["started"], 1), **fields}
 
 
 def update_results(path: str, rows: dict[str, dict]) -> dict[str, dict]:

@@ -54,7 +54,7 @@ def main() -> None:
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="config override for every digit, e.g. --set loss=mse")
     args = parser.parse_args()
-    rows, start = [], time.time()
+    rows, begun = [], provenance.start()
     for seed in args.seeds:
         for digit in range(10):
             workdir = os.path.join(args.workdir, f"seed{seed}", f"digit{digit}")
@@ -84,7 +84,7 @@ def main() -> None:
     if args.steps != 10000 or args.set:
         print(json.dumps({k: v for k, v in result.items() if k != "runs"}, indent=1))
         return  # a variant or smoke test: printed, not published
-    provenance.update_results(str(RESULTS), {"one_class_mnist": {**result, **provenance.record(start)}})
+    provenance.update_results(str(RESULTS), {"one_class_mnist": {**result, **provenance.record(begun)}})
     print(f"score chosen on validation: {chosen}; test mean AUROC {result['test_mean_auroc']:.1f} "
           f"± {result['test_std_auroc']:.1f} over seeds {args.seeds} (validation {result['val_mean_auroc']:.1f}); "
           f"PCA {result['pca_mean_auroc']:.1f}")

@@ -19,7 +19,6 @@ from __future__ import annotations
 import argparse
 import os
 import pathlib
-import time
 
 import numpy as np
 
@@ -67,7 +66,7 @@ def main() -> None:
     parser.add_argument("--only", action="append", choices=sorted(VARIANTS), help="variants to compare")
     parser.add_argument("--steps", type=int, default=0, help="override every run's steps (smoke tests)")
     args = parser.parse_args()
-    start = time.time()
+    begun = provenance.start()
     variants = {}
     for name in args.only or VARIANTS:
         variants[name] = run(args.data, os.path.join(args.workdir, name, f"seed{args.seeds[0]}"),
@@ -87,7 +86,7 @@ def main() -> None:
           f"(validation {result['val_mean']:.3f} ± {result['val_std']:.3f}) over seeds {args.seeds}; "
           f"PCA-30 {result['pca']:.2f}")
     if not args.steps:  # a smoke test publishes nothing
-        provenance.update_results(str(RESULTS), {"hinton2006": {**result, **provenance.record(start)}})
+        provenance.update_results(str(RESULTS), {"hinton2006": {**result, **provenance.record(begun)}})
 
 
 if __name__ == "__main__":

@@ -17,7 +17,6 @@ import argparse
 import json
 import os
 import pathlib
-import time
 
 from aelab import provenance, train
 from aelab.config import from_file
@@ -49,7 +48,7 @@ def main() -> None:
                 config.train.num_steps = args.steps
             name = f"{short}_{'unet' if skips else 'noskip'}"
             workdir = os.path.join(args.workdir, name)
-            start = time.time()
+            begun = provenance.start()
             summary = train.train_and_evaluate(config, workdir)
             metrics = ("pixel_accuracy", "mean_iou", "dice")
             rows[name] = {"data": title, "model": "U-Net" if skips else "no skips",
@@ -58,7 +57,7 @@ def main() -> None:
                           "val": {k: summary["val"][k] for k in metrics},
                           "majority": summary["baselines"]["majority"], "data_sizes": summary["data"],
                           "seed": config.seed, "split_seed": config.data.split_seed,
-                          **provenance.record(start)}
+                          **provenance.record(begun)}
             print(json.dumps({k: v for k, v in rows[name].items() if k != "versions"}), flush=True)
     if args.steps:  # a smoke test publishes nothing
         return

@@ -18,7 +18,6 @@ import argparse
 import json
 import os
 import pathlib
-import time
 
 from aelab import provenance, train
 from aelab.config import from_file
@@ -49,7 +48,7 @@ def main() -> None:
         if args.steps:
             config.train.num_steps = args.steps
         workdir = os.path.join(args.workdir, short)
-        start = time.time()
+        begun = provenance.start()
         summary = train.train_and_evaluate(config, workdir)
         ev, val = summary["eval"], summary["val"]
         models[short] = {
@@ -60,7 +59,7 @@ def main() -> None:
             "data": summary["data"], "seed": config.seed, "split_seed": config.data.split_seed,
             "training_seconds": round(training_seconds(os.path.join(workdir, "metrics.jsonl")), 1),
             "samples": samples(workdir, summary["step"]),
-            **provenance.record(start)}
+            **provenance.record(begun)}
         print(json.dumps({k: v for k, v in models[short].items() if k not in ("samples", "versions")}),
               flush=True)
     if args.steps:  # a smoke test publishes nothing
