@@ -48,8 +48,7 @@ PENDING = ("digits autoencoder (quick start)", "MNIST deep autoencoder 784-1000-
            "one-class anomaly detection, mean AUROC over the 10 MNIST digits",
            "linear probe on mnist_ae's 30-d codes", "denoising, Gaussian sigma 0.3",
            "MNIST scenes, 11 classes, U-Net", "captioning MNIST scenes, Transformer",
-           "latent sweep, MNIST, 2 to 64", "Spanish → English, Transformer 2+2",
-           "ISBI 2012 membranes, U-Net")
+           "latent sweep, MNIST, 2 to 64", "Spanish → English, Transformer 2+2")
 
 
 def generated() -> dict[str, tuple[str, str]]:
