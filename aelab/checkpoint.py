@@ -263,7 +263,8 @@ def _from_orbax(record: logging.LogRecord) -> bool:
     if not record.exc_info:
         return False
     _, error, trace = record.exc_info
-    return (any(f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(trace))
+    frames = traceback.extract_tb(trace)
+    return (any(f"{os.sep}orbax{os.sep}" in frame.filename or frame.name == "_wrap_awaitable" for frame in frames)
             or ".orbax-checkpoint-tmp" in str(error))
 
 
@@ -279,9 +280,17 @@ class _OrbaxToDebug(logging.Filter):
 
 
 def _is_abandoned_io(unraisable) -> bool:
-    code = getattr(unraisable.object, "cr_code", None)  # a coroutine being closed
-    if code is not None:
-        return f"{os.sep}orbax{os.sep}" in code.co_filename
+    obj = unraisable.object
+    code = getattr(obj, "cr_code", None) or getattr(obj, "gi_code", None)  # a coroutine being closed
+    if code is not None and f"{os.sep}orbax{os.sep}" in code.co_filename:
+        return True
+    # asyncio's wrapper around a TensorStore future that Orbax awaited (only Orbax awaits those
+    # here), closed with Orbax's event loop; or a traceback through Orbax.
+    if code is not None and code.co_name == "_wrap_awaitable":
+        return True
+    if unraisable.exc_traceback is not None and any(
+            f"{os.sep}orbax{os.sep}" in frame.filename for frame in traceback.extract_tb(unraisable.exc_traceback)):
+        return True
     # An operation finishing after Orbax closed its event loop, which then refuses the callback.
     return (isinstance(unraisable.exc_value, RuntimeError)
             and str(unraisable.exc_value) == "Event loop is closed")

@@ -358,3 +358,29 @@ def test_using_a_run_reads_it_without_writing(tmp_path):
         run, model, step = restore.load_trained(str(tmp_path))
         assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
     assert step == 40 and in_flight.exists()
+
+
+def test_asyncio_leftovers_of_a_failed_read_go_to_the_debug_log(monkeypatch):
+    """Regression: once in a full suite run, a damaged manifest printed a 7-line traceback through
+    asyncio's `_wrap_awaitable` (the wrapper of a TensorStore future Orbax awaited) after the
+    one-line warning. Such leftovers, and tracebacks through Orbax, go to the debug log; others
+    still reach the previous hook."""
+    import asyncio
+    import types
+
+    reached = []
+    monkeypatch.setattr(sys, "unraisablehook", reached.append)
+    checkpoint._quiet_orbax_leftovers()
+    loop = asyncio.new_event_loop()
+    wrapper = asyncio.tasks._wrap_awaitable(loop.create_future())
+    try:
+        sys.unraisablehook(types.SimpleNamespace(object=wrapper, exc_value=ValueError("DATA_LOSS: zarr"),
+                                                 exc_traceback=None, exc_type=ValueError, err_msg=None))
+        assert reached == []
+        other = types.SimpleNamespace(object=None, exc_value=ValueError("mine"), exc_traceback=None,
+                                      exc_type=ValueError, err_msg=None)
+        sys.unraisablehook(other)
+        assert reached == [other]
+    finally:
+        wrapper.close()
+        loop.close()
