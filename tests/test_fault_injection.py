@@ -1,7 +1,7 @@
 """Fault injection: kill training at random moments, resume each time, end bitwise identical.
 
-SIGKILL at 10 random moments (start-up, compile, mid-step, mid-checkpoint,
-final evaluation) and SIGTERM at 5 more, each SIGTERM on a live training loop
+SIGKILL at 7 random moments (start-up, compile, mid-step, mid-checkpoint,
+final evaluation) and SIGTERM at 3 more, each SIGTERM on a live training loop
 (so each must be handled: a checkpoint and exit 0); before the last
 interruption the newest checkpoint is truncated, and that relaunch must say
 so. The final parameters must equal an uninterrupted run's bit for bit, and
@@ -72,15 +72,15 @@ def logged_step(workdir):
 
 
 def interruption_schedule(rng, num_steps=6000):
-    """15 (signal, start-up delay or target step) pairs in run order."""
-    # 3 kills during start-up (imports, config, compile), 12 at target steps at least
+    """10 (signal, start-up delay or target step) pairs in run order."""
+    # 2 kills during start-up (imports, config, compile), 8 at target steps at least
     # 300 apart so each relaunch has ground to cover, the last at the final step. SIGTERMs go
     # only to target steps before the last: a logged step proves the handler is installed, and
     # after the final step the handlers are already being put back.
-    targets = sorted(rng.sample(range(300, num_steps - 300, 300), 11))
-    signals = [signal.SIGTERM] * 5 + [signal.SIGKILL] * 6
+    targets = sorted(rng.sample(range(300, num_steps - 300, 300), 7))
+    signals = [signal.SIGTERM] * 3 + [signal.SIGKILL] * 4
     rng.shuffle(signals)
-    moments = [(signal.SIGKILL, ("startup", rng.uniform(0.2, 2.5))) for _ in range(3)]
+    moments = [(signal.SIGKILL, ("startup", rng.uniform(0.2, 2.5))) for _ in range(2)]
     moments += [(sig, ("step", t)) for sig, t in zip(signals, targets)]
     return moments + [(signal.SIGKILL, ("step", num_steps))]
 

@@ -300,15 +300,23 @@ def mt_config(path, arch="transformer", **overrides):
 
 @pytest.mark.slow
 @pytest.mark.parametrize("arch", ["transformer", "rnn"])
-def test_tiny_model_learns_to_reverse(tmp_path, arch, monkeypatch):
+def test_tiny_model_learns_to_reverse(tmp_path, arch, monkeypatch, capsys):
+    """The RNN learns from one TSV file (test and validation carved); the Transformer from a fixed-
+    split folder of parallel files, whose test file `aelab translate --reference` then scores."""
     workdir = str(tmp_path / "run")
-    summary = train.train_and_evaluate(mt_config(reverse_corpus(tmp_path / "r.tsv"), arch), workdir)
+    if arch == "rnn":
+        config = mt_config(reverse_corpus(tmp_path / "r.tsv"), arch)
+    else:
+        _, parallel = write_fixed_splits(tmp_path / "fixed")
+        config = mt_config(parallel, arch, **{"data.source_lang": "src", "data.target_lang": "tgt"})
+    summary = train.train_and_evaluate(config, workdir)
     assert summary["eval"]["token_accuracy"] > 0.9
     assert summary["eval"]["bleu"] > 80 > summary["baselines"]["copy_source"]["bleu"]
     assert os.path.exists(os.path.join(workdir, "tokenizer.model"))
     assert os.path.exists(os.path.join(workdir, "samples", "test_400.txt"))
     assert os.path.exists(os.path.join(workdir, "samples", "val_200.txt"))
     assert summary["data"]["train_skipped_longer_than_max_length"] == 0
+    assert ("carved" in summary["data"]) == (arch == "rnn")
 
     # translate: stdin/file in, one line out per line, empty lines kept, over-long lines refused;
     # the model comes back from the workdir alone: the corpus is never read again.
@@ -323,6 +331,27 @@ def test_tiny_model_learns_to_reverse(tmp_path, arch, monkeypatch):
     assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={tmp_path / 'long.txt'}",
                  f"--out={tmp_path / 'long_out.txt'}"]) == 2
     assert not (tmp_path / "long_out.txt").exists()
+    if arch == "transformer":
+        score_test_file(workdir, parallel, summary, tmp_path, capsys)
+
+
+def score_test_file(workdir, folder, summary, tmp_path, capsys):
+    """`aelab translate --input=test.src --reference=test.tgt` prints sacreBLEU's BLEU and chrF with
+    their signatures; a reference of another length is one line, exit 2."""
+    capsys.readouterr()
+    out = tmp_path / "test.out"
+    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={folder / 'test.src'}",
+                 f"--reference={folder / 'test.tgt'}", f"--out={out}"]) == 0
+    printed = capsys.readouterr().err
+    bleu = float(printed.split("BLEU = ")[1].split()[0])
+    assert bleu > 80 and abs(bleu - summary["eval"]["bleu"]) < 5, printed
+    assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in printed
+    assert "chrF2 = " in printed and "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:" in printed
+    assert len(out.read_text(encoding="utf-8").splitlines()) == 100
+    (tmp_path / "short.tgt").write_text("one\n", encoding="utf-8")
+    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={folder / 'test.src'}",
+                 f"--reference={tmp_path / 'short.tgt'}", f"--out={tmp_path / 'x'}"]) == 2
+    assert "has 1 lines but the input 100" in capsys.readouterr().err
 
 
 @pytest.mark.slow
@@ -499,28 +528,3 @@ def test_bad_fixed_split_folders_are_one_line(tmp_path, setup, overrides, messag
     setup(parallel)
     with pytest.raises(UsageError, match=message):
         data.load(mt_config(parallel, **overrides).data)
-
-
-@pytest.mark.slow
-def test_a_fixed_split_folder_trains_and_translate_scores_its_test_file(tmp_path, capsys):
-    """Parallel files train; `aelab translate --input=test.src --reference=test.tgt` prints
-    sacreBLEU's BLEU and chrF with their signatures."""
-    _, parallel = write_fixed_splits(tmp_path)
-    workdir = str(tmp_path / "run")
-    summary = train.train_and_evaluate(mt_config(parallel, **{"data.source_lang": "src",
-                                                             "data.target_lang": "tgt"}), workdir)
-    assert summary["data"]["num_test"] == 100 and "carved" not in summary["data"]
-    capsys.readouterr()
-    out = tmp_path / "test.out"
-    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={parallel / 'test.src'}",
-                 f"--reference={parallel / 'test.tgt'}", f"--out={out}"]) == 0
-    printed = capsys.readouterr().err
-    bleu = float(printed.split("BLEU = ")[1].split()[0])
-    assert bleu > 80 and abs(bleu - summary["eval"]["bleu"]) < 5, printed
-    assert "nrefs:1|case:mixed|eff:no|tok:13a|smooth:exp|version:" in printed
-    assert "chrF2 = " in printed and "nrefs:1|case:mixed|eff:yes|nc:6|nw:0|space:no|version:" in printed
-    assert len(out.read_text(encoding="utf-8").splitlines()) == 100
-    (tmp_path / "short.tgt").write_text("one\n", encoding="utf-8")
-    assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={parallel / 'test.src'}",
-                 f"--reference={tmp_path / 'short.tgt'}", f"--out={tmp_path / 'x'}"]) == 2
-    assert "has 1 lines but the input 100" in capsys.readouterr().err
