@@ -58,10 +58,10 @@ def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
     def per_example(split):
         out = batched(model, lambda m, b, k: run.task.eval_metrics(m, b, k, False), split, run.policy)
         return {k: v for k, v in out.items() if v.ndim == 1}
-    val, test = per_example(run.dataset.val), per_example(run.dataset.test)
     labelled_val = data.load(_every_class(config.data)).val  # the same examples before the one-class filter
-    val_all = per_example(labelled_val)
+    val_all, test = per_example(labelled_val), per_example(run.dataset.test)
     val_is_anomaly = ~np.isin(labelled_val.labels, normal_classes)
+    val = {k: v[~val_is_anomaly] for k, v in val_all.items()}  # the run's validation split, in its order
     name = config.anomaly.score or ("neg_elbo" if config.task == "vae" else "loss")
     if name not in test:
         raise UsageError(f"anomaly.score={name!r} is not a per-example metric of task {config.task}; "
