@@ -69,3 +69,12 @@ def update_results(path: str, rows: dict[str, dict]) -> dict[str, dict]:
     kept.update(rows)
     atomic_write(path, (json.dumps({"rows": kept}, indent=2, ensure_ascii=False) + "\n").encode())
     return kept
+
+
+def over_seeds(values: list[float]) -> dict[str, Any]:
+    """A figure over seeds: mean, sample standard deviation (0 for one seed) and every value."""
+    import statistics
+
+    values = [float(v) for v in values]
+    return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
+            "values": values}

@@ -35,9 +35,62 @@ def _isbi(rows):
             f"majority {r['majority']['pixel_accuracy']:.3f}, {r['majority']['mean_iou']:.3f}")
 
 
+def _pm(figure: dict, digits: int, scale: float = 1.0) -> str:
+    """"mean ± std" of an over_seeds figure."""
+    return f"{scale * figure['mean']:.{digits}f} ± {scale * figure['std']:.{digits}f}"
+
+
+def _digits_ae(rows):
+    if "digits_ae" not in rows:
+        return None
+    r = rows["digits_ae"]
+    return (f"recon_sse {_pm(r['test']['recon_sse'], 3)} (validation {_pm(r['val']['recon_sse'], 3)})",
+            f"PCA-8 {r['pca']:.3f}")
+
+
+def _mnist_ae(rows):
+    if "mnist_ae" not in rows:
+        return None
+    r = rows["mnist_ae"]
+    return (f"recon_sse **{_pm(r['test']['recon_sse'], 2)}** (validation {_pm(r['val']['recon_sse'], 2)}; "
+            f"paper 3.00)", f"PCA-30 {r['pca']:.2f}")
+
+
+def _probe(rows):
+    if "probe" not in rows:
+        return None
+    r = rows["probe"]
+    return (f"**{_pm(r['codes']['linear_probe_accuracy'], 1, 100)}%** "
+            f"(5-NN {_pm(r['codes']['knn_accuracy'], 1, 100)}%)",
+            f"PCA-30 {100 * r['pca_30']['linear_probe_accuracy']:.1f}%; "
+            f"pixels {100 * r['pixels']['linear_probe_accuracy']:.1f}%")
+
+
+def _hinton(rows):
+    if "hinton2006" not in rows:
+        return None
+    r = rows["hinton2006"]
+    return (f"recon_sse **{r['test_mean']:.3f} ± {r['test_std']:.3f}** (validation {r['val_mean']:.3f} "
+            f"± {r['val_std']:.3f}; variant chosen on validation)", f"PCA-30 {r['pca']:.2f}")
+
+
+def _one_class(rows):
+    if "one_class_mnist" not in rows:
+        return None
+    r = rows["one_class_mnist"]
+    return (f"**{r['test_mean_auroc']:.1f} ± {r['test_std_auroc']:.1f}** (validation {r['val_mean_auroc']:.1f}; "
+            f"score `{r['chosen_score']}` chosen on validation)",
+            f"PCA {r['pca_mean_auroc']:.1f}; Deep SVDD (published) {r['deep_svdd_mean_auroc']:.1f}")
+
+
 # README row (first cell) -> (experiment folder, cells(rows) -> (result cell, baseline cell), or None
 # while the results file has no row for it).
 ROWS = {
+    "digits autoencoder (quick start)": ("digits_ae", _digits_ae),
+    "MNIST deep autoencoder 784-1000-500-250-30": ("mnist_ae", _mnist_ae),
+    "linear probe on mnist_ae's 30-d codes": ("mnist_ae", _probe),
+    "Hinton & Salakhutdinov 2006, no pretraining": ("hinton2006", _hinton),
+    "one-class anomaly detection, mean AUROC over the 10 MNIST digits": ("anomaly_mnist", _one_class),
     "Spanish → English, Transformer 2+2": _translation("transformer"),
     "Spanish → English, attention GRU": _translation("rnn"),
     "ISBI 2012 membranes, U-Net": ("segmentation", _isbi),
