@@ -78,3 +78,25 @@ def over_seeds(values: list[float]) -> dict[str, Any]:
     values = [float(v) for v in values]
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
+
+
+def train_seeds(config_file: str, seeds: list[int], workdir: str, arg: str | None = None,
+                data: str | None = None, steps: int = 0) -> list[tuple[str, dict]]:
+    """Trains `config_file[:arg]` once per seed in `workdir/seed{S}` (finished runs are read back,
+    interrupted ones resume); `data` replaces data.name, `steps` (smoke tests) the step count.
+    Returns each seed's (workdir, summary)."""
+    from aelab import train
+    from aelab.config import from_file
+
+    runs = []
+    for seed in seeds:
+        config = from_file(os.path.join(REPO, "configs", config_file), arg)
+        config.seed = seed
+        config.train.progress = False
+        if data:
+            config.data.name = data
+        if steps:
+            config.train.num_steps = steps
+        path = os.path.join(workdir, f"seed{seed}")
+        runs.append((path, train.train_and_evaluate(config, path)))
+    return runs

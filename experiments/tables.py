@@ -83,12 +83,31 @@ def _one_class(rows):
             f"PCA {r['pca_mean_auroc']:.1f}; Deep SVDD (published) {r['deep_svdd_mean_auroc']:.1f}")
 
 
+def _vae(rows):
+    if "mnist_vae" not in rows:
+        return None
+    r = rows["mnist_vae"]
+    return (f"neg_elbo **{r['test']['neg_elbo']:.2f}**, IWAE nll (k=1000) **{r['test']['nll']:.2f}** "
+            f"(validation neg_elbo {r['val']['neg_elbo']:.2f})",
+            f"recon_sse {r['test']['recon_sse']:.1f} vs PCA-20 {r['pca']['recon_sse']:.1f}")
+
+
+def _dae(rows):
+    if "mnist_dae" not in rows:
+        return None
+    [n] = [n for n in rows["mnist_dae"]["noises"] if (n["noise"], n["level"]) == ("gaussian", 0.3)]
+    return (f"{n['noisy']['psnr']['mean']:.1f} dB noisy → **{_pm(n['denoising_ae']['psnr'], 1)} dB**",
+            f"plain AE {_pm(n['plain_ae']['psnr'], 1)} dB")
+
+
 # README row (first cell) -> (experiment folder, cells(rows) -> (result cell, baseline cell), or None
 # while the results file has no row for it).
 ROWS = {
     "digits autoencoder (quick start)": ("digits_ae", _digits_ae),
     "MNIST deep autoencoder 784-1000-500-250-30": ("mnist_ae", _mnist_ae),
     "linear probe on mnist_ae's 30-d codes": ("mnist_ae", _probe),
+    "MNIST VAE 784-500-500-20, binarized": ("mnist_vae", _vae),
+    "denoising, Gaussian sigma 0.3": ("mnist_dae", _dae),
     "Hinton & Salakhutdinov 2006, no pretraining": ("hinton2006", _hinton),
     "one-class anomaly detection, mean AUROC over the 10 MNIST digits": ("anomaly_mnist", _one_class),
     "Spanish → English, Transformer 2+2": _translation("transformer"),

@@ -12,13 +12,10 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import pathlib
 
-from aelab import provenance, train
-from aelab.config import from_file
+from aelab import provenance
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = pathlib.Path(__file__).with_name("results.json")
 
 
@@ -28,14 +25,9 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=0, help="override the steps (smoke tests)")
     args = parser.parse_args()
-    begun, summaries = provenance.start(), []
-    for seed in args.seeds:
-        config = from_file(REPO / "configs" / "digits_ae.py")
-        config.seed = seed
-        config.train.progress = False
-        if args.steps:
-            config.train.num_steps = args.steps
-        summaries.append(train.train_and_evaluate(config, os.path.join(args.workdir, f"seed{seed}")))
+    begun = provenance.start()
+    summaries = [summary for _, summary in provenance.train_seeds("digits_ae.py", args.seeds, args.workdir,
+                                                                  steps=args.steps)]
     row = {"config": "configs/digits_ae.py", "seeds": args.seeds, "step": summaries[0]["step"],
            "test": {"recon_sse": provenance.over_seeds([s["eval"]["recon_sse"] for s in summaries])},
            "val": {"recon_sse": provenance.over_seeds([s["val"]["recon_sse"] for s in summaries])},

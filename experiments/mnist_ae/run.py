@@ -17,12 +17,10 @@ import json
 import os
 import pathlib
 
-from aelab import provenance, train
-from aelab.config import from_file
+from aelab import provenance
 from aelab.uses import codes
 from aelab.writer import training_seconds
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = pathlib.Path(__file__).with_name("results.json")
 
 
@@ -33,16 +31,11 @@ def main() -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
     parser.add_argument("--steps", type=int, default=0, help="override the steps (smoke tests)")
     args = parser.parse_args()
-    begun, summaries, probes = provenance.start(), [], []
-    for seed in args.seeds:
-        config = from_file(REPO / "configs" / "mnist_ae.py")
-        config.data.name = args.data
-        config.seed = seed
-        config.train.progress = False
-        if args.steps:
-            config.train.num_steps = args.steps
-        workdir = os.path.join(args.workdir, f"seed{seed}")
-        summaries.append(train.train_and_evaluate(config, workdir))
+    begun = provenance.start()
+    runs = provenance.train_seeds("mnist_ae.py", args.seeds, args.workdir, data=args.data, steps=args.steps)
+    summaries = [summary for _, summary in runs]
+    probes = []
+    for workdir, _ in runs:
         with open(codes.probe(workdir)) as f:
             probes.append(json.load(f))
     trained = provenance.record(begun)
@@ -50,8 +43,8 @@ def main() -> None:
           "test": {"recon_sse": provenance.over_seeds([s["eval"]["recon_sse"] for s in summaries])},
           "val": {"recon_sse": provenance.over_seeds([s["val"]["recon_sse"] for s in summaries])},
           "pca": summaries[0]["baselines"]["pca"]["recon_sse"], "data_sizes": summaries[0]["data"],
-          "training_seconds": [round(training_seconds(os.path.join(args.workdir, f"seed{seed}", "metrics.jsonl")), 1)
-                               for seed in args.seeds], **trained}
+          "training_seconds": [round(training_seconds(os.path.join(workdir, "metrics.jsonl")), 1)
+                               for workdir, _ in runs], **trained}
     probe = {"features": "the 30-d codes of each seed's model, standardized", "seeds": args.seeds,
              "train_examples": probes[0]["train_examples"], "test_examples": probes[0]["test_examples"],
              "codes": {k: provenance.over_seeds([p["codes"][k] for p in probes])
