@@ -14,11 +14,18 @@ if TYPE_CHECKING:
     from sklearn.decomposition import PCA
 
 
+STREAMED_PCA_EXAMPLES = 10_000  # a streamed split may not fit in memory: PCA fits on a sample
+
+
 def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
-    """PCA of the flattened training images (components capped by the data's rank limits)."""
+    """PCA of the flattened training images (components capped by the data's rank limits); of a
+    seeded sample of STREAMED_PCA_EXAMPLES images where the split is streamed."""
     from sklearn.decomposition import PCA  # imported on use: scikit-learn is slow to import
 
-    x_train = train.images.reshape(len(train), -1)
+    if train.streamed and len(train) > STREAMED_PCA_EXAMPLES:
+        sample = np.random.default_rng([seed, 3]).choice(len(train), STREAMED_PCA_EXAMPLES, replace=False)
+        train = train.take(np.sort(sample))
+    x_train = np.asarray(train.images).reshape(len(train), -1)
     return PCA(n_components=min(n_components, *x_train.shape), random_state=seed).fit(x_train)
 
 
@@ -28,9 +35,15 @@ def pca_reconstruction(pca: PCA, images: np.ndarray) -> np.ndarray:
     return pca.inverse_transform(pca.transform(flat)).reshape(images.shape)
 
 
-def pca_errors(pca: PCA, images: np.ndarray) -> np.ndarray:
-    """Sum of squared reconstruction errors per image (the `recon_sse` unit)."""
-    return np.square(pca_reconstruction(pca, images) - images).reshape(len(images), -1).sum(axis=1)
+def pca_errors(pca: PCA, images: np.ndarray, chunk: int = 10_000) -> np.ndarray:
+    """Sum of squared reconstruction errors per image (the `recon_sse` unit), `chunk` images at a
+    time (streamed images are read one chunk at a time)."""
+    def errors(x):
+        return np.square(pca_reconstruction(pca, x) - x).reshape(len(x), -1).sum(axis=1)
+
+    if len(images) <= chunk:
+        return errors(np.asarray(images))
+    return np.concatenate([errors(images[i:i + chunk]) for i in range(0, len(images), chunk)])
 
 
 def pca_baseline(pca: PCA, test: Split) -> dict[str, float]:

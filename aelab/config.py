@@ -71,6 +71,8 @@ def common_config() -> ml_collections.ConfigDict:
     config.train.compile_cache = "~/.cache/aelab/jax"  # persistent compilation cache; "" = off
     config.train.device_data_mb = 2048  # a training split up to this size stays on the device(s); 0 = never
     config.train.steps_per_dispatch = 10  # with the split on the device, steps run per call (a loop there)
+    config.train.input_threads = 4  # otherwise, threads making batches ahead of the step (decoding streamed images)
+    config.train.prefetch_batches = 8  # ...and the batches they may hold ready
     # CPU matmul library (aelab/compiler.py). None: XLA's default YNNPACK for the train steps and
     # decoders of models without convolutions, XLA's Eigen everywhere else; True / False: YNNPACK
     # everywhere / nowhere.
@@ -277,12 +279,16 @@ def validate(config: ml_collections.ConfigDict) -> None:
             raise UsageError(f"{key}={value} must be a finite number")
     train, opt = config.train, config.optimizer
     for key in ("num_steps", "batch_size", "eval_batch_size", "log_every", "eval_every",
-                "checkpoint_every", "keep_checkpoints", "max_consecutive_nonfinite", "steps_per_dispatch"):
+                "checkpoint_every", "keep_checkpoints", "max_consecutive_nonfinite", "steps_per_dispatch",
+                "prefetch_batches"):
         positive(f"train.{key}", train[key])
     positive("optimizer.learning_rate", opt.learning_rate)
     choose("optimizer.name", opt.name, OPTIMIZERS)
     choose("optimizer.schedule", opt.schedule, SCHEDULES)
     choose("train.compute_dtype", train.compute_dtype, ("float32", "bfloat16"))
+    if train.input_threads < 0:
+        raise UsageError(f"train.input_threads={train.input_threads} must be >= 0 (0: batches made on the "
+                         "training thread)")
     if train.early_stopping_patience < 0 or train.early_stopping_min_delta < 0:
         raise UsageError("train.early_stopping_patience and train.early_stopping_min_delta must be >= 0")
     if opt.warmup_steps < 0 or opt.grad_clip_norm < 0:

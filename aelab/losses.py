@@ -8,10 +8,12 @@ example (Hinton & Salakhutdinov 2006's unit), `mse` the mean per element.
 from __future__ import annotations
 
 import functools
+import math
 from typing import Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
 from aelab.errors import choose
@@ -125,7 +127,9 @@ def recon_metrics(raw_output: jax.Array, target: jax.Array, loss: ReconLoss) -> 
 
 # --- Gaussian latent variables (nats) ------------------------------------------
 
-LOG_2PI = float(jnp.log(2 * jnp.pi))
+# log(2 pi) rounded to float32, as the float32 math uses it; numpy, not jax: computing with jax at
+# import would start the backend before a multi-process run can initialize jax.distributed.
+LOG_2PI = float(np.float32(math.log(2 * math.pi)))
 
 
 def gaussian_kl(mean: jax.Array, logvar: jax.Array) -> jax.Array:

@@ -48,7 +48,9 @@ def replicated(mesh: Mesh) -> NamedSharding:
 
 
 def put_replicated(tree, mesh: Mesh):
-    """A copy of `tree` on every device of the mesh."""
+    """A copy of `tree` (the same on every process) on every device of the mesh."""
+    if jax.process_count() > 1:  # device_put reaches only this process's devices
+        return jax.jit(lambda t: t, out_shardings=replicated(mesh))(tree)
     return jax.device_put(tree, replicated(mesh))
 
 
@@ -66,6 +68,15 @@ def put_batch(batch: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
                                                       x[index * rows:(index + 1) * rows], x.shape)
 
     return {k: put(v) for k, v in batch.items()}
+
+
+def put_local_batch(rows: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Array]:
+    """A global batch from this process's rows of it (`TrainBatches(step, process, processes)`),
+    sharded along the data axis: no process holds the rows of another."""
+    processes = jax.process_count()
+    sharding = NamedSharding(mesh, PartitionSpec(DATA))
+    return {k: jax.make_array_from_process_local_data(sharding, x, (len(x) * processes, *x.shape[1:]))
+            for k, x in rows.items()}
 
 
 # Environment variables that announce a multi-process launch.
@@ -91,6 +102,10 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     if explicit and (coordinator_address is None or num_processes is None or process_id is None):
         raise UsageError("multi-host needs all three of --coordinator_address, --num_processes and "
                          "--process_id (or none of them, to detect SLURM/TPU)")
+    # CPU devices of several processes talk through gloo (XLA's default there has no collectives);
+    # accelerators ignore the setting.
+    if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
+        jax.config.update("jax_cpu_collectives_implementation", "gloo")
     if explicit:
         jax.distributed.initialize(coordinator_address, num_processes, process_id)
     else:

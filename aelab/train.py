@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import itertools
 import os
 import time
-from typing import Any, Callable
+from typing import Any, Callable, Iterator
 
 import jax
 import ml_collections
@@ -25,6 +26,7 @@ from tqdm.auto import tqdm
 from aelab import checkpoint, compiler, config as config_lib, data, optim, parallel, steps, tasks
 from aelab import workdir as wd
 from aelab.compiler import CompilePolicy
+from aelab.data.lazy import LazyImages
 from aelab.errors import NonFiniteError, UsageError
 from aelab.evaluate import evaluate_split
 from aelab.writer import MetricWriter, read_metrics
@@ -70,7 +72,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     mesh = parallel.make_mesh(config)
     if workdir:
         task.load_assets(workdir)
-    dataset = task.prepare(data.load(config.data))
+    dataset = task.prepare(data.load(config.data, stream_above_mb=config.train.device_data_mb))
     batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed, task.bucket_lengths)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     model, optimizer = model_and_optimizer(config, task, dataset.image_shape, init_key)
@@ -113,14 +115,34 @@ def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
                          f"{type(task).__name__}; known: {', '.join(sorted(names))}")
 
 
+def on_device(run: Run) -> bool:
+    """Whether the training split goes to the device(s) whole: it is in memory, fits in
+    `train.device_data_mb`, and its batches are not bucketed (bucketing cuts them on the host)."""
+    arrays, budget = run.batches.arrays, run.config.train.device_data_mb
+    return (not any(isinstance(a, LazyImages) for a in arrays.values()) and run.batches.bucket_of is None
+            and sum(a.nbytes for a in arrays.values()) <= budget * 2 ** 20)
+
+
+def host_batches(run: Run, first_step: int) -> Iterator[dict[str, jax.Array]]:
+    """The device batches of steps `first_step` onwards when they are made on the host: this
+    process reads only its own rows of each, and `train.input_threads` threads make them ahead."""
+    t, part, parts = run.config.train, jax.process_index(), jax.process_count()
+
+    def make(step: int) -> dict[str, jax.Array]:
+        return parallel.put_local_batch(run.batches(step, part, parts), run.mesh)
+
+    if not t.input_threads:
+        return map(make, itertools.count(first_step))
+    return data.prefetched(make, first_step, t.num_steps, t.input_threads, t.prefetch_batches)
+
+
 def device_batches(run: Run, width: int) -> Callable[[int, int], tuple] | None:
     """`(step, count) -> (data, indices (B, width))` for `make_indexed_train_steps` when the training
     arrays fit in `train.device_data_mb` and batches are not bucketed (bucketing cuts them to
     lengths on the host); None otherwise. Column j < count holds the rows of `run.batches(step + j)`."""
-    arrays, budget = run.batches.arrays, run.config.train.device_data_mb
-    if run.batches.bucket_of is not None or sum(a.nbytes for a in arrays.values()) > budget * 2 ** 20:
+    if not on_device(run):
         return None
-    data = parallel.put_replicated(arrays, run.mesh)
+    data = parallel.put_replicated(run.batches.arrays, run.mesh)
 
     def batches(step: int, count: int) -> tuple:
         columns = [run.batches.indices(step + j) for j in range(count)]
@@ -270,8 +292,8 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
             state, *on_device(step, count), count, key)
     else:
         host_step = steps.make_train_step(run.graphdef, run.task, run.policy, **options)
-        train_steps = lambda state, step, count, key: host_step(  # noqa: E731
-            state, parallel.put_batch(run.batches(step), run.mesh), key)
+        batches = host_batches(run, step)
+        train_steps = lambda state, step, count, key: host_step(state, next(batches), key)  # noqa: E731
     eval_step = steps.make_eval_step(run.graphdef, run.task, run.policy)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
                desc=os.path.basename(os.path.normpath(workdir)), dynamic_ncols=True)
@@ -303,9 +325,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
                 writer.write(step, "val", val)
                 history.append(val.get(t.early_stopping_metric))
                 early_stop = patience_exhausted(history, t)
-            stopping = step < t.num_steps and (
-                (should_stop is not None and should_stop(step))
-                or (multihost and ckpt.manager.reached_preemption(step)))
+            stopping = step < t.num_steps and stop_agreed(should_stop, step, ckpt, multihost)
             if step % t.checkpoint_every == 0 or step == t.num_steps or stopping or early_stop:
                 window.check()  # never checkpoint a diverged state
                 ckpt.save(step, state, run.config.to_dict())
@@ -325,6 +345,19 @@ def _cache_use(run: Run) -> dict[str, int] | None:
         return None
     now = compiler.cache_counts()
     return {key: now[key] - run.cache_counts_at_start[key] for key in now}
+
+
+def stop_agreed(should_stop, step: int, ckpt: checkpoint.Checkpointer, multihost: bool) -> bool:
+    """Whether to checkpoint and stop after `step`: a signal to this process (`should_stop`), or,
+    with several processes, to any of them or a preemption notice, agreed by all of them so that
+    all stop at the same step and write one checkpoint together."""
+    local = should_stop is not None and should_stop(step)
+    if not multihost:
+        return local
+    from jax.experimental import multihost_utils
+
+    anyone = bool(np.any(multihost_utils.process_allgather(np.array([local]))))
+    return anyone or ckpt.manager.reached_preemption(step)
 
 
 def dispatch_length(step: int, train: ml_collections.ConfigDict, per_dispatch: int) -> int:
@@ -366,6 +399,7 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
     summary = {"step": step, "eval": results["eval"], "val": results["val"],
                "early_stopped": early_stop, "time_to_first_step_s": time_to_first_step_s,
                "compile_cache": _cache_use(run),
+               "batches": "on device" if on_device(run) else "from host",
                "baselines": run.task.baselines(run.dataset),
                "data": {"name": run.dataset.name, "image_shape": list(run.dataset.image_shape),
                         **{f"num_{name}": len(run.dataset.split(name))

@@ -115,7 +115,7 @@ ROWS = {
     "ISBI 2012 membranes, U-Net": ("segmentation", _isbi),
 }
 # Rows whose figure predates results.json: rerun pending, marked † in README.
-PENDING = ("digits autoencoder (quick start)", "MNIST deep autoencoder 784-1000-500-250-30",
+PENDING = ("MNIST deep autoencoder 784-1000-500-250-30",
            "Hinton & Salakhutdinov 2006, no pretraining", "MNIST VAE 784-500-500-20, binarized",
            "one-class anomaly detection, mean AUROC over the 10 MNIST digits",
            "linear probe on mnist_ae's 30-d codes", "denoising, Gaussian sigma 0.3",

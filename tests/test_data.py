@@ -221,7 +221,7 @@ def test_image_folder_with_classes_and_splits(tmp_path):
 def test_image_folder_errors(tmp_path):
     _save_png(tmp_path / "a.png", np.zeros((5, 4)))
     _save_png(tmp_path / "b.png", np.zeros((6, 4)))
-    with pytest.raises(UsageError, match="b.png: image of shape \\(6, 4\\), but .*a.png has \\(5, 4\\)"):
+    with pytest.raises(UsageError, match="b.png: image of shape \\(6, 4, 1\\), but .*a.png has \\(5, 4, 1\\)"):
         data.load(data_config(f"images:{tmp_path}"))
     (tmp_path / "b.png").write_bytes(b"not a png")
     with pytest.raises(UsageError, match="b.png: cannot read image"):

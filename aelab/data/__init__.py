@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from aelab.data import captions, files, segmentation, sources, text
-from aelab.data.pipeline import TrainBatches, eval_batches
+from aelab.data.pipeline import TrainBatches, eval_batches, prefetched
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
 
@@ -53,7 +53,7 @@ LOCAL_READERS = {
 }
 NAMED_READERS = {"digits": sources.read_digits}
 
-__all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "load", "read_splits"]
+__all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "load", "prefetched", "read_splits"]
 
 # Local sources whose path must name an existing file, or folder, or either; the others name a data set.
 FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv"), ("idx", "images", "segfolder", "captions")
@@ -82,8 +82,19 @@ def check_name(data: ml_collections.ConfigDict) -> None:
         check_name(_with_name(data, path))
 
 
-def read_splits(data: ml_collections.ConfigDict) -> sources.Splits:
-    """Dispatches `data.name` to its reader. A reader may return (splits, info): counts to report."""
+def read_splits(data: ml_collections.ConfigDict, stream: bool = False) -> sources.Splits:
+    """Dispatches `data.name` to its reader. A reader may return (splits, info): counts to report.
+    Image folders and IDX files are read only when `stream` is False; with True they stay on
+    disk (aelab.data.lazy)."""
+    splits = _read(data)
+    if stream:
+        return splits
+    splits, info = splits if isinstance(splits, tuple) else (splits, None)
+    splits = {k: v.in_memory() if isinstance(v, Split) else v for k, v in splits.items()}
+    return splits if info is None else (splits, info)
+
+
+def _read(data: ml_collections.ConfigDict):
     name = data.name
     if name in NAMED_READERS:
         return NAMED_READERS[name]()
@@ -116,13 +127,15 @@ def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.Con
     return inner
 
 
-def load(data: ml_collections.ConfigDict) -> Dataset:
+def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None) -> Dataset:
     """Reads the data set and carves validation (and test, if missing) from train.
 
     Carving uses `data.split_seed`, so the splits do not change with `seed`, and `data.split_by`
-    (`carve`): what may not straddle two splits.
+    (`carve`): what may not straddle two splits. Images that can stay on disk do so when the
+    decoded training split would take more than `stream_above_mb` MiB (None: never), and are
+    read into memory otherwise; `info["input"]` says which ("streamed" or "in memory").
     """
-    splits, info = read_splits(data), {}
+    splits, info = read_splits(data, stream=stream_above_mb is not None), {}
     if isinstance(splits, tuple):
         splits, info = splits
     train, val, test = splits["train"], splits.get("val"), splits.get("test")
@@ -143,6 +156,13 @@ def load(data: ml_collections.ConfigDict) -> Dataset:
     if normal:  # one-class protocol: learn "normal" from these classes only
         train, val = (_keep_classes(s, normal, data.name, n)
                       for s, n in ((train, "train"), (val, "val")))
+    lazy = [isinstance(s, Split) and s.streamed for s in (train, val, test)]
+    if any(lazy) and train.images.nbytes <= (stream_above_mb or 0) * 2 ** 20:
+        train, val, test = (s.in_memory() for s in (train, val, test))
+    info["input"] = "streamed" if isinstance(train, Split) and train.streamed else "in memory"
+    for split in (train, val, test):  # a bad file stops the run now, not at the step that reads it
+        if isinstance(split, Split) and split.streamed:
+            split.images.verify()
     for split_name, split in (("val", val), ("test", test)):
         if hasattr(split, "images") and split.images.shape[1:] != train.images.shape[1:]:
             raise UsageError(

@@ -7,6 +7,7 @@ import os
 
 import numpy as np
 
+from aelab.data.lazy import LazyImages
 from aelab.data.splits import Split, make_split
 from aelab.errors import UsageError
 
@@ -84,6 +85,7 @@ def read_images(directory: str) -> dict[str, Split | None]:
 
     With `train/` and `test/` (and optionally `val/`) subfolders, each is a split.
     Greyscale images keep one channel, anything else becomes RGB; all must share one size.
+    Only the first image is read here: the others are decoded when a batch needs them.
     """
     if not os.path.isdir(directory):
         raise UsageError(f"images:{directory}: no such directory")
@@ -111,6 +113,17 @@ def read_image(path: str, channels: int | None = None) -> np.ndarray:
     return array[..., None] if array.ndim == 2 else array
 
 
+def image_shape(path: str) -> tuple[int, int, int]:
+    """(H, W, C) of an image file as `read_image` returns it, from its header (no decoding)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            return image.height, image.width, 1 if image.mode in ("L", "1", "I;16") else 3
+    except (OSError, UnidentifiedImageError) as e:
+        raise UsageError(f"{path}: cannot read image ({e})") from None
+
+
 def _read_image_folder(directory: str) -> Split:
     classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
     entries = [(os.path.join(directory, c, f), i) for i, c in enumerate(classes)
@@ -119,13 +132,7 @@ def _read_image_folder(directory: str) -> Split:
     entries = [(p, label) for p, label in entries if p.lower().endswith(IMAGE_EXTENSIONS)]
     if not entries:
         raise UsageError(f"images:{directory}: the data set is empty (no {'/'.join(IMAGE_EXTENSIONS)} files)")
-    images = []
-    for path, _ in entries:
-        array = read_image(path)
-        array = array[..., 0] if array.shape[-1] == 1 else array  # greyscale as (H, W)
-        if images and array.shape != images[0].shape:
-            raise UsageError(f"{path}: image of shape {array.shape}, but {entries[0][0]} has "
-                             f"{images[0].shape}; all images must share one shape")
-        images.append(array)
+    shape = read_image(entries[0][0]).shape  # the others are checked as they are read
+    images = LazyImages.from_files([path for path, _ in entries], shape, read_image, image_shape)
     labels = np.array([label for _, label in entries]) if classes else None
-    return make_split(np.stack(images), labels, f"images:{directory}")
+    return make_split(images, labels, f"images:{directory}")

@@ -14,7 +14,8 @@ compiled shapes replace one padded to the longest sentence.
 
 from __future__ import annotations
 
-from typing import Iterator
+import threading
+from typing import Any, Callable, Iterator
 
 import numpy as np
 
@@ -35,6 +36,7 @@ class TrainBatches:
         self.batch_size = batch_size
         self.seed = seed
         self._epoch = -1
+        self._lock = threading.Lock()
         self._batches: list[np.ndarray] = []
         self.bucket_of = None
         if bucket_lengths:
@@ -64,17 +66,34 @@ class TrainBatches:
 
     def indices(self, step: int) -> np.ndarray:
         epoch, position = divmod(step, self.steps_per_epoch)
-        if epoch != self._epoch:  # one order per epoch, memoized
-            self._epoch, self._batches = epoch, self._epoch_batches(epoch)
-        return self._batches[position]
+        with self._lock:  # prefetching threads ask for steps on both sides of an epoch's end
+            if epoch != self._epoch:  # one order per epoch, memoized
+                self._epoch, self._batches = epoch, self._epoch_batches(epoch)
+            return self._batches[position]
 
-    def __call__(self, step: int) -> dict[str, np.ndarray]:
+    def __call__(self, step: int, part: int = 0, parts: int = 1) -> dict[str, np.ndarray]:
+        """The batch of `step`; with `parts` > 1 only its rows of part `part` (a process's share:
+        rows part * B/parts onwards), so that each process reads just the examples it trains on."""
         index = self.indices(step)
+        length = int(self.bucket_lengths[self.bucket_of[index[0]]]) if self.bucket_of is not None else None
+        rows = len(index) // parts
+        index = index[part * rows:(part + 1) * rows]
         batch = {k: v[index] for k, v in self.arrays.items()}
-        if self.bucket_of is not None:  # cut token rows to the bucket's length
-            length = int(self.bucket_lengths[self.bucket_of[index[0]]])
+        if length is not None:  # cut token rows to the bucket's length
             batch = {k: v[:, :length] for k, v in batch.items()}
         return batch
+
+
+def prefetched(make: Callable[[int], Any], first_step: int, last_step: int, threads: int,
+               buffer: int) -> Iterator:
+    """`make(step)` (a batch) for step = first_step .. last_step - 1, in order, made ahead of use
+    by `threads` grain threads (decoding streamed images) holding at most `buffer` batches. Each
+    batch is still a function of its step alone, so the bits do not depend on the threads."""
+    import grain
+
+    steps = grain.MapDataset.range(first_step, last_step).map(make)
+    options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(buffer, threads))
+    return iter(steps.to_iter_dataset(options))
 
 
 def eval_batches(split: Split | dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:

@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 
+from aelab.data.lazy import LazyImages
 from aelab.data.splits import Split, make_split
 from aelab.errors import UsageError
 
@@ -61,25 +62,32 @@ def _find_idx_file(directory: str, stem: str) -> str:
 
 
 def read_idx_file(path: str, rank: int) -> np.ndarray:
-    """Reads one IDX file (gzip or not) of uint8 data with the given rank."""
+    """One IDX file of uint8 data with the given rank: memory-mapped, or read whole if gzipped."""
     try:
-        opener = gzip.open if path.endswith(".gz") else open
-        with opener(path, "rb") as f:
-            data = f.read()
+        if path.endswith(".gz"):
+            with gzip.open(path, "rb") as f:
+                data = f.read()
+            header, size = data[:4 + 4 * rank], len(data)
+        else:
+            with open(path, "rb") as f:
+                header = f.read(4 + 4 * rank)
+            data, size = None, os.path.getsize(path)
     except (OSError, EOFError, zlib.error) as e:
         raise UsageError(f"{path}: cannot read ({e})") from None
-    if len(data) < 4 + 4 * rank:
-        raise UsageError(f"{path}: truncated header ({len(data)} bytes)")
-    magic = int.from_bytes(data[:4], "big")
+    if len(header) < 4 + 4 * rank:
+        raise UsageError(f"{path}: truncated header ({len(header)} bytes)")
+    magic = int.from_bytes(header[:4], "big")
     if magic != _IDX_MAGIC[rank]:
         raise UsageError(
             f"{path}: IDX magic number {magic}; expected {_IDX_MAGIC[rank]} (uint8, rank {rank})")
-    dims = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
-    body = np.frombuffer(data, dtype=np.uint8, offset=4 + 4 * rank)
-    if body.size != int(np.prod(dims)):
+    dims = [int.from_bytes(header[4 + 4 * i:8 + 4 * i], "big") for i in range(rank)]
+    body_size = size - len(header)
+    if body_size != int(np.prod(dims)):
         raise UsageError(
-            f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but the file holds {body.size}")
-    return body.reshape(dims)
+            f"{path}: header says {dims} ({int(np.prod(dims))} bytes) but the file holds {body_size}")
+    if data is None:  # pages are read when a batch touches them
+        return np.memmap(path, dtype=np.uint8, mode="r", offset=len(header), shape=tuple(dims))
+    return np.frombuffer(data, dtype=np.uint8, offset=len(header)).reshape(dims)
 
 
 def read_idx(directory: str) -> Splits:
@@ -88,8 +96,8 @@ def read_idx(directory: str) -> Splits:
     splits: Splits = {"val": None}
     for name, (image_stem, label_stem) in _IDX_FILES.items():
         image_path = _find_idx_file(directory, image_stem)
-        images = read_idx_file(image_path, rank=3)
-        labels = read_idx_file(_find_idx_file(directory, label_stem), rank=1)
+        images = LazyImages.from_array(read_idx_file(image_path, rank=3), image_path)
+        labels = np.array(read_idx_file(_find_idx_file(directory, label_stem), rank=1))
         splits[name] = make_split(images, labels, image_path)
     return splits
 

@@ -1,4 +1,4 @@
-"""In-memory data splits and the deterministic carving of validation/test sets."""
+"""Data splits (in memory, or streamed from disk) and the deterministic carving of validation/test sets."""
 
 from __future__ import annotations
 
@@ -6,6 +6,7 @@ import dataclasses
 
 import numpy as np
 
+from aelab.data.lazy import LazyImages
 from aelab.errors import UsageError
 
 
@@ -26,7 +27,17 @@ class Split:
     def take(self, index: np.ndarray) -> "Split":
         def rows(array):
             return None if array is None else array[index]
-        return Split(self.images[index], rows(self.labels), rows(self.masks), rows(self.files))
+        images = self.images.take(index) if isinstance(self.images, LazyImages) else self.images[index]
+        return Split(images, rows(self.labels), rows(self.masks), rows(self.files))
+
+    @property
+    def streamed(self) -> bool:
+        """Whether the images stay on disk until a batch reads them (aelab.data.lazy)."""
+        return isinstance(self.images, LazyImages)
+
+    def in_memory(self) -> "Split":
+        """This split with every image read (itself if they already are)."""
+        return dataclasses.replace(self, images=np.asarray(self.images)) if self.streamed else self
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -94,7 +105,10 @@ def to_unit_float(images: np.ndarray, where: str) -> np.ndarray:
 
 
 def make_split(images, labels, where: str) -> Split:
-    images = to_unit_float(images, where)
+    if not isinstance(images, LazyImages):
+        images = to_unit_float(images, where)
+    elif len(images) == 0:
+        raise UsageError(f"{where}: the data set is empty")
     if labels is not None:
         labels = np.asarray(labels).astype(np.int64).reshape(-1)
         if len(labels) != len(images):

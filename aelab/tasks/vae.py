@@ -93,6 +93,7 @@ class VAETask(ReconstructionTask):
         rng = np.random.default_rng([self.config.data.split_seed, 2])
 
         def fixed(split: Split) -> Split:
+            split = split.in_memory()  # binarized once, so held in memory (MNIST-sized sets)
             draws = rng.random(split.images.shape, dtype=np.float32)
             return dataclasses.replace(split, images=(draws < split.images).astype(np.float32))
         return dataclasses.replace(dataset, val=fixed(dataset.val), test=fixed(dataset.test))

@@ -1,0 +1,101 @@
+"""Streaming input: images that stay on disk until a batch reads them, with the same bits as in memory."""
+
+import gzip
+
+import jax
+import numpy as np
+import pytest
+from conftest import tiny_config
+from PIL import Image
+
+from aelab import checkpoint, data, train
+from aelab.data import sources
+from aelab.data.lazy import LazyImages
+from aelab.errors import UsageError
+
+
+def colour_folder(root, count=96, size=8, seed=0):
+    """`count` random RGB PNGs in two class folders."""
+    rng = np.random.default_rng(seed)
+    for i in range(count):
+        folder = root / f"class{i % 2}"
+        folder.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(rng.integers(0, 256, (size, size, 3), dtype=np.uint8)).save(folder / f"{i:04d}.png")
+    return root
+
+
+def folder_config(path, **overrides):
+    return tiny_config(**{"data.name": f"images:{path}", "train.batch_size": 16, **overrides})
+
+
+def test_lazy_images_read_only_the_rows_asked_for():
+    pixels = np.random.default_rng(0).integers(0, 256, (10, 4, 4, 3), dtype=np.uint8)
+    read = []
+    images = LazyImages(lambda i: read.append(i) or pixels[i], (4, 4, 3), 10, str)
+    view = images.take(np.array([7, 2, 5]))
+    assert read == [] and view.shape == (3, 4, 4, 3) and view.nbytes == 3 * 48 * 4
+    np.testing.assert_array_equal(view[np.array([2, 0])], pixels[[5, 7]] / np.float32(255))
+    assert read == [5, 7]
+    np.testing.assert_array_equal(view[::2], pixels[[7, 5]].astype(np.float32) / np.float32(255.0))
+    np.testing.assert_array_equal(np.asarray(images), pixels.astype(np.float32) / np.float32(255.0))
+    assert view.where(1) == "2"
+
+
+def test_idx_files_are_memory_mapped_and_read_like_the_gzipped_ones(tmp_path):
+    pixels = np.random.default_rng(1).integers(0, 256, (5, 3, 3), dtype=np.uint8)
+    header = (2051).to_bytes(4, "big") + b"".join(d.to_bytes(4, "big") for d in pixels.shape)
+    (tmp_path / "x").write_bytes(header + pixels.tobytes())
+    (tmp_path / "x.gz").write_bytes(gzip.compress(header + pixels.tobytes()))
+    mapped = sources.read_idx_file(str(tmp_path / "x"), rank=3)
+    assert isinstance(mapped, np.memmap)
+    np.testing.assert_array_equal(mapped, sources.read_idx_file(str(tmp_path / "x.gz"), rank=3))
+    (tmp_path / "y").write_bytes(header + pixels.tobytes()[:-1])
+    with pytest.raises(UsageError, match=r"header says \[5, 3, 3\] \(45 bytes\) but the file holds 44"):
+        sources.read_idx_file(str(tmp_path / "y"), rank=3)
+
+
+def test_a_folder_is_streamed_above_the_device_budget_and_read_into_memory_below(tmp_path):
+    config = folder_config(colour_folder(tmp_path / "f"))
+    streamed = data.load(config.data, stream_above_mb=0)
+    assert streamed.info["input"] == "streamed" and isinstance(streamed.train.images, LazyImages)
+    in_memory = data.load(config.data, stream_above_mb=2048)
+    assert in_memory.info["input"] == "in memory" and isinstance(in_memory.train.images, np.ndarray)
+    for name in ("train", "val", "test"):  # the same carving, the same pixels
+        np.testing.assert_array_equal(np.asarray(streamed.split(name).images), in_memory.split(name).images)
+        np.testing.assert_array_equal(streamed.split(name).labels, in_memory.split(name).labels)
+
+
+@pytest.mark.parametrize("threads", [0, 3])
+def test_streamed_training_is_bitwise_the_in_memory_run_and_resumes_exactly(tmp_path, threads):
+    """The batch of step s is a function of (seed, s) on the streaming path too: however many
+    threads make batches ahead, the run equals the on-device one, and a run stopped at step 20
+    and continued ends where an unbroken one does."""
+    folder = colour_folder(tmp_path / "f")
+    streamed = {"train.device_data_mb": 0, "train.input_threads": threads}
+    runs = {"device": folder_config(folder), "streamed": folder_config(folder, **streamed)}
+    summaries = {name: train.train_and_evaluate(config, str(tmp_path / name)) for name, config in runs.items()}
+    assert summaries["device"]["data"]["input"] == "in memory" and summaries["device"]["batches"] == "on device"
+    assert summaries["streamed"]["data"]["input"] == "streamed" and summaries["streamed"]["batches"] == "from host"
+    train.train_and_evaluate(folder_config(folder, **streamed, **{"train.num_steps": 20}), str(tmp_path / "resumed"))
+    summaries["resumed"] = train.train_and_evaluate(folder_config(folder, **streamed), str(tmp_path / "resumed"))
+    for name in ("streamed", "resumed"):
+        for a, b in zip(jax.tree.leaves(checkpoint.read_state(str(tmp_path / name))[1]),
+                        jax.tree.leaves(checkpoint.read_state(str(tmp_path / "device"))[1]), strict=True):
+            assert np.array_equal(a, b), name
+        assert summaries[name]["eval"] == summaries["device"]["eval"]
+
+
+def test_a_damaged_file_in_a_streamed_folder_stops_the_run_before_training_naming_it(tmp_path):
+    """Streamed files are decoded only when a batch needs them, but every header is read at
+    the start: an unreadable file or one of another size is one error, and nothing is written."""
+    folder = colour_folder(tmp_path / "f")
+    damaged = folder / "class1" / "0051.png"
+    damaged.write_bytes(b"not a png")
+    streamed = folder_config(folder, **{"train.device_data_mb": 0, "train.input_threads": 2})
+    with pytest.raises(UsageError, match=f"{damaged}: cannot read image"):
+        train.train_and_evaluate(streamed, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
+    Image.fromarray(np.zeros((4, 4, 3), np.uint8)).save(damaged, format="PNG")
+    with pytest.raises(UsageError, match=f"{damaged}: image of shape \\(4, 4, 3\\), but .* has \\(8, 8, 3\\)"):
+        train.train_and_evaluate(streamed, str(tmp_path / "w"))
+    assert not (tmp_path / "w").exists()
