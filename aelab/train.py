@@ -165,6 +165,22 @@ def evaluate_with_outputs(run: Run, eval_step, state, split_name: str, final: bo
     return results
 
 
+class Waiting:
+    """An iterator of batches that adds up how long the loop waited for them (the first batch,
+    which waits for the input threads to start, is not counted)."""
+
+    def __init__(self, batches: Iterator):
+        self.batches, self.seconds, self.started = batches, 0.0, False
+
+    def __next__(self):
+        begin = time.perf_counter()
+        batch = next(self.batches)
+        if self.started:
+            self.seconds += time.perf_counter() - begin
+        self.started = True
+        return batch
+
+
 class Window:
     """Per-step metrics since the last log, kept on device until read (no per-step host sync)."""
 
@@ -179,6 +195,7 @@ class Window:
         self.metrics: list[tuple[dict, int | None]] = []
         self.steps = 0
         self.start_time = time.perf_counter()
+        self.seconds = 0.0  # of training in the windows ended so far, evaluations left out
 
     def add(self, metrics: dict, count: int | None = None) -> None:
         """One step's scalar metrics, or (count given) the first `count` rows of several steps'."""
@@ -219,6 +236,7 @@ class Window:
         """Starts the next window; returns the steps per second of the one that ended."""
         now = time.perf_counter()
         rate = self.steps / max(now - self.start_time, 1e-9)
+        self.seconds += now - self.start_time
         self.in_a_row = self._window_end_in_a_row
         self.first_step, self.metrics, self.steps, self.start_time = first_step, [], 0, now
         return rate
@@ -286,13 +304,14 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     per_dispatch = run.policy.steps_per_dispatch(t.steps_per_dispatch)
     options = steps.train_step_options(t)
     on_device = device_batches(run, per_dispatch)
+    batches = None
     if on_device:
         indexed_steps = steps.make_indexed_train_steps(run.graphdef, run.task, run.policy, per_dispatch, **options)
         train_steps = lambda state, step, count, key: indexed_steps(  # noqa: E731
             state, *on_device(step, count), count, key)
     else:
         host_step = steps.make_train_step(run.graphdef, run.task, run.policy, **options)
-        batches = host_batches(run, step)
+        batches = Waiting(host_batches(run, step))
         train_steps = lambda state, step, count, key: host_step(state, next(batches), key)  # noqa: E731
     eval_step = steps.make_eval_step(run.graphdef, run.task, run.policy)
     bar = tqdm(total=t.num_steps, initial=step, disable=not (t.progress and is_chief),
@@ -332,7 +351,8 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
             if stopping:
                 return {"step": step, "stopped": True}
         ckpt.wait()  # the final checkpoint is on disk before summary.json says the run is done
-        return finish(run, state, step, workdir, writer, is_chief, eval_step, early_stop, first_step_s)
+        waited = batches.seconds / window.seconds if batches is not None and window.seconds else None
+        return finish(run, state, step, workdir, writer, is_chief, eval_step, early_stop, first_step_s, waited)
     finally:
         bar.close()
         writer.close()
@@ -389,7 +409,7 @@ def patience_exhausted(history: list, train: ml_collections.ConfigDict) -> dict 
 
 def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
            is_chief: bool, eval_step: Callable, early_stop: dict | None = None,
-           time_to_first_step_s: float | None = None) -> dict[str, Any]:
+           time_to_first_step_s: float | None = None, input_wait_fraction: float | None = None) -> dict[str, Any]:
     """Final evaluation on val (with the loop's `eval_step`, already compiled) and test ("eval",
     with the task's expensive final metrics), baselines, figures and summary.json."""
     final_step = steps.make_eval_step(run.graphdef, run.task, run.policy, final=True)
@@ -400,6 +420,8 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
                "early_stopped": early_stop, "time_to_first_step_s": time_to_first_step_s,
                "compile_cache": _cache_use(run),
                "batches": "on device" if on_device(run) else "from host",
+               # from host: the share of the training loop's time spent waiting for the next batch
+               "input_wait_fraction": None if input_wait_fraction is None else round(input_wait_fraction, 4),
                "baselines": run.task.baselines(run.dataset),
                "data": {"name": run.dataset.name, "image_shape": list(run.dataset.image_shape),
                         **{f"num_{name}": len(run.dataset.split(name))

@@ -25,8 +25,10 @@ class LazyImages:
 
     def __init__(self, read: Callable[[int], np.ndarray], shape: Sequence[int], count: int,
                  describe: Callable[[int], str], index: np.ndarray | None = None,
-                 check: Callable[[int], None] | None = None):
+                 check: Callable[[int], None] | None = None,
+                 read_rows: Callable[[np.ndarray], np.ndarray] | None = None):
         self._read, self._shape, self._describe, self._check = read, tuple(shape), describe, check
+        self._read_rows = read_rows  # many rows at once, where the source can (an array)
         self._index = np.arange(count) if index is None else np.asarray(index)
 
     @classmethod
@@ -36,7 +38,8 @@ class LazyImages:
             raise UsageError(f"{where}: images have dtype {array.dtype} and shape {array.shape}; "
                              "streaming reads uint8 (N, H, W) or (N, H, W, C)")
         shape = array.shape[1:] if array.ndim == 4 else (*array.shape[1:], 1)
-        return cls(lambda i: array[i].reshape(shape), shape, len(array), lambda i: f"{where}[{i}]")
+        return cls(lambda i: array[i].reshape(shape), shape, len(array), lambda i: f"{where}[{i}]",
+                   read_rows=lambda rows: array[rows].reshape(len(rows), *shape))
 
     @classmethod
     def from_files(cls, paths: Sequence[str], shape: Sequence[int], read_file: Callable[[str], np.ndarray],
@@ -82,6 +85,8 @@ class LazyImages:
         if isinstance(key, (int, np.integer)):
             return self._row(self._index[key])
         rows = self._index[key]
+        if self._read_rows is not None:
+            return self._read_rows(rows).astype(np.float32) / np.float32(255.0)
         out = np.empty((len(rows), *self._shape), np.float32)
         for j, source_row in enumerate(rows):
             out[j] = self._row(source_row)
@@ -98,7 +103,7 @@ class LazyImages:
     def take(self, index: np.ndarray) -> "LazyImages":
         """The rows `index` of this view, still unread."""
         return LazyImages(self._read, self._shape, 0, self._describe, self._index[np.asarray(index)],
-                          self._check)
+                          self._check, self._read_rows)
 
     def verify(self) -> None:
         """Checks every row without decoding it (an image file's header: readable, the shape of
