@@ -43,10 +43,11 @@ class Trained:
 
     @property
     def dataset(self) -> data.Dataset:
-        """The run's data set, prepared as its task reads it; read on first use (the uses that
-        score a split need it, the model does not)."""
+        """The run's data set, prepared as its task reads it; opened on first use (the uses that
+        score a split need it, the model does not). Image folders and IDX files stay on disk
+        (aelab.data.lazy): a use reads the rows of the splits it scores, no others."""
         if self._dataset is None:
-            self._dataset = self.task.prepare(data.load(self.config.data))
+            self._dataset = self.task.prepare(data.load(self.config.data, stream_above_mb=0, verify=False))
         return self._dataset
 
     def _call(self, name: str, fn, *args) -> np.ndarray:

@@ -1,6 +1,7 @@
 """Streaming input: images that stay on disk until a batch reads them, with the same bits as in memory."""
 
 import gzip
+import os
 
 import jax
 import numpy as np
@@ -99,3 +100,22 @@ def test_a_damaged_file_in_a_streamed_folder_stops_the_run_before_training_namin
     with pytest.raises(UsageError, match=f"{damaged}: image of shape \\(4, 4, 3\\), but .* has \\(8, 8, 3\\)"):
         train.train_and_evaluate(streamed, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_uses_read_only_the_images_of_the_split_they_score(tmp_path, monkeypatch):
+    """A trained run's uses open its data lazily: `embed --split=test` decodes test files only,
+    and the model itself (aelab.load) none."""
+    from aelab import restore
+    from aelab.uses import codes
+
+    root = tmp_path / "f"
+    colour_folder(root / "train", count=64), colour_folder(root / "test", count=24, seed=1)
+    workdir = str(tmp_path / "w")
+    train.train_and_evaluate(folder_config(root, **{"train.num_steps": 10}), workdir)
+    read = []
+    row = LazyImages._row
+    monkeypatch.setattr(LazyImages, "_row", lambda self, i: read.append(self._describe(i)) or row(self, i))
+    restore.load(workdir).encode(np.zeros((2, 8, 8, 3), np.float32))
+    assert read == []
+    codes.embed(workdir, "test", str(tmp_path / "codes.npz"))
+    assert len(read) == 24 and all(f"{os.sep}test{os.sep}" in path for path in read)

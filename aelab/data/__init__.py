@@ -127,13 +127,15 @@ def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.Con
     return inner
 
 
-def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None) -> Dataset:
+def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, verify: bool = True) -> Dataset:
     """Reads the data set and carves validation (and test, if missing) from train.
 
     Carving uses `data.split_seed`, so the splits do not change with `seed`, and `data.split_by`
     (`carve`): what may not straddle two splits. Images that can stay on disk do so when the
     decoded training split would take more than `stream_above_mb` MiB (None: never), and are
-    read into memory otherwise; `info["input"]` says which ("streamed" or "in memory").
+    read into memory otherwise; `info["input"]` says which ("streamed" or "in memory"). Streamed
+    files' headers are all checked first unless `verify` is False (a use reads a few rows: a bad
+    one is reported when read).
     """
     splits, info = read_splits(data, stream=stream_above_mb is not None), {}
     if isinstance(splits, tuple):
@@ -161,7 +163,7 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None) 
         train, val, test = (s.in_memory() for s in (train, val, test))
     info["input"] = "streamed" if isinstance(train, Split) and train.streamed else "in memory"
     for split in (train, val, test):  # a bad file stops the run now, not at the step that reads it
-        if isinstance(split, Split) and split.streamed:
+        if verify and isinstance(split, Split) and split.streamed:
             split.images.verify()
     for split_name, split in (("val", val), ("test", test)):
         if hasattr(split, "images") and split.images.shape[1:] != train.images.shape[1:]:

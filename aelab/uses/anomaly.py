@@ -58,7 +58,8 @@ def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
     def per_example(split):
         out = batched(model, lambda m, b, k: run.task.eval_metrics(m, b, k, False), split, run.policy)
         return {k: v for k, v in out.items() if v.ndim == 1}
-    labelled_val = data.load(_every_class(config.data)).val  # the same examples before the one-class filter
+    # The same examples before the one-class filter (image files stay unread but for this split).
+    labelled_val = data.load(_every_class(config.data), stream_above_mb=0, verify=False).val
     val_all, test = per_example(labelled_val), per_example(run.dataset.test)
     val_is_anomaly = ~np.isin(labelled_val.labels, normal_classes)
     val = {k: v[~val_is_anomaly] for k, v in val_all.items()}  # the run's validation split, in its order

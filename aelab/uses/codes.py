@@ -60,9 +60,11 @@ def latent_maps(model, codes: np.ndarray, labels, directory: str, seed: int, pol
     paths.append(os.path.join(directory, "latent_pca.png"))
     plots.scatter(PCA(2, random_state=seed).fit_transform(points), colours, paths[-1],
                   f"codes ({codes.shape[1]}-D) projected by PCA")
+    if len(points) < 4:  # t-SNE needs a neighbourhood (its perplexity below the point count)
+        return paths
     paths.append(os.path.join(directory, "latent_tsne.png"))
-    plots.scatter(TSNE(2, random_state=seed, init="pca").fit_transform(points), colours, paths[-1],
-                  f"codes ({codes.shape[1]}-D) embedded by t-SNE")
+    tsne = TSNE(2, random_state=seed, init="pca", perplexity=min(30.0, len(points) - 1.0))
+    plots.scatter(tsne.fit_transform(points), colours, paths[-1], f"codes ({codes.shape[1]}-D) embedded by t-SNE")
     return paths
 
 
@@ -86,7 +88,7 @@ def probe(workdir: str, max_train: int = 10000, out_dir: str | None = None) -> s
     if train.labels is None:
         raise UsageError(f"{workdir}: data set {run.dataset.name} has no labels to probe")
     index = np.random.default_rng(run.config.seed).permutation(len(train))[:max_train]
-    train = train.take(np.sort(index))
+    train, test = train.take(np.sort(index)).in_memory(), test.in_memory()  # only these rows are read
     latent = run.config.model.latent_dim
     raw_train, raw_test = train.images.reshape(len(train), -1), test.images.reshape(len(test), -1)
     pca = baselines.fit_pca(train, latent, run.config.seed)

@@ -43,7 +43,7 @@ def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None =
     settings = [(kind, level) for spec in specs for kind, levels in [parse_spec(spec)] for level in levels]
     run = load(workdir)
     model, step = run.model, run.step
-    clean = run.dataset.test
+    clean = run.dataset.test.in_memory()
     results, rows, names = [], [clean.images[:10]], ["clean"]
     for kind, level in settings:
         def fn(m, batch, key, kind=kind, level=level):
