@@ -56,51 +56,43 @@ def finish(processes, timeout=240):
 
 
 @pytest.mark.slow
-def test_two_processes_read_disjoint_halves_and_train_like_one(tmp_path):
+def test_two_processes_read_disjoint_halves_stop_together_and_train_like_one(tmp_path):
+    """Two processes: a SIGTERM to one (not the chief) stops both at one step with one
+    checkpoint; rerun, they finish where one process ends, to float tolerance; and for every
+    step each decoded only its own half of the global batch."""
     folder = colour_folder(tmp_path / "f", count=128)
-    one, two = tmp_path / "one", tmp_path / "two"
-    one.mkdir(), two.mkdir()
-    single = launch(one, tmp_path / "w1", folder, 20, processes=1)
-    ([(code, _, err)]) = finish(single)
-    assert code == 0, err
-    results = finish(launch(two, tmp_path / "w2", folder, 20))
-    assert [code for code, _, _ in results] == [0, 0], results
-    # Each process decoded only its own half of every global batch.
-    config = from_file(REPO / "configs" / "digits_ae.py")
-    config.data.name = f"images:{folder}"
-    dataset = load(config.data, stream_above_mb=0)
-    batches = TrainBatches(dataset.train, 16, config.seed)
-    source_rows = dataset.train.images._index  # view row -> file row
-    reads = [json.loads((two / f"reads{i}.json").read_text()) for i in (0, 1)]
-    assert sorted(int(s) for s in reads[0]) == list(range(20))
-    for step in range(20):
-        halves = [sorted(r[str(step)]) for r in reads]
-        assert not set(halves[0]) & set(halves[1])
-        expected = source_rows[batches.indices(step)]
-        assert halves == [sorted(expected[:8]), sorted(expected[8:])]
-    # ...and the two together trained the model one process trains, to float tolerance.
-    a = jax.tree.leaves(checkpoint.read_state(str(tmp_path / "w1"))[1])
-    b = jax.tree.leaves(checkpoint.read_state(str(tmp_path / "w2"))[1])
-    for x, y in zip(a, b, strict=True):
-        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
-
-
-@pytest.mark.slow
-def test_sigterm_to_one_process_stops_both_at_one_step_and_the_rerun_resumes(tmp_path):
-    folder = colour_folder(tmp_path / "f", count=128)
-    workdir = tmp_path / "w"
-    processes = launch(tmp_path, workdir, folder, 1_000_000)
+    workdir, first, second = tmp_path / "w", tmp_path / "first", tmp_path / "second"
+    first.mkdir(), second.mkdir()
+    processes = launch(first, workdir, folder, 1_000_000)
     metrics = workdir / "metrics.jsonl"
     deadline = time.time() + 180
     while not (metrics.exists() and metrics.read_text().count('"train"') >= 2):
         assert time.time() < deadline and all(p.poll() is None for p in processes), finish(processes)
-        time.sleep(0.2)
-    processes[1].send_signal(signal.SIGTERM)  # not the chief
+        time.sleep(0.1)
+    processes[1].send_signal(signal.SIGTERM)
     results = finish(processes)
     assert [code for code, _, _ in results] == [0, 0], results
     stopped = [int(err.split("stopped at step ")[1].split(";")[0]) for _, _, err in results]
     assert stopped[0] == stopped[1], stopped
     assert sorted(int(d.name) for d in (workdir / "checkpoints").iterdir() if d.name.isdigit()) == [stopped[0]]
-    results = finish(launch(tmp_path, workdir, folder, stopped[0] + 10))
+    end = stopped[0] + 10
+    results = finish(launch(second, workdir, folder, end))
     assert [code for code, _, _ in results] == [0, 0], results
-    assert f"aelab: step {stopped[0] + 10}: eval" in results[0][1]
+    assert f"aelab: step {end}: eval" in results[0][1]
+    [(code, _, err)] = finish(launch(tmp_path, tmp_path / "one", folder, end, processes=1))
+    assert code == 0, err
+    a = jax.tree.leaves(checkpoint.read_state(str(tmp_path / "one"))[1])
+    b = jax.tree.leaves(checkpoint.read_state(str(workdir))[1])
+    for x, y in zip(a, b, strict=True):
+        np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-4, atol=1e-5)
+    config = from_file(REPO / "configs" / "digits_ae.py")
+    config.data.name = f"images:{folder}"
+    dataset = load(config.data, stream_above_mb=0)
+    batches = TrainBatches(dataset.train, 16, config.seed)
+    source_rows = dataset.train.images._index  # view row -> file row
+    for run, steps in ((first, range(stopped[0])), (second, range(stopped[0], end))):
+        reads = [json.loads((run / f"reads{i}.json").read_text()) for i in (0, 1)]
+        for step in steps:
+            halves = [sorted(r[str(step)]) for r in reads]
+            expected = source_rows[batches.indices(step)]
+            assert halves == [sorted(expected[:8]), sorted(expected[8:])], step
