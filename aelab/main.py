@@ -50,6 +50,7 @@ FLAGS = {
     "beam_size": Flag("integer", None, "beam size (1 = greedy; default: the run's decode.beam_size)"),
     "workload": Flag("string", None, "mlp_ae | conv_ae | mlp_vae"),
     "json": Flag("boolean", False, "print one JSON line instead of a table"),
+    "shard_examples": Flag("integer", 10000, "examples per ArrayRecord shard", 1),
     "min_seconds": Flag("float", 5.0, "seconds of timed training steps", 0.1),
     "cpu_ynn_dots": Flag("boolean", None, "CPU matmuls by YNNPACK everywhere (--cpu_ynn_dots) or nowhere "
                                           "(--nocpu_ynn_dots); default: the compile policy's rule "
@@ -116,6 +117,12 @@ COMMANDS = {
                                                       "out": _out("the file to write the captions to "
                                                                   "(default: stdout)")},
                        required=("workdir", "input")),
+    "convert": Command("write a data set once as ArrayRecord shards and a manifest, read back as records:DIR",
+                       "--data=images:DIR --out=DIR [--shard_examples=10000]", ("shard_examples",),
+                       own={"data": _input("the data set to convert, a data name as config.data.name takes "
+                                           "(images:DIR, idx:DIR, npz:FILE, ...)"),
+                            "out": _out("the folder to create (it must not exist)")},
+                       required=("data", "out")),
     "bench": Command("time aelab's own train and eval steps on a fixed workload", "--workload=mlp_ae [--json]",
                      ("workload", "json", "min_seconds", "cpu_ynn_dots"), required=("workload",)),
 }
@@ -297,6 +304,23 @@ def _sweep(values) -> int:
     return 1 if "failed" in statuses else 0
 
 
+def _convert(values) -> int:
+    from aelab import config as config_lib, data
+    from aelab.data import records
+
+    config = config_lib.base_config()
+    config.data.name = values.data
+    data.check_name(config.data)
+    splits = data.read_splits(config.data, stream=True)
+    splits = splits[0] if isinstance(splits, tuple) else splits  # (splits, counts to report)
+    manifest = records.convert(splits, values.data, values.out, values.shard_examples)
+    counts = ", ".join(f"{name} {entry['count']:,}" for name, entry in manifest["splits"].items())
+    shards = sum(len(entry["shards"]) for entry in manifest["splits"].values())
+    print(f"aelab: wrote {values.out}: {counts} examples of shape {tuple(manifest['image_shape'])} in {shards} "
+          f"shard(s); train with --config.data.name=records:{values.out}")
+    return 0
+
+
 def _bench(values) -> int:
     from aelab import bench
 
@@ -344,7 +368,7 @@ def _use(command: str, values) -> list[str]:
     return caption.caption(values.workdir, values.input, values.out, values.beam_size)
 
 
-RUNNERS = {"train": _train, "config": _config, "sweep": _sweep, "bench": _bench}
+RUNNERS = {"train": _train, "config": _config, "sweep": _sweep, "convert": _convert, "bench": _bench}
 
 
 def main(argv: list[str]) -> int:

@@ -1,6 +1,7 @@
 """Streaming input: images that stay on disk until a batch reads them, with the same bits as in memory."""
 
 import gzip
+import json
 import os
 
 import jax
@@ -119,3 +120,53 @@ def test_uses_read_only_the_images_of_the_split_they_score(tmp_path, monkeypatch
     assert read == []
     codes.embed(workdir, "test", str(tmp_path / "codes.npz"))
     assert len(read) == 24 and all(f"{os.sep}test{os.sep}" in path for path in read)
+
+
+def test_a_folder_converted_to_records_reads_back_the_same_examples(tmp_path, capsys):
+    from aelab import main
+
+    folder, out = colour_folder(tmp_path / "f", count=40), tmp_path / "records"
+    assert main.main(["aelab", "convert", f"--data=images:{folder}", f"--out={out}", "--shard_examples=16"]) == 0
+    assert "train 40 examples of shape (8, 8, 3) in 3 shard(s)" in capsys.readouterr().out
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert [s["count"] for s in manifest["splits"]["train"]["shards"]] == [16, 16, 8]
+    assert manifest["dtype"] == "uint8" and len(manifest["splits"]["train"]["shards"][0]["sha256"]) == 64
+    config = folder_config(folder).data
+    from_records = data.load(_with_name(config, f"records:{out}"), stream_above_mb=0)
+    assert isinstance(from_records.train.images, LazyImages)
+    from_folder = data.load(config)
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(np.asarray(from_records.split(name).images), from_folder.split(name).images)
+        np.testing.assert_array_equal(from_records.split(name).labels, from_folder.split(name).labels)
+    # Never over a folder that exists; nothing left behind by a conversion that fails.
+    assert main.main(["aelab", "convert", f"--data=images:{folder}", f"--out={out}"]) == 2
+    (folder / "class0" / "0002.png").write_bytes(b"not a png")
+    assert main.main(["aelab", "convert", f"--data=images:{folder}", f"--out={tmp_path / 'again'}"]) == 2
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "records"]
+    assert "0002.png: cannot read image" in capsys.readouterr().err
+
+
+def test_damaged_records_are_one_line_naming_the_shard(tmp_path, capsys):
+    from aelab import main
+
+    folder, out = colour_folder(tmp_path / "f", count=40), tmp_path / "records"
+    assert main.main(["aelab", "convert", f"--data=images:{folder}", f"--out={out}", "--shard_examples=16"]) == 0
+    name = _with_name(folder_config(folder).data, f"records:{out}")
+    shard = out / "train-00001-of-00003.array_record"
+    shard.write_bytes(shard.read_bytes()[:-5])
+    with pytest.raises(UsageError, match=r"shard train-00001-of-00003.array_record has \d+ bytes but the manifest"):
+        data.load(name)
+    shard.unlink()
+    with pytest.raises(UsageError, match="missing shard train-00001-of-00003.array_record"):
+        data.load(name)
+    (out / "manifest.json").write_text("{}")
+    command = ["aelab", "train", "--config=configs/digits_ae.py", f"--config.data.name=records:{out}",
+               f"--workdir={tmp_path / 'w'}"]
+    assert main.main(command) == 2 and not (tmp_path / "w").exists()
+    assert capsys.readouterr().err.strip().endswith("manifest.json is not an aelab-records manifest of version 1")
+
+
+def _with_name(data_config, name):
+    config = data_config.copy_and_resolve_references()
+    config.name = name
+    return config

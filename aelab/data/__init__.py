@@ -1,6 +1,6 @@
 """Data: `load(data_config)` returns a Dataset of in-memory train/val/test splits.
 
-Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, or any TFDS name;
+Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, `records:DIR` (`aelab convert`), or any TFDS name;
 for segmentation also `segfolder:DIR` and `scenes:NAME` (digit scenes built from data set NAME);
 for translation `textpairs:FILE` (a TSV or a zip holding one) and TFDS sets with `data.source_key`;
 for captioning `captions:DIR` (Flickr8k format), `digitcaptions:NAME` (described digit scenes built
@@ -14,7 +14,7 @@ import os
 import ml_collections
 import numpy as np
 
-from aelab.data import captions, files, segmentation, sources, text
+from aelab.data import captions, files, records, segmentation, sources, text
 from aelab.data.pipeline import TrainBatches, eval_batches, prefetched
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
@@ -48,6 +48,7 @@ LOCAL_READERS = {
     "textpairs": lambda path, data: text.read_textpairs(path, _get(data, "reverse"), data.split_seed,
                                                         _get(data, "source_lang"), _get(data, "target_lang")),
     "captions": lambda path, data: captions.read_captions_dir(path, _get(data, "image_size")),
+    "records": lambda path, data: records.read_records(path),
     "digitcaptions": lambda name, data: captions.read_digit_captions(
         read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
 }
@@ -56,7 +57,7 @@ NAMED_READERS = {"digits": sources.read_digits}
 __all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "load", "prefetched", "read_splits"]
 
 # Local sources whose path must name an existing file, or folder, or either; the others name a data set.
-FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv"), ("idx", "images", "segfolder", "captions")
+FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv"), ("idx", "images", "segfolder", "captions", "records")
 PATH_PREFIXES = ("textpairs",)
 
 

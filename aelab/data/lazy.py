@@ -92,6 +92,13 @@ class LazyImages:
             out[j] = self._row(source_row)
         return out
 
+    def raw(self, rows: np.ndarray) -> np.ndarray:
+        """The rows as the source holds them (uint8 pixels, unscaled), for converting."""
+        source_rows = self._index[rows]
+        if self._read_rows is not None:
+            return self._read_rows(source_rows)
+        return np.stack([self._read(int(i)) for i in source_rows])
+
     def __array__(self, dtype=None, copy=None) -> np.ndarray:
         out = np.empty(self.shape, np.float32)
         chunks = np.array_split(np.arange(len(self)), max(1, len(self) // 256))

@@ -1,0 +1,141 @@
+"""A data set converted once into ArrayRecord shards (`aelab convert`), read back as `records:DIR`.
+
+A folder of a million small image files costs a listing and a million opens at every start;
+its records are a few large files that grain reads by index. The format is array_record's
+(what grain and TFDS read), with a small manifest:
+
+    DIR/manifest.json   {"format": "aelab-records", "version": 1, "source": NAME,
+                         "image_shape": [H, W, C], "dtype": "uint8" | "float32", "classes": [...],
+                         "splits": {SPLIT: {"count": N, "labels": "SPLIT_labels.npy" | null,
+                                            "shards": [{"file", "count", "bytes", "sha256"}]}}}
+    DIR/SPLIT-00000-of-00004.array_record   one record per example: its pixels, row-major
+    DIR/SPLIT_labels.npy                    int64 labels, where the source has them
+
+Only the splits the source ships are written; the missing ones are carved at load time, as
+for any source.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+
+import numpy as np
+
+from aelab.data.lazy import READ_THREADS, LazyImages
+from aelab.data.splits import Split, make_split
+from aelab.errors import UsageError
+
+FORMAT, VERSION = "aelab-records", 1
+MANIFEST = "manifest.json"
+
+
+def convert(splits: dict[str, Split | None], source: str, out: str, shard_examples: int = 10_000,
+            classes: list[str] | None = None) -> dict:
+    """Writes `splits` (images and labels) to `out` as ArrayRecord shards and a manifest;
+    returns the manifest. `out` must not exist; it appears whole or not at all."""
+    from array_record.python.array_record_module import ArrayRecordWriter
+
+    if os.path.exists(out):
+        raise UsageError(f"--out={out} already exists; converting never overwrites (choose a new folder)")
+    present = {name: split for name, split in splits.items() if split is not None}
+    if any(not isinstance(s, Split) or s.masks is not None for s in present.values()):
+        raise UsageError(f"{source}: only image data sets (images and labels) convert to records so far")
+    first = next(iter(present.values()))
+    # Pixels stay uint8 where the source holds them so (4x smaller than floats, and exact).
+    raw = isinstance(first.images, LazyImages) and first.images.raw(np.array([0])).dtype == np.uint8
+    manifest = {"format": FORMAT, "version": VERSION, "source": source,
+                "image_shape": list(first.example_shape), "dtype": "uint8" if raw else "float32",
+                "classes": classes or [], "splits": {}}
+    parent = os.path.dirname(os.path.abspath(out))
+    os.makedirs(parent, exist_ok=True)
+    scratch = tempfile.mkdtemp(prefix=".convert-", dir=parent)
+    try:
+        for name, split in present.items():
+            shards = max(1, -(-len(split) // shard_examples))
+            entry = {"count": len(split), "labels": None, "shards": []}
+            for k, start in enumerate(range(0, len(split), shard_examples)):
+                rows = np.arange(start, min(start + shard_examples, len(split)))
+                file = f"{name}-{k:05d}-of-{shards:05d}.array_record"
+                writer = ArrayRecordWriter(os.path.join(scratch, file), "group_size:1")
+                chunks = np.array_split(rows, max(1, len(rows) // 256))
+                read = split.images.raw if raw else (lambda c, images=split.images: np.asarray(images[c]))
+                with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:  # decoding, in order
+                    for pixels in pool.map(read, chunks):
+                        for row in pixels:
+                            writer.write(np.ascontiguousarray(row).tobytes())
+                writer.close()
+                entry["shards"].append({"file": file, "count": len(rows), **_size_and_digest(
+                    os.path.join(scratch, file))})
+            if split.labels is not None:
+                entry["labels"] = f"{name}_labels.npy"
+                np.save(os.path.join(scratch, entry["labels"]), split.labels.astype(np.int64))
+            manifest["splits"][name] = entry
+        with open(os.path.join(scratch, MANIFEST), "w") as f:
+            json.dump(manifest, f, indent=1)
+        os.rename(scratch, out)
+    except BaseException:
+        shutil.rmtree(scratch, ignore_errors=True)
+        raise
+    return manifest
+
+
+def _size_and_digest(path: str) -> dict:
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return {"bytes": os.path.getsize(path), "sha256": digest.hexdigest()}
+
+
+def read_records(directory: str) -> dict[str, Split | None]:
+    """The splits of a converted folder, images read from their shards when a batch needs them.
+    A missing shard, or one whose size or record count differs from the manifest, is a
+    UsageError naming it."""
+    import grain
+
+    manifest = _manifest(directory)
+    shape, dtype = tuple(manifest["image_shape"]), np.dtype(manifest["dtype"])
+    splits: dict[str, Split | None] = {"train": None, "val": None, "test": None}
+    for name, entry in manifest["splits"].items():
+        paths = []
+        for shard in entry["shards"]:
+            path = os.path.join(directory, shard["file"])
+            if not os.path.isfile(path):
+                raise UsageError(f"records:{directory}: missing shard {shard['file']} (the manifest lists "
+                                 f"{len(entry['shards'])} for split {name})")
+            if os.path.getsize(path) != shard["bytes"]:
+                raise UsageError(f"records:{directory}: shard {shard['file']} has {os.path.getsize(path)} "
+                                 f"bytes but the manifest says {shard['bytes']}; convert the data again")
+            paths.append(path)
+        source = grain.sources.ArrayRecordDataSource(paths)
+        if len(source) != entry["count"]:
+            raise UsageError(f"records:{directory}: split {name} holds {len(source)} records but the "
+                             f"manifest says {entry['count']}")
+
+        def read(i: int, source=source) -> np.ndarray:
+            return np.frombuffer(source[i], dtype).reshape(shape)
+
+        where = f"records:{directory}[{name}]"
+        images = LazyImages(read, shape, entry["count"], lambda i, where=where: f"{where}[{i}]")
+        labels = np.load(os.path.join(directory, entry["labels"])) if entry["labels"] else None
+        splits[name] = make_split(images, labels, where)
+    return splits
+
+
+def _manifest(directory: str) -> dict:
+    path = os.path.join(directory, MANIFEST)
+    try:
+        with open(path) as f:
+            manifest = json.load(f)
+    except FileNotFoundError:
+        raise UsageError(f"records:{directory}: no {MANIFEST}; make the folder with `aelab convert`") from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"records:{directory}: cannot read {MANIFEST} ({e})") from None
+    if manifest.get("format") != FORMAT or manifest.get("version") != VERSION:
+        raise UsageError(f"records:{directory}: {MANIFEST} is not an {FORMAT} manifest of version {VERSION}")
+    return manifest
