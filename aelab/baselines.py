@@ -14,16 +14,17 @@ if TYPE_CHECKING:
     from sklearn.decomposition import PCA
 
 
-STREAMED_PCA_EXAMPLES = 10_000  # a streamed split may not fit in memory: PCA fits on a sample
+PCA_FIT_MB = 256  # a streamed split may not fit in memory: PCA fits on a sample of this size
 
 
 def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
     """PCA of the flattened training images (components capped by the data's rank limits); of a
-    seeded sample of STREAMED_PCA_EXAMPLES images where the split is streamed."""
+    seeded sample of PCA_FIT_MB of them where the split is streamed and larger than that."""
     from sklearn.decomposition import PCA  # imported on use: scikit-learn is slow to import
 
-    if train.streamed and len(train) > STREAMED_PCA_EXAMPLES:
-        sample = np.random.default_rng([seed, 3]).choice(len(train), STREAMED_PCA_EXAMPLES, replace=False)
+    fits = int(PCA_FIT_MB * 2 ** 20 // max(1, train.images.nbytes // len(train)))
+    if train.streamed and len(train) > fits:
+        sample = np.random.default_rng([seed, 3]).choice(len(train), fits, replace=False)
         train = train.take(np.sort(sample))
     x_train = np.asarray(train.images).reshape(len(train), -1)
     return PCA(n_components=min(n_components, *x_train.shape), random_state=seed).fit(x_train)
