@@ -109,9 +109,12 @@ def main() -> None:
     rows = {}
     try:
         for folder, count in ((small, args.images // 10), (big, args.images)):
-            if not folder.exists():
+            if not folder.exists():  # generated beside it, then renamed: never a partial folder
                 t0 = time.time()
-                generate(folder, count, seed=0)
+                partial = folder.with_name(folder.name + ".partial")
+                shutil.rmtree(partial, ignore_errors=True)
+                generate(partial, count, seed=0)
+                partial.rename(folder)
                 print(f"generated {count:,} files in {folder} in {time.time() - t0:.0f} s", flush=True)
         rows["decoded_gb"] = round(args.images * 64 * 64 * 3 / 1e9, 2)
         for name, folder in (("small", small), ("large", big)):
