@@ -109,7 +109,7 @@ def make_indexed_train_steps(graphdef: nnx.GraphDef, task: Task, policy: Compile
 
         if max_steps == 1:  # no loop (CompilePolicy.steps_per_dispatch)
             state, metrics = one(0, state)
-            return state, jax.tree.map(lambda m: m[None], metrics)
+            return state, jax.tree.map(lambda m: jnp.asarray(m)[None], metrics)  # (a metric may be a Python float)
         shapes = jax.eval_shape(one, 0, state)[1]
         history = jax.tree.map(lambda m: jnp.zeros((max_steps, *m.shape), m.dtype), shapes)
 

@@ -41,7 +41,7 @@ LOCAL_READERS = {
     "idx": lambda path, data: sources.read_idx(path),
     "npz": lambda path, data: sources.read_npz(path),
     "csv": lambda path, data: files.read_csv(path, data.label_column),
-    "images": lambda path, data: files.read_images(path),
+    "images": lambda path, data: files.read_images(path, _get(data, "image_size")),
     "segfolder": lambda path, data: segmentation.read_segfolder(path, _get(data, "image_size")),
     "scenes": lambda name, data: segmentation.read_scenes(
         read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
@@ -114,7 +114,7 @@ def _read(data: ml_collections.ConfigDict):
         read_split = lambda source, ds_name, split: captions.read_tfds_captions(
             source, ds_name, split, data.image_key, data.captions_key, data.image_size)
     return sources.read_tfds(name, data.data_dir, data.download, data.image_key, data.label_key,
-                             read_split)
+                             read_split, _get(data, "image_size"))
 
 
 def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.ConfigDict:

@@ -80,12 +80,30 @@ def _is_number(cell: str) -> bool:
         return False
 
 
-def read_images(directory: str) -> dict[str, Split | None]:
+def square_and_resize(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (H, W, C) cut to its central square and resized to (size, size, C), bilinear
+    (antialiased when shrinking); size 0 leaves it as it is. CelebA's 218x178 faces become the
+    usual 64x64 this way."""
+    from PIL import Image
+
+    if not size or image.shape[:2] == (size, size):
+        return image
+    h, w, channels = image.shape
+    side = min(h, w)
+    top, left = (h - side) // 2, (w - side) // 2
+    square = image[top:top + side, left:left + side]
+    resized = Image.fromarray(square[..., 0] if channels == 1 else square).resize(
+        (size, size), Image.Resampling.BILINEAR)
+    return np.asarray(resized).reshape(size, size, channels)
+
+
+def read_images(directory: str, image_size: int = 0) -> dict[str, Split | None]:
     """An image folder: `DIR/<class>/*.png` (labels from sorted class names) or `DIR/*.png`.
 
     With `train/` and `test/` (and optionally `val/`) subfolders, each is a split.
     Greyscale images keep one channel, anything else becomes RGB; all must share one size.
     Only the first image is read here: the others are decoded when a batch needs them.
+    With `image_size`, each is cut to its central square and resized to that size.
     """
     if not os.path.isdir(directory):
         raise UsageError(f"images:{directory}: no such directory")
@@ -93,9 +111,9 @@ def read_images(directory: str) -> dict[str, Split | None]:
     if os.path.isdir(os.path.join(directory, "train")):
         for name, folder in (("train", "train"), ("val", "val"), ("test", "test")):
             if os.path.isdir(os.path.join(directory, folder)):
-                splits[name] = _read_image_folder(os.path.join(directory, folder))
+                splits[name] = _read_image_folder(os.path.join(directory, folder), image_size)
     else:
-        splits["train"] = _read_image_folder(directory)
+        splits["train"] = _read_image_folder(directory, image_size)
     return splits
 
 
@@ -124,7 +142,7 @@ def image_shape(path: str) -> tuple[int, int, int]:
         raise UsageError(f"{path}: cannot read image ({e})") from None
 
 
-def _read_image_folder(directory: str) -> Split:
+def _read_image_folder(directory: str, image_size: int = 0) -> Split:
     classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
     entries = [(os.path.join(directory, c, f), i) for i, c in enumerate(classes)
                for f in sorted(os.listdir(os.path.join(directory, c)))] if classes else \
@@ -132,7 +150,14 @@ def _read_image_folder(directory: str) -> Split:
     entries = [(p, label) for p, label in entries if p.lower().endswith(IMAGE_EXTENSIONS)]
     if not entries:
         raise UsageError(f"images:{directory}: the data set is empty (no {'/'.join(IMAGE_EXTENSIONS)} files)")
-    shape = read_image(entries[0][0]).shape  # the others are checked as they are read
-    images = LazyImages.from_files([path for path, _ in entries], shape, read_image, image_shape)
+    def read(path: str) -> np.ndarray:
+        return square_and_resize(read_image(path), image_size)
+
+    def shape_of(path: str) -> tuple[int, int, int]:
+        h, w, c = image_shape(path)
+        return (image_size, image_size, c) if image_size else (h, w, c)
+
+    shape = read(entries[0][0]).shape  # the others are checked as they are read
+    images = LazyImages.from_files([path for path, _ in entries], shape, read, shape_of)
     labels = np.array([label for _, label in entries]) if classes else None
     return make_split(images, labels, f"images:{directory}")

@@ -127,13 +127,15 @@ def read_npz(path: str) -> Splits:
 # --- TFDS ------------------------------------------------------------------
 
 def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
-              label_key: str, read_split=None) -> Splits:
+              label_key: str, read_split=None, image_size: int = 0) -> Splits:
     """Any TFDS image data set, read with `tfds.data_source` (array_record) and grain.
 
     No TensorFlow: `data_source` reads array_record files; with `download`,
     a data set not yet on disk is downloaded and prepared first.
     `read_split(source, name, split) -> Split` replaces the image/label reader
-    (segmentation reads masks this way).
+    (segmentation reads masks this way). Images are read from the ArrayRecord files only when
+    a batch needs them (cut to a central square of `image_size` where given); labels, where
+    the set has them, are read once.
     """
     import grain
     import tensorflow_datasets as tfds
@@ -170,17 +172,25 @@ def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
                 f"tfds:{name}: not available under data_dir={data_dir or '~/tensorflow_datasets'} "
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
         splits[ours] = (read_split(source, name, theirs) if read_split else
-                        _read_source(grain, source, name, theirs, image_key, label_key))
+                        _read_source(grain, source, name, theirs, image_key, label_key, image_size))
     return splits
 
 
-def _read_source(grain, source, name, split, image_key, label_key) -> Split:
+def _read_source(grain, source, name, split, image_key, label_key, image_size) -> Split:
+    from aelab.data.files import square_and_resize
+
     example = source[0]
     if image_key not in example:
         raise UsageError(f"tfds:{name}: no feature {image_key!r}; features: {sorted(example)}")
-    has_labels = label_key in example
-    dataset = grain.MapDataset.source(source).map(
-        lambda ex: (ex[image_key], ex[label_key] if has_labels else 0)).batch(1024)
-    images, labels = zip(*dataset)
-    return make_split(np.concatenate(images), np.concatenate(labels) if has_labels else None,
-                      f"tfds:{name}[{split}]")
+
+    def read(i: int) -> np.ndarray:
+        image = source[i][image_key]
+        return square_and_resize(image if image.ndim == 3 else image[..., None], image_size)
+
+    where = f"tfds:{name}[{split}]"
+    images = LazyImages(read, read(0).shape, len(source), lambda i: f"{where}[{i}]")
+    labels = None
+    if label_key in example:  # one pass over the records (threads: decoding releases the GIL)
+        dataset = grain.MapDataset.source(source).map(lambda ex: ex[label_key]).batch(1024)
+        labels = np.concatenate(list(dataset.to_iter_dataset(grain.ReadOptions(num_threads=4))))
+    return make_split(images, labels, where)

@@ -74,7 +74,9 @@ class ReconstructionTask(Task):
     def config_defaults(cls) -> dict:
         return {
             "loss": "bce",  # reconstruction: bce (on logits) | mse | l1
-            "data": {"normal_classes": ()},  # one-class protocol: train/val keep only these labels
+            # normal_classes: the one-class protocol, train/val keep only these labels; image_size:
+            # images cut to their central square and resized to this size (0: as stored).
+            "data": {"normal_classes": (), "image_size": 0},
             "model": {
                 "arch": "mlp",  # mlp | conv
                 "latent_dim": 16,
