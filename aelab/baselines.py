@@ -14,7 +14,9 @@ if TYPE_CHECKING:
     from sklearn.decomposition import PCA
 
 
-PCA_FIT_MB = 256  # a streamed split may not fit in memory: PCA fits on a sample of this size
+# A streamed split may not fit in memory: PCA fits on a sample of PCA_FIT_MB (decoded) and scores
+# PCA_CHUNK_MB at a time.
+PCA_FIT_MB, PCA_CHUNK_MB = 128, 32
 
 
 def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
@@ -36,14 +38,15 @@ def pca_reconstruction(pca: PCA, images: np.ndarray) -> np.ndarray:
     return pca.inverse_transform(pca.transform(flat)).reshape(images.shape)
 
 
-def pca_errors(pca: PCA, images: np.ndarray, chunk: int = 10_000) -> np.ndarray:
-    """Sum of squared reconstruction errors per image (the `recon_sse` unit), `chunk` images at a
-    time (streamed images are read one chunk at a time)."""
+def pca_errors(pca: PCA, images: np.ndarray) -> np.ndarray:
+    """Sum of squared reconstruction errors per image (the `recon_sse` unit); streamed images
+    are read and scored PCA_CHUNK_MB at a time."""
     def errors(x):
         return np.square(pca_reconstruction(pca, x) - x).reshape(len(x), -1).sum(axis=1)
 
-    if len(images) <= chunk:
-        return errors(np.asarray(images))
+    if isinstance(images, np.ndarray):
+        return errors(images)
+    chunk = max(1, int(PCA_CHUNK_MB * 2 ** 20 // (images.nbytes // len(images))))
     return np.concatenate([errors(images[i:i + chunk]) for i in range(0, len(images), chunk)])
 
 

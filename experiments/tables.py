@@ -16,104 +16,78 @@ import pathlib
 EXPERIMENTS = pathlib.Path(__file__).resolve().parent
 
 
-def _translation(key: str):
-    def cells(rows):
-        if key not in rows:
-            return None
-        r = rows[key]
-        return (f"sacreBLEU **{r['test']['bleu']:.1f}** (chrF {r['test']['chrf']:.1f}; validation, greedy, "
-                f"{r['val']['bleu']:.1f})", f"copy source {r['copy_source_bleu']:.1f}")
-    return "translation", cells
-
-
-def _isbi(rows):
-    if "isbi_unet" not in rows:
-        return None
-    r = rows["isbi_unet"]
-    return (f"pixel accuracy **{r['test']['pixel_accuracy']:.3f}**, mean IoU {r['test']['mean_iou']:.3f} "
-            f"(validation {r['val']['pixel_accuracy']:.3f}, {r['val']['mean_iou']:.3f})",
-            f"majority {r['majority']['pixel_accuracy']:.3f}, {r['majority']['mean_iou']:.3f}")
-
-
 def _pm(figure: dict, digits: int, scale: float = 1.0) -> str:
     """"mean ± std" of an over_seeds figure."""
     return f"{scale * figure['mean']:.{digits}f} ± {scale * figure['std']:.{digits}f}"
 
 
-def _digits_ae(rows):
-    if "digits_ae" not in rows:
-        return None
-    r = rows["digits_ae"]
+def _translation(r):
+    return (f"sacreBLEU **{r['test']['bleu']:.1f}** (chrF {r['test']['chrf']:.1f}; validation, greedy, "
+            f"{r['val']['bleu']:.1f})", f"copy source {r['copy_source_bleu']:.1f}")
+
+
+def _isbi(r):
+    return (f"pixel accuracy **{r['test']['pixel_accuracy']:.3f}**, mean IoU {r['test']['mean_iou']:.3f} "
+            f"(validation {r['val']['pixel_accuracy']:.3f}, {r['val']['mean_iou']:.3f})",
+            f"majority {r['majority']['pixel_accuracy']:.3f}, {r['majority']['mean_iou']:.3f}")
+
+
+def _digits_ae(r):
     return (f"recon_sse {_pm(r['test']['recon_sse'], 3)} (validation {_pm(r['val']['recon_sse'], 3)})",
             f"PCA-8 {r['pca']:.3f}")
 
 
-def _mnist_ae(rows):
-    if "mnist_ae" not in rows:
-        return None
-    r = rows["mnist_ae"]
+def _mnist_ae(r):
     return (f"recon_sse **{_pm(r['test']['recon_sse'], 2)}** (validation {_pm(r['val']['recon_sse'], 2)}; "
             f"paper 3.00)", f"PCA-30 {r['pca']:.2f}")
 
 
-def _probe(rows):
-    if "probe" not in rows:
-        return None
-    r = rows["probe"]
+def _probe(r):
     return (f"**{_pm(r['codes']['linear_probe_accuracy'], 1, 100)}%** "
             f"(5-NN {_pm(r['codes']['knn_accuracy'], 1, 100)}%)",
             f"PCA-30 {100 * r['pca_30']['linear_probe_accuracy']:.1f}%; "
             f"pixels {100 * r['pixels']['linear_probe_accuracy']:.1f}%")
 
 
-def _hinton(rows):
-    if "hinton2006" not in rows:
-        return None
-    r = rows["hinton2006"]
+def _hinton(r):
     return (f"recon_sse **{r['test_mean']:.3f} ± {r['test_std']:.3f}** (validation {r['val_mean']:.3f} "
             f"± {r['val_std']:.3f}; variant chosen on validation)", f"PCA-30 {r['pca']:.2f}")
 
 
-def _one_class(rows):
-    if "one_class_mnist" not in rows:
-        return None
-    r = rows["one_class_mnist"]
+def _one_class(r):
     return (f"**{r['test_mean_auroc']:.1f} ± {r['test_std_auroc']:.1f}** (validation {r['val_mean_auroc']:.1f}; "
             f"score `{r['chosen_score']}` chosen on validation)",
             f"PCA {r['pca_mean_auroc']:.1f}; Deep SVDD (published) {r['deep_svdd_mean_auroc']:.1f}")
 
 
-def _vae(rows):
-    if "mnist_vae" not in rows:
-        return None
-    r = rows["mnist_vae"]
+def _vae(r):
     return (f"neg_elbo **{r['test']['neg_elbo']:.2f}**, IWAE nll (k=1000) **{r['test']['nll']:.2f}** "
             f"(validation neg_elbo {r['val']['neg_elbo']:.2f})",
             f"recon_sse {r['test']['recon_sse']:.1f} vs PCA-20 {r['pca']['recon_sse']:.1f}")
 
 
-def _dae(rows):
-    if "mnist_dae" not in rows:
-        return None
-    [n] = [n for n in rows["mnist_dae"]["noises"] if (n["noise"], n["level"]) == ("gaussian", 0.3)]
+def _dae(r):
+    [n] = [n for n in r["noises"] if (n["noise"], n["level"]) == ("gaussian", 0.3)]
     return (f"{n['noisy']['psnr']['mean']:.1f} dB noisy → **{_pm(n['denoising_ae']['psnr'], 1)} dB**",
             f"plain AE {_pm(n['plain_ae']['psnr'], 1)} dB")
 
 
-# README row (first cell) -> (experiment folder, cells(rows) -> (result cell, baseline cell), or None
-# while the results file has no row for it).
+# README row (first cell) -> (experiment folder, row of its results.json, cells(row) -> (result
+# cell, baseline cell)).
 ROWS = {
-    "digits autoencoder (quick start)": ("digits_ae", _digits_ae),
-    "MNIST deep autoencoder 784-1000-500-250-30": ("mnist_ae", _mnist_ae),
-    "linear probe on mnist_ae's 30-d codes": ("mnist_ae", _probe),
-    "MNIST VAE 784-500-500-20, binarized": ("mnist_vae", _vae),
-    "denoising, Gaussian sigma 0.3": ("mnist_dae", _dae),
-    "Hinton & Salakhutdinov 2006, no pretraining": ("hinton2006", _hinton),
-    "one-class anomaly detection, mean AUROC over the 10 MNIST digits": ("anomaly_mnist", _one_class),
-    "Spanish → English, Transformer 2+2": _translation("transformer"),
-    "Spanish → English, attention GRU": _translation("rnn"),
-    "ISBI 2012 membranes, U-Net": ("segmentation", _isbi),
+    "digits autoencoder (quick start)": ("digits_ae", "digits_ae", _digits_ae),
+    "MNIST deep autoencoder 784-1000-500-250-30": ("mnist_ae", "mnist_ae", _mnist_ae),
+    "linear probe on mnist_ae's 30-d codes": ("mnist_ae", "probe", _probe),
+    "MNIST VAE 784-500-500-20, binarized": ("mnist_vae", "mnist_vae", _vae),
+    "denoising, Gaussian sigma 0.3": ("mnist_dae", "mnist_dae", _dae),
+    "Hinton & Salakhutdinov 2006, no pretraining": ("hinton2006", "hinton2006", _hinton),
+    "one-class anomaly detection, mean AUROC over the 10 MNIST digits": ("anomaly_mnist", "one_class_mnist",
+                                                                         _one_class),
+    "Spanish → English, Transformer 2+2": ("translation", "transformer", _translation),
+    "Spanish → English, attention GRU": ("translation", "rnn", _translation),
+    "ISBI 2012 membranes, U-Net": ("segmentation", "isbi_unet", _isbi),
 }
+
 # Rows whose figure predates results.json: rerun pending, marked † in README.
 PENDING = ("MNIST deep autoencoder 784-1000-500-250-30",
            "Hinton & Salakhutdinov 2006, no pretraining", "MNIST VAE 784-500-500-20, binarized",
@@ -126,11 +100,11 @@ PENDING = ("MNIST deep autoencoder 784-1000-500-250-30",
 def generated() -> dict[str, tuple[str, str]]:
     """{README row: (result cell, baseline cell)} for every row whose results file exists."""
     out = {}
-    for row, (folder, cells) in ROWS.items():
+    for row, (folder, key, cells) in ROWS.items():
         path = EXPERIMENTS / folder / "results.json"
-        written = cells(json.loads(path.read_text())["rows"]) if path.exists() else None
-        if written:
-            out[row] = written
+        rows = json.loads(path.read_text())["rows"] if path.exists() else {}
+        if key in rows:
+            out[row] = cells(rows[key])
     return out
 
 

@@ -48,7 +48,7 @@ def bad_file(tmp_path, problem):
     (bad_idx, "magic", "t10k-images-idx3-ubyte.gz: IDX magic number 2049; expected 2051"),
     (bad_idx, "gzip", "train-images-idx3-ubyte.gz: cannot read"),
     (bad_idx, "counts", "50 images but 51 labels; the counts must match"),
-    (bad_file, "shapes", "b.png: image of shape (4, 4), but"),
+    (bad_file, "shapes", "b.png: image of shape (4, 4, 1), but"),
     (bad_file, "csv", "t.csv: line 3, column 'b': 'oops' is not a number"),
     (bad_file, "empty", "empty.npz[x_train]: the data set is empty"),
 ])
