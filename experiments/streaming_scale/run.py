@@ -116,6 +116,8 @@ def main() -> None:
                 generate(partial, count, seed=0)
                 partial.rename(folder)
                 print(f"generated {count:,} files in {folder} in {time.time() - t0:.0f} s", flush=True)
+        for old_run in scratch.glob("run_*"):  # every run is measured from its start
+            shutil.rmtree(old_run)
         rows["decoded_gb"] = round(args.images * 64 * 64 * 3 / 1e9, 2)
         for name, folder in (("small", small), ("large", big)):
             rows[name] = run_measured(folder, scratch / f"run_{name}", args.steps)
