@@ -134,7 +134,7 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, 
     Carving uses `data.split_seed`, so the splits do not change with `seed`, and `data.split_by`
     (`carve`): what may not straddle two splits. Images that can stay on disk do so when the
     decoded training split would take more than `stream_above_mb` MiB (None: never), and are
-    read into memory otherwise; `info["input"]` says which ("streamed" or "in memory"). Streamed
+    read into memory otherwise; `info["input"]` says which ("streamed" or "in memory"). Lazily read
     files' headers are all checked first unless `verify` is False (a use reads a few rows: a bad
     one is reported when read).
     """
@@ -142,6 +142,9 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, 
     if isinstance(splits, tuple):
         splits, info = splits
     train, val, test = splits["train"], splits.get("val"), splits.get("test")
+    for split in (train, val, test):  # a bad file stops the run now, not at the step that reads it
+        if verify and isinstance(split, Split) and split.streamed:
+            split.images.verify()
     by = data.split_by or ("source" if isinstance(train, text.TextPairs) else "example")
     if by == "source" and not isinstance(train, text.TextPairs):
         raise UsageError(f"data.split_by=source groups sentence pairs by their source, but {data.name} "
@@ -163,9 +166,6 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, 
     if any(lazy) and train.images.nbytes <= (stream_above_mb or 0) * 2 ** 20:
         train, val, test = (s.in_memory() for s in (train, val, test))
     info["input"] = "streamed" if isinstance(train, Split) and train.streamed else "in memory"
-    for split in (train, val, test):  # a bad file stops the run now, not at the step that reads it
-        if verify and isinstance(split, Split) and split.streamed:
-            split.images.verify()
     for split_name, split in (("val", val), ("test", test)):
         if hasattr(split, "images") and split.images.shape[1:] != train.images.shape[1:]:
             raise UsageError(
