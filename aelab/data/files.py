@@ -12,6 +12,7 @@ from aelab.data.splits import Split, make_split
 from aelab.errors import UsageError
 
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff")
+GREY_MODES = ("L", "1", "I;16")  # PIL modes read as one channel; any other becomes RGB
 
 
 def relative_entry(name: str, where: str) -> str:
@@ -84,15 +85,20 @@ def square_and_resize(image: np.ndarray, size: int) -> np.ndarray:
     """uint8 (H, W, C) cut to its central square and resized to (size, size, C), bilinear
     (antialiased when shrinking); size 0 leaves it as it is. CelebA's 218x178 faces become the
     usual 64x64 this way."""
-    from PIL import Image
-
     if not size or image.shape[:2] == (size, size):
         return image
-    h, w, channels = image.shape
+    h, w, _ = image.shape
     side = min(h, w)
     top, left = (h - side) // 2, (w - side) // 2
-    square = image[top:top + side, left:left + side]
-    resized = Image.fromarray(square[..., 0] if channels == 1 else square).resize(
+    return resize_image(image[top:top + side, left:left + side], size)
+
+
+def resize_image(image: np.ndarray, size: int) -> np.ndarray:
+    """uint8 (H, W, C) resized to (size, size, C), bilinear (antialiased when shrinking)."""
+    from PIL import Image
+
+    channels = image.shape[-1]
+    resized = Image.fromarray(image[..., 0] if channels == 1 else image).resize(
         (size, size), Image.Resampling.BILINEAR)
     return np.asarray(resized).reshape(size, size, channels)
 
@@ -124,7 +130,7 @@ def read_image(path: str, channels: int | None = None) -> np.ndarray:
 
     try:
         with Image.open(path) as image:
-            grey = image.mode in ("L", "1", "I;16") if channels is None else channels == 1
+            grey = image.mode in GREY_MODES if channels is None else channels == 1
             array = np.asarray(image.convert("L" if grey else "RGB"))
     except (OSError, UnidentifiedImageError) as e:
         raise UsageError(f"{path}: cannot read image ({e})") from None
@@ -137,7 +143,7 @@ def image_shape(path: str) -> tuple[int, int, int]:
 
     try:
         with Image.open(path) as image:
-            return image.height, image.width, 1 if image.mode in ("L", "1", "I;16") else 3
+            return image.height, image.width, 1 if image.mode in GREY_MODES else 3
     except (OSError, UnidentifiedImageError) as e:
         raise UsageError(f"{path}: cannot read image ({e})") from None
 

@@ -25,7 +25,7 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from aelab.data.files import IMAGE_EXTENSIONS, read_image
+from aelab.data.files import IMAGE_EXTENSIONS, read_image, resize_image
 from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.errors import UsageError
 
@@ -107,15 +107,9 @@ def read_mask(path: str) -> np.ndarray:
 
 def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int):
     """Both to size x size (0 = unchanged): bilinear for the uint8 image, nearest for the mask."""
-    from PIL import Image
-
     if not size or image.shape[:2] == (size, size):
         return image, mask
-    channels = image.shape[-1]
-    resized = Image.fromarray(image[..., 0] if channels == 1 else image).resize(
-        (size, size), Image.Resampling.BILINEAR)
-    image = np.asarray(resized).reshape(size, size, channels)
-    return image, None if mask is None else resize_mask(mask, (size, size))
+    return resize_image(image, size), None if mask is None else resize_mask(mask, (size, size))
 
 
 def resize_mask(mask: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
