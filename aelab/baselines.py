@@ -7,6 +7,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from aelab.data.lazy import row_chunks
 from aelab.data.splits import Split
 from aelab.evaluate import segmentation_scores
 
@@ -15,8 +16,8 @@ if TYPE_CHECKING:
 
 
 # A streamed split may not fit in memory: PCA fits on a sample of PCA_FIT_MB (decoded) and scores
-# PCA_CHUNK_MB at a time.
-PCA_FIT_MB, PCA_CHUNK_MB = 128, 32
+# it a chunk at a time (row_chunks).
+PCA_FIT_MB = 128
 
 
 def fit_pca(train: Split, n_components: int, seed: int = 0) -> PCA:
@@ -40,14 +41,11 @@ def pca_reconstruction(pca: PCA, images: np.ndarray) -> np.ndarray:
 
 def pca_errors(pca: PCA, images: np.ndarray) -> np.ndarray:
     """Sum of squared reconstruction errors per image (the `recon_sse` unit); streamed images
-    are read and scored PCA_CHUNK_MB at a time."""
+    are read and scored a chunk at a time."""
     def errors(x):
         return np.square(pca_reconstruction(pca, x) - x).reshape(len(x), -1).sum(axis=1)
 
-    if isinstance(images, np.ndarray):
-        return errors(images)
-    chunk = max(1, int(PCA_CHUNK_MB * 2 ** 20 // (images.nbytes // len(images))))
-    return np.concatenate([errors(images[i:i + chunk]) for i in range(0, len(images), chunk)])
+    return np.concatenate([errors(x) for _, x in row_chunks(images)])
 
 
 def pca_baseline(pca: PCA, test: Split) -> dict[str, float]:
@@ -62,10 +60,14 @@ def pca_baseline(pca: PCA, test: Split) -> dict[str, float]:
 
 def majority_baseline(train_masks: np.ndarray, test_masks: np.ndarray, num_classes: int,
                       ignore_index: int) -> dict[str, float]:
-    """Scores of predicting the most frequent training class at every pixel of `test`."""
-    labelled = lambda m: m[m != ignore_index]
-    majority = int(np.bincount(labelled(train_masks), minlength=num_classes).argmax())
-    true = np.bincount(labelled(test_masks), minlength=num_classes)[:num_classes]
+    """Scores of predicting the most frequent training class at every pixel of `test` (masks
+    counted a chunk at a time: a streamed split's are read, not held)."""
+    def counts(masks):
+        return sum(np.bincount(m[m != ignore_index].ravel(), minlength=num_classes)[:num_classes]
+                   for _, m in row_chunks(masks))
+
+    majority = int(counts(train_masks).argmax())
+    true = counts(test_masks)
     confusion = np.zeros((num_classes, num_classes))
     confusion[:, majority] = true
     return {"class": majority, **segmentation_scores(confusion)}

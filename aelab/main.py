@@ -51,6 +51,8 @@ FLAGS = {
     "workload": Flag("string", None, "mlp_ae | conv_ae | mlp_vae"),
     "json": Flag("boolean", False, "print one JSON line instead of a table"),
     "shard_examples": Flag("integer", 10000, "examples per ArrayRecord shard", 1),
+    "image_size": Flag("integer", 0, "resize images (and masks) to this square as config.data.image_size "
+                                     "does; 0 = as the source reads them", 0),
     "min_seconds": Flag("float", 5.0, "seconds of timed training steps", 0.1),
     "cpu_ynn_dots": Flag("boolean", None, "CPU matmuls by YNNPACK everywhere (--cpu_ynn_dots) or nowhere "
                                           "(--nocpu_ynn_dots); default: the compile policy's rule "
@@ -118,9 +120,10 @@ COMMANDS = {
                                                                   "(default: stdout)")},
                        required=("workdir", "input")),
     "convert": Command("write a data set once as ArrayRecord shards and a manifest, read back as records:DIR",
-                       "--data=images:DIR --out=DIR [--shard_examples=10000]", ("shard_examples",),
+                       "--data=images:DIR --out=DIR [--shard_examples=10000] [--image_size=0]",
+                       ("shard_examples", "image_size"),
                        own={"data": _input("the data set to convert, a data name as config.data.name takes "
-                                           "(images:DIR, idx:DIR, npz:FILE, ...)"),
+                                           "(images:DIR, segfolder:DIR, captions:DIR, idx:DIR, npz:FILE, ...)"),
                             "out": _out("the folder to create (it must not exist)")},
                        required=("data", "out")),
     "bench": Command("time aelab's own train and eval steps on a fixed workload", "--workload=mlp_ae [--json]",
@@ -309,7 +312,7 @@ def _convert(values) -> int:
     from aelab.data import records
 
     config = config_lib.base_config()
-    config.data.name = values.data
+    config.data.name, config.data.image_size = values.data, values.image_size
     data.check_name(config.data)
     splits = data.read_splits(config.data, stream=True)
     splits = splits[0] if isinstance(splits, tuple) else splits  # (splits, counts to report)

@@ -17,6 +17,7 @@ from PIL import Image
 from aelab import data
 from aelab.config import base_config
 from aelab.data.captions import Captions, make_digit_captions
+from aelab.data.lazy import LazyImages
 from aelab.data.sources import read_digits
 from aelab.errors import UsageError
 from aelab.tasks.captioning import caption_scores, pick_reference
@@ -232,6 +233,36 @@ def test_a_flickr8k_release_folder_reads_as_released(tmp_path):
     # Token file order, stripped: the captions, not the lemmas, and no CR left.
     assert dataset.test.references[0] == tuple(f"A dog number 8 runs in the grass {k} ." for k in range(5))
     assert dataset.val.references[1][0] == "A dog number 7 runs in the grass 0 ."
+
+
+def test_a_captions_folder_streams_with_the_in_memory_pixels(tmp_path):
+    folder, _ = flickr8k_release(tmp_path / "Flickr8k")
+    config = base_config("captioning")
+    config.data.name, config.data.image_size = f"captions:{folder}", 16
+    streamed, in_memory = data.load(config.data, stream_above_mb=0), data.load(config.data)
+    assert streamed.info["input"] == "streamed" and isinstance(streamed.train.images, LazyImages)
+    assert in_memory.info["input"] == "in memory" and isinstance(in_memory.train.images, np.ndarray)
+    for name in ("train", "val", "test"):
+        np.testing.assert_array_equal(np.asarray(streamed.split(name).images), in_memory.split(name).images)
+        assert list(streamed.split(name).references) == list(in_memory.split(name).references)
+
+
+def test_the_nearest_neighbour_baseline_reads_training_images_in_chunks(monkeypatch):
+    """The retrieval baseline finds sklearn's nearest neighbours, whether the training images are
+    one array or a streamed split read a few rows at a time."""
+    from sklearn.neighbors import NearestNeighbors
+
+    from aelab.data import lazy
+    from aelab.tasks.captioning import nearest_rows
+
+    rng = np.random.default_rng(0)
+    train_images, test_images = rng.random((50, 4, 4, 3), np.float32), rng.random((9, 4, 4, 3), np.float32)
+    expected = NearestNeighbors(n_neighbors=1).fit(train_images.reshape(50, -1)).kneighbors(
+        test_images.reshape(9, -1), return_distance=False)[:, 0]
+    np.testing.assert_array_equal(nearest_rows(train_images, test_images), expected)
+    monkeypatch.setattr(lazy, "CHUNK_MB", 7 * 48 * 4 / 2 ** 20)  # 7 rows a chunk
+    streamed = LazyImages(lambda i: train_images[i], (4, 4, 3), 50, str)
+    np.testing.assert_array_equal(nearest_rows(streamed, test_images), expected)
 
 
 def test_caption_naming_a_missing_image_is_a_clear_error(tmp_path):

@@ -176,11 +176,16 @@ def test_segfolder_errors(tmp_path):
     make_segfolder(tmp_path / "size")
     write_png(tmp_path / "size" / "masks" / "2.png", np.zeros((9, 12)))
     with pytest.raises(UsageError, match=r"2.png: mask of size 12x9 but its image .*2.png is 12x10"):
-        segmentation.read_segfolder(str(tmp_path / "size"), 0)
+        segmentation.read_segfolder(str(tmp_path / "size"), 0)["train"].verify()  # headers: before training
     make_segfolder(tmp_path / "rgb")
-    write_png(tmp_path / "rgb" / "masks" / "0.png", np.zeros((10, 12, 3)))
-    with pytest.raises(UsageError, match="mask has RGB pixels; masks must be single-channel"):
-        segmentation.read_segfolder(str(tmp_path / "rgb"), 0)
+    write_png(tmp_path / "rgb" / "masks" / "2.png", np.zeros((10, 12, 3)))
+    with pytest.raises(UsageError, match="2.png: mask has RGB pixels; masks must be single-channel"):
+        segmentation.read_segfolder(str(tmp_path / "rgb"), 0)["train"].verify()
+    make_segfolder(tmp_path / "sizes")
+    write_png(tmp_path / "sizes" / "images" / "3.png", np.zeros((9, 12)))
+    write_png(tmp_path / "sizes" / "masks" / "3.png", np.zeros((9, 12)))
+    with pytest.raises(UsageError, match=r"3.png: image of shape \(9, 12, 1\).*set data.image_size to resize"):
+        segmentation.read_segfolder(str(tmp_path / "sizes"), 0)["train"].verify()
     (tmp_path / "nomasks" / "images").mkdir(parents=True)
     with pytest.raises(UsageError, match="no mask folder; expected one of masks, mask, labels, label"):
         segmentation.read_segfolder(str(tmp_path / "nomasks"), 0)
@@ -240,7 +245,7 @@ def test_isbi_membranes_through_segfolder():
     if not (path / "image" / "0.png").exists():
         pytest.skip(f"ISBI 2012 membranes not found at {path} (set AELAB_SHARED_DATA to the shared/data folder)")
     splits = segmentation.read_segfolder(str(path), 0)
-    train_split = splits["train"]
+    train_split = splits["train"].in_memory()
     assert train_split.images.shape == (30, 512, 512, 1) and train_split.masks.shape == (30, 512, 512)
     # Binary 0/255 masks, membranes (0) about 22% of the pixels.
     assert set(np.unique(train_split.masks)) == {0, 1}

@@ -89,6 +89,32 @@ def test_streamed_training_is_bitwise_the_in_memory_run_and_resumes_exactly(tmp_
         assert summaries[name]["eval"] == summaries["device"]["eval"]
 
 
+def test_a_segmentation_folder_streams_images_and_masks_with_the_in_memory_bits(tmp_path):
+    """`segfolder:` reads image and mask files lazily (masks as class ids, 0/255 as binary), and a
+    streamed run ends bitwise where the in-memory one does."""
+    from test_segmentation import make_segfolder, seg_config
+
+    make_segfolder(tmp_path / "seg", n=40, size=(12, 12), values=(0, 255))
+
+    def config(**more):
+        return seg_config(**{"data.name": f"segfolder:{tmp_path / 'seg'}", "model.num_classes": 2,
+                             "train.batch_size": 8, "train.num_steps": 6, "train.eval_every": 6,
+                             "train.checkpoint_every": 6, "train.eval_batch_size": 8, **more})
+    loaded = data.load(config().data, stream_above_mb=0)
+    assert isinstance(loaded.train.masks, LazyImages) and loaded.train.masks.dtype == np.int32
+    assert set(np.unique(np.asarray(loaded.test.masks)).tolist()) == {0, 1}
+    summaries = {"device": train.train_and_evaluate(config(), str(tmp_path / "device")),
+                 "streamed": train.train_and_evaluate(config(**{"train.device_data_mb": 0, "train.input_threads": 2}),
+                                                      str(tmp_path / "streamed"))}
+    assert summaries["streamed"]["data"]["input"] == "streamed"
+    assert summaries["device"]["data"]["input"] == "in memory"
+    for a, b in zip(jax.tree.leaves(checkpoint.read_state(str(tmp_path / "streamed"))[1]),
+                    jax.tree.leaves(checkpoint.read_state(str(tmp_path / "device"))[1]), strict=True):
+        assert np.array_equal(a, b)
+    assert summaries["streamed"]["eval"] == summaries["device"]["eval"]
+    assert summaries["streamed"]["baselines"] == summaries["device"]["baselines"]
+
+
 def test_a_damaged_file_in_a_streamed_folder_stops_the_run_before_training_naming_it(tmp_path):
     """Streamed files are decoded only when a batch needs them, but every header is read at
     the start: an unreadable file or one of another size is one error, and nothing is written."""
@@ -146,6 +172,39 @@ def test_a_folder_converted_to_records_reads_back_the_same_examples(tmp_path, ca
     assert main.main(["aelab", "convert", f"--data=images:{folder}", f"--out={tmp_path / 'again'}"]) == 2
     assert sorted(p.name for p in tmp_path.iterdir()) == ["f", "records"]
     assert "0002.png: cannot read image" in capsys.readouterr().err
+
+
+def test_mask_and_caption_folders_convert_to_records_and_read_back_the_same(tmp_path, capsys):
+    """Records hold an image's mask after its pixels and a split's captions beside its shards:
+    a segmentation or captioning run reads them as it reads the folder."""
+    from test_captioning import flickr8k_release
+    from test_segmentation import make_segfolder
+
+    from aelab import main
+    from aelab.config import base_config
+
+    make_segfolder(tmp_path / "seg", n=10, values=(0, 1, 2), splits=("train", "test"))
+    captions, _ = flickr8k_release(tmp_path / "Flickr8k")
+    for source, extra in ((f"segfolder:{tmp_path / 'seg'}", {}), (f"captions:{captions}", {"image_size": 16})):
+        out = tmp_path / f"records_{source.split(':')[0]}"
+        assert main.main(["aelab", "convert", f"--data={source}", f"--out={out}", "--shard_examples=4",
+                          f"--image_size={extra.get('image_size', 0)}"]) == 0
+        config = base_config("segmentation" if source.startswith("seg") else "captioning").data
+        config.name = source
+        config.update(extra)
+        from_source = data.load(config)
+        config.name = f"records:{out}"
+        from_records = data.load(config, stream_above_mb=0)
+        assert from_records.info["input"] == "streamed"
+        for name in ("train", "val", "test"):
+            a, b = from_source.split(name), from_records.split(name)
+            np.testing.assert_array_equal(a.images, np.asarray(b.images))
+            if source.startswith("seg"):
+                assert isinstance(b.masks, LazyImages)
+                np.testing.assert_array_equal(a.masks, np.asarray(b.masks))
+            else:
+                assert list(a.references) == list(b.references) and len(a.references[0]) == 5
+    assert json.loads((tmp_path / "records_segfolder" / "manifest.json").read_text())["mask_shape"] == [10, 12]
 
 
 def test_damaged_records_are_one_line_naming_the_shard(tmp_path, capsys):

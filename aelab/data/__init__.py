@@ -91,7 +91,7 @@ def read_splits(data: ml_collections.ConfigDict, stream: bool = False) -> source
     if stream:
         return splits
     splits, info = splits if isinstance(splits, tuple) else (splits, None)
-    splits = {k: v.in_memory() if isinstance(v, Split) else v for k, v in splits.items()}
+    splits = {k: v.in_memory() if hasattr(v, "in_memory") else v for k, v in splits.items()}
     return splits if info is None else (splits, info)
 
 
@@ -143,8 +143,8 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, 
         splits, info = splits
     train, val, test = splits["train"], splits.get("val"), splits.get("test")
     for split in (train, val, test):  # a bad file stops the run now, not at the step that reads it
-        if verify and isinstance(split, Split) and split.streamed:
-            split.images.verify()
+        if verify and _streamed(split):
+            split.verify()
     by = data.split_by or ("source" if isinstance(train, text.TextPairs) else "example")
     if by == "source" and not isinstance(train, text.TextPairs):
         raise UsageError(f"data.split_by=source groups sentence pairs by their source, but {data.name} "
@@ -162,16 +162,20 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, 
     if normal:  # one-class protocol: learn "normal" from these classes only
         train, val = (_keep_classes(s, normal, data.name, n)
                       for s, n in ((train, "train"), (val, "val")))
-    lazy = [isinstance(s, Split) and s.streamed for s in (train, val, test)]
-    if any(lazy) and train.images.nbytes <= (stream_above_mb or 0) * 2 ** 20:
+    if any(map(_streamed, (train, val, test))) and train.decoded_bytes <= (stream_above_mb or 0) * 2 ** 20:
         train, val, test = (s.in_memory() for s in (train, val, test))
-    info["input"] = "streamed" if isinstance(train, Split) and train.streamed else "in memory"
+    info["input"] = "streamed" if _streamed(train) else "in memory"
     for split_name, split in (("val", val), ("test", test)):
         if hasattr(split, "images") and split.images.shape[1:] != train.images.shape[1:]:
             raise UsageError(
                 f"{data.name}: {split_name} images have shape {split.images.shape[1:]} but "
                 f"train images {train.images.shape[1:]}; all splits must share one shape")
     return Dataset(data.name, train, val, test, info)
+
+
+def _streamed(split) -> bool:
+    """Whether a split (images, image+mask or captioned images) still reads its files lazily."""
+    return getattr(split, "streamed", False)
 
 
 def _keep_classes(split: Split, classes: tuple[int, ...], name: str, split_name: str) -> Split:

@@ -33,7 +33,8 @@ import os
 import ml_collections
 import numpy as np
 
-from aelab.data.files import read_image, relative_entry
+from aelab.data.files import image_shape, read_image, relative_entry
+from aelab.data.lazy import LazyImages, take_rows
 from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.data.text import pad_rows
 from aelab.errors import UsageError
@@ -42,7 +43,8 @@ from aelab.text.tokenizer import PAD, Tokenizer
 
 @dataclasses.dataclass(frozen=True)
 class Captions:
-    """Images float32 (N, H, W, C) in [0, 1] and, for each, a tuple of reference captions."""
+    """Images float32 (N, H, W, C) in [0, 1] (or a LazyImages that reads them when asked) and,
+    for each, a tuple of reference captions."""
 
     images: np.ndarray
     references: np.ndarray  # object array of tuple[str, ...]
@@ -51,7 +53,22 @@ class Captions:
         return len(self.images)
 
     def take(self, index: np.ndarray) -> "Captions":
-        return Captions(self.images[index], self.references[index])
+        return Captions(take_rows(self.images, index), self.references[index])
+
+    @property
+    def streamed(self) -> bool:
+        return isinstance(self.images, LazyImages)
+
+    def in_memory(self) -> "Captions":
+        return dataclasses.replace(self, images=np.asarray(self.images)) if self.streamed else self
+
+    def verify(self) -> None:
+        if self.streamed:
+            self.images.verify()
+
+    @property
+    def decoded_bytes(self) -> int:
+        return self.images.nbytes
 
 
 @dataclasses.dataclass(frozen=True)
@@ -66,7 +83,7 @@ class CaptionSplit:
         return len(self.images)
 
     def take(self, index: np.ndarray) -> "CaptionSplit":
-        return CaptionSplit(self.images[index], self.targets[index], self.references[index])
+        return CaptionSplit(take_rows(self.images, index), self.targets[index], self.references[index])
 
     @property
     def example_shape(self) -> tuple[int, ...]:
@@ -91,12 +108,13 @@ def tokenize_captions(captions: Captions, tokenizer: Tokenizer, max_length: int)
     for n, ids in enumerate(rows):
         targets[n, :len(ids)] = pad_rows(ids, max_length)
     index = np.asarray(kept_images, np.int64)
-    split = CaptionSplit(captions.images[index], targets, captions.references[index])
+    split = CaptionSplit(take_rows(captions.images, index), targets, captions.references[index])
     return split, {"references_longer_than_max_length": too_long,
                    "images_without_a_short_enough_reference": len(captions) - len(index)}
 
 
-def _references(lists) -> np.ndarray:
+def reference_tuples(lists) -> np.ndarray:
+    """An object array of each image's references as a tuple."""
     out = np.empty(len(lists), dtype=object)
     out[:] = [tuple(refs) for refs in lists]
     return out
@@ -175,12 +193,18 @@ def read_captions_dir(directory: str, image_size: int) -> tuple[dict[str, Captio
     lists = lists or {"train": listed}
     size = image_size or 128
 
-    def read(names: list[str]) -> Captions:
-        images = [resize_pair(read_image(os.path.join(folder, n), 3), None, size)[0] for n in names]
-        return Captions(to_unit_float(np.stack(images), f"captions:{directory}"),
-                        _references([by_image[n] for n in names]))
+    def read(path: str) -> np.ndarray:
+        return resize_pair(read_image(path, 3), None, size)[0]
 
-    return {split: read(lists[split]) if split in lists else None for split in ("train", "val", "test")}, info
+    def readable(path: str) -> tuple[int, int, int]:  # every image is resized: only its header is checked
+        image_shape(path)
+        return size, size, 3
+
+    def lazily(names: list[str]) -> Captions:  # images decoded when a batch needs them
+        images = LazyImages.from_files([os.path.join(folder, n) for n in names], (size, size, 3), read, readable)
+        return Captions(images, reference_tuples([by_image[n] for n in names]))
+
+    return {split: lazily(lists[split]) if split in lists else None for split in ("train", "val", "test")}, info
 
 
 # --- TFDS (coco_captions) --------------------------------------------------------
@@ -202,7 +226,7 @@ def read_tfds_captions(source, name: str, split: str, image_key: str, captions_k
         images.append(resize_pair(image, None, size)[0])
         refs = [t.decode("utf-8") if isinstance(t, bytes) else str(t) for t in ex[captions_key]["text"]]
         references.append([r.strip() for r in refs if r.strip()])
-    return Captions(to_unit_float(np.stack(images), f"tfds:{name}[{split}]"), _references(references))
+    return Captions(to_unit_float(np.stack(images), f"tfds:{name}[{split}]"), reference_tuples(references))
 
 
 # --- digitcaptions:NAME: generated, described digit scenes ---------------------
@@ -303,7 +327,7 @@ def make_digit_captions(digits: Split, count: int, canvas: int, min_digits: int,
             layout[(row, column)] = k
         layouts.append(layout)
         references.append(describe({c: int(digits.labels[k]) for c, k in layout.items()}, language))
-    return Captions(images, _references(references)), layouts
+    return Captions(images, reference_tuples(references)), layouts
 
 
 def read_digit_captions(digits: dict[str, Split | None], scenes: ml_collections.ConfigDict,

@@ -25,7 +25,8 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from aelab.data.files import IMAGE_EXTENSIONS, read_image, resize_image
+from aelab.data.files import IMAGE_EXTENSIONS, image_shape, read_image, resize_image
+from aelab.data.lazy import LazyImages
 from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.errors import UsageError
 
@@ -60,6 +61,8 @@ def _by_stem(folder: str) -> dict[str, str]:
 
 
 def _read_pairs(directory: str, image_size: int) -> Split:
+    """The pairs of one folder, read lazily: images and masks are decoded when a batch needs
+    them (`verify()` checks their headers: readable, single-channel masks, sizes that match)."""
     images_dir = _subfolder(directory, IMAGE_DIRS, "image")
     masks_dir = _subfolder(directory, MASK_DIRS, "mask")
     images, masks = _by_stem(images_dir), _by_stem(masks_dir)
@@ -70,39 +73,85 @@ def _read_pairs(directory: str, image_size: int) -> Split:
                          f"{', '.join(where)}; every image needs a mask of the same name")
     if not images:
         raise UsageError(f"segfolder:{directory}: the data set is empty (no image/mask pairs)")
-    pairs = [_read_pair(images[s], masks[s], image_size) for s in sorted(images)]
-    shapes = {image.shape for image, _ in pairs}
-    if len(shapes) > 1:
-        raise UsageError(f"segfolder:{directory}: images come in several sizes {sorted(shapes)}; "
-                         "set data.image_size to resize them all")
-    mask_array = np.stack([m for _, m in pairs])
-    if set(np.unique(mask_array).tolist()) <= {0, 255}:  # binary masks drawn as 0/255
-        mask_array = (mask_array == 255).astype(np.int32)
-    return Split(to_unit_float(np.stack([i for i, _ in pairs]), f"segfolder:{directory}"),
-                 masks=mask_array, files=np.array([masks[s] for s in sorted(images)]))
+    stems = sorted(images)
+    image_of = {masks[s]: images[s] for s in stems}
+    binary = _binary_masks([masks[s] for s in stems])
+
+    def read(path: str) -> np.ndarray:
+        return resize_pair(read_image(path), None, image_size)[0]
+
+    def read_mask_row(path: str) -> np.ndarray:
+        mask = read_mask(path, binary)
+        return resize_mask(mask, (image_size, image_size)) if image_size else mask
+
+    def image_shape_of(path: str) -> tuple[int, int, int]:
+        h, w, c = image_shape(path)
+        return (image_size, image_size, c) if image_size else (h, w, c)
+
+    def mask_shape_of(path: str) -> tuple[int, int]:
+        h, w = _mask_size(path)
+        image_h, image_w, _ = image_shape(image_of[path])
+        if (h, w) != (image_h, image_w):
+            raise UsageError(f"{path}: mask of size {w}x{h} but its image {image_of[path]} is "
+                             f"{image_w}x{image_h}; they must match")
+        return (image_size, image_size) if image_size else (h, w)
+
+    first = read(images[stems[0]])
+    image_rows = LazyImages.from_files([images[s] for s in stems], first.shape, read, image_shape_of,
+                                       several_sizes=SEVERAL_SIZES)
+    mask_rows = LazyImages.from_files([masks[s] for s in stems], first.shape[:2], read_mask_row,
+                                      mask_shape_of, dtype=np.int32, several_sizes=SEVERAL_SIZES)
+    return Split(image_rows, masks=mask_rows, files=np.array([masks[s] for s in stems]))
 
 
-def _read_pair(image_path: str, mask_path: str, image_size: int) -> tuple[np.ndarray, np.ndarray]:
-    image = read_image(image_path)
-    mask = read_mask(mask_path)
-    if image.shape[:2] != mask.shape:
-        raise UsageError(f"{mask_path}: mask of size {mask.shape[1]}x{mask.shape[0]} but its image "
-                         f"{image_path} is {image.shape[1]}x{image.shape[0]}; they must match")
-    return resize_pair(image, mask, image_size)
+SEVERAL_SIZES = "set data.image_size to resize them all"
+BINARY_SAMPLE = 16  # masks read at the start to tell 0/255 binary masks from class ids
+MASK_MODES = ("L", "P", "1", "I", "I;16")
 
 
-def read_mask(path: str) -> np.ndarray:
-    """int32 (H, W) class ids from a single-channel (greyscale or palette) image."""
+def _binary_masks(paths: Sequence[str]) -> bool:
+    """Whether the masks are binary ones drawn as 0/255 (read as 0/1): told from up to
+    BINARY_SAMPLE masks spread over the folder, so that the start reads a few files, not all."""
+    sample = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, BINARY_SAMPLE).astype(int))]
+    return all(set(np.unique(read_mask(path)).tolist()) <= {0, 255} for path in sample)
+
+
+def _mask_size(path: str) -> tuple[int, int]:
+    """(H, W) of a mask file from its header, checking that it holds class ids."""
     from PIL import Image, UnidentifiedImageError
 
     try:
         with Image.open(path) as image:
-            if image.mode not in ("L", "P", "1", "I", "I;16"):
-                raise UsageError(f"{path}: mask has {image.mode} pixels; masks must be single-channel "
-                                 "images of class ids (greyscale or palette PNG)")
-            return np.asarray(image).astype(np.int32)
+            _check_mask_mode(image, path)
+            return image.height, image.width
     except (OSError, UnidentifiedImageError) as e:
         raise UsageError(f"{path}: cannot read mask ({e})") from None
+
+
+def _check_mask_mode(image, path: str) -> None:
+    if image.mode not in MASK_MODES:
+        raise UsageError(f"{path}: mask has {image.mode} pixels; masks must be single-channel "
+                         "images of class ids (greyscale or palette PNG)")
+
+
+def read_mask(path: str, binary: bool = False) -> np.ndarray:
+    """int32 (H, W) class ids from a single-channel (greyscale or palette) image; with `binary`,
+    a 0/255 mask read as 0/1 (any other value is an error: the folder's masks are binary)."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as image:
+            _check_mask_mode(image, path)
+            mask = np.asarray(image).astype(np.int32)
+    except (OSError, UnidentifiedImageError) as e:
+        raise UsageError(f"{path}: cannot read mask ({e})") from None
+    if not binary:
+        return mask
+    if not np.isin(mask, (0, 255)).all():
+        other = int(mask[~np.isin(mask, (0, 255))][0])
+        raise UsageError(f"{path}: mask holds value {other}, but the folder's masks are binary (0 and 255); "
+                         "write every mask as class ids, or every one as 0/255")
+    return (mask == 255).astype(np.int32)
 
 
 def resize_pair(image: np.ndarray, mask: np.ndarray | None, size: int):

@@ -6,7 +6,7 @@ import dataclasses
 
 import numpy as np
 
-from aelab.data.lazy import LazyImages
+from aelab.data.lazy import LazyImages, take_rows
 from aelab.errors import UsageError
 
 
@@ -26,9 +26,8 @@ class Split:
 
     def take(self, index: np.ndarray) -> "Split":
         def rows(array):
-            return None if array is None else array[index]
-        images = self.images.take(index) if isinstance(self.images, LazyImages) else self.images[index]
-        return Split(images, rows(self.labels), rows(self.masks), rows(self.files))
+            return None if array is None else take_rows(array, index)
+        return Split(rows(self.images), rows(self.labels), rows(self.masks), rows(self.files))
 
     @property
     def streamed(self) -> bool:
@@ -36,8 +35,22 @@ class Split:
         return isinstance(self.images, LazyImages)
 
     def in_memory(self) -> "Split":
-        """This split with every image read (itself if they already are)."""
-        return dataclasses.replace(self, images=np.asarray(self.images)) if self.streamed else self
+        """This split with every image (and mask) read (itself if they already are)."""
+        if not self.streamed:
+            return self
+        masks = np.asarray(self.masks) if isinstance(self.masks, LazyImages) else self.masks
+        return dataclasses.replace(self, images=np.asarray(self.images), masks=masks)
+
+    def verify(self) -> None:
+        """Checks the headers of every lazily read file (LazyImages.verify)."""
+        for rows in (self.images, self.masks):
+            if isinstance(rows, LazyImages):
+                rows.verify()
+
+    @property
+    def decoded_bytes(self) -> int:
+        """What the split's images (and masks) take in memory, read or not."""
+        return sum(rows.nbytes for rows in (self.images, self.masks) if rows is not None)
 
     @property
     def example_shape(self) -> tuple[int, ...]:

@@ -21,6 +21,7 @@ from aelab import evaluate, losses, plots
 from aelab.baselines import majority_baseline
 from aelab.data import Dataset, Split, eval_batches
 from aelab.data.augment import flip_and_crop
+from aelab.data.lazy import row_chunks
 from aelab.errors import UsageError, choose
 from aelab.models.unet import UNet
 from aelab.tasks.base import Task
@@ -96,15 +97,16 @@ class SegmentationTask(Task):
             if split.masks.shape[1:] != split.images.shape[1:3]:
                 raise UsageError(f"{dataset.name}: {name} masks are {split.masks.shape[1:]} but images "
                                  f"{split.images.shape[1:3]}; they must match")
-            ids = np.unique(split.masks)
-            bad = ids[((ids < 0) | (ids >= self.num_classes)) & (ids != self.ignore_index)]
-            if len(bad):
-                first = int(np.flatnonzero((split.masks == bad[0]).any(axis=(1, 2)))[0])
-                where = split.files[first] if split.files is not None else f"{name} example {first}"
-                raise UsageError(
-                    f"{dataset.name}: {where}: mask holds class id {int(bad[0])}, outside "
-                    f"0..{self.num_classes - 1} (model.num_classes={self.num_classes}, "
-                    f"segmentation.ignore_index={self.ignore_index})")
+            for start, masks in row_chunks(split.masks):  # streamed masks: read, not held
+                ids = np.unique(masks)
+                bad = ids[((ids < 0) | (ids >= self.num_classes)) & (ids != self.ignore_index)]
+                if len(bad):
+                    first = start + int(np.flatnonzero((masks == bad[0]).any(axis=(1, 2)))[0])
+                    where = split.files[first] if split.files is not None else f"{name} example {first}"
+                    raise UsageError(
+                        f"{dataset.name}: {where}: mask holds class id {int(bad[0])}, outside "
+                        f"0..{self.num_classes - 1} (model.num_classes={self.num_classes}, "
+                        f"segmentation.ignore_index={self.ignore_index})")
         crop = self.config.augment.crop
         if crop > min(dataset.image_shape[:2]):
             raise UsageError(f"augment.crop={crop} is larger than the {dataset.image_shape[0]}x"
@@ -167,13 +169,17 @@ class SegmentationTask(Task):
         return [str(k) for k in range(self.num_classes)]
 
     def figures(self, model: UNet, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
-        test = dataset.test
-        predicted = self.predictor(model)(test.images, self.config.train.eval_batch_size)
-        valid = test.masks != self.ignore_index
+        test, segment = dataset.test, self.predictor(model)
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
-        np.add.at(confusion, (test.masks[valid], predicted[valid]), 1)
+        shown = []  # the first chunk's predictions, for the figure
+        for start, images in row_chunks(test.images):  # a streamed test split a chunk at a time
+            masks = np.asarray(test.masks[start:start + len(images)])
+            predicted = segment(images, self.config.train.eval_batch_size)
+            valid = masks != self.ignore_index
+            np.add.at(confusion, (masks[valid], predicted[valid]), 1)
+            shown = shown if len(shown) else predicted
         n = min(8, len(test))
-        plots.segmentation_rows(test.images[:n], test.masks[:n], predicted[:n], self.num_classes,
+        plots.segmentation_rows(test.images[:n], test.masks[:n], shown[:n], self.num_classes,
                                 os.path.join(figure_dir, "segmentations.png"),
                                 title="test images, true and predicted masks", ignore_index=self.ignore_index)
         plots.confusion_matrix(confusion, self.class_names(dataset.name),
