@@ -113,7 +113,8 @@ def _binary_masks(paths: Sequence[str]) -> bool:
     """Whether the masks are binary ones drawn as 0/255 (read as 0/1): told from up to
     BINARY_SAMPLE masks spread over the folder, so that the start reads a few files, not all."""
     sample = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, BINARY_SAMPLE).astype(int))]
-    return all(set(np.unique(read_mask(path)).tolist()) <= {0, 255} for path in sample)
+    values = [set(np.unique(read_mask(path)).tolist()) for path in sample]
+    return all(v <= {0, 255} for v in values) and any(255 in v for v in values)  # all-0 masks say nothing
 
 
 def _mask_size(path: str) -> tuple[int, int]:
