@@ -72,6 +72,7 @@ def common_config() -> ml_collections.ConfigDict:
     config.train.device_data_mb = 2048  # a training split up to this size stays on the device(s); 0 = never
     config.train.steps_per_dispatch = 10  # with the split on the device, steps run per call (a loop there)
     config.train.input_threads = 4  # otherwise, threads making batches ahead of the step (decoding streamed images)
+    config.train.input_processes = 0  # streamed images: >0 decodes them in that many worker processes instead
     config.train.prefetch_batches = 8  # ...and the batches they may hold ready
     # CPU matmul library (aelab/compiler.py). None: XLA's default YNNPACK for the train steps and
     # decoders of models without convolutions, XLA's Eigen everywhere else; True / False: YNNPACK
@@ -289,6 +290,9 @@ def validate(config: ml_collections.ConfigDict) -> None:
     if train.input_threads < 0:
         raise UsageError(f"train.input_threads={train.input_threads} must be >= 0 (0: batches made on the "
                          "training thread)")
+    if train.input_processes < 0:
+        raise UsageError(f"train.input_processes={train.input_processes} must be >= 0 (0: threads, "
+                         "train.input_threads, make the batches)")
     if train.early_stopping_patience < 0 or train.early_stopping_min_delta < 0:
         raise UsageError("train.early_stopping_patience and train.early_stopping_min_delta must be >= 0")
     if opt.warmup_steps < 0 or opt.grad_clip_norm < 0:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import functools
 import itertools
 import os
 import time
@@ -125,8 +126,16 @@ def on_device(run: Run) -> bool:
 
 def host_batches(run: Run, first_step: int) -> Iterator[dict[str, jax.Array]]:
     """The device batches of steps `first_step` onwards when they are made on the host: this
-    process reads only its own rows of each, and `train.input_threads` threads make them ahead."""
+    process reads only its own rows of each, and `train.input_threads` threads make them ahead
+    (or, for streamed images, `train.input_processes` worker processes)."""
     t, part, parts = run.config.train, jax.process_index(), jax.process_count()
+    streamed = any(isinstance(a, LazyImages) for a in run.batches.arrays.values())
+    if t.input_processes and streamed:
+        rows = data.in_processes(functools.partial(run.batches, part=part, parts=parts), first_step,
+                                 t.num_steps, t.input_processes, t.prefetch_batches)
+        # Copied out of the workers' shared memory at once, so that grain frees each block now.
+        return Closing(rows, (parallel.put_local_batch({k: np.array(v) for k, v in r.items()}, run.mesh)
+                              for r in rows))
 
     def make(step: int) -> dict[str, jax.Array]:
         return parallel.put_local_batch(run.batches(step, part, parts), run.mesh)
@@ -134,6 +143,19 @@ def host_batches(run: Run, first_step: int) -> Iterator[dict[str, jax.Array]]:
     if not t.input_threads:
         return map(make, itertools.count(first_step))
     return data.prefetched(make, first_step, t.num_steps, t.input_threads, t.prefetch_batches)
+
+
+class Closing:
+    """`batches`, with `close()` closing `source` (worker processes and their shared memory)."""
+
+    def __init__(self, source, batches: Iterator):
+        self.source, self.batches = source, batches
+
+    def __next__(self):
+        return next(self.batches)
+
+    def close(self) -> None:
+        self.source.close()
 
 
 def device_batches(run: Run, width: int) -> Callable[[int, int], tuple] | None:
@@ -179,6 +201,10 @@ class Waiting:
             self.seconds += time.perf_counter() - begin
         self.started = True
         return batch
+
+    def close(self) -> None:
+        if hasattr(self.batches, "close"):
+            self.batches.close()
 
 
 class Window:
@@ -356,6 +382,8 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
     finally:
         bar.close()
         writer.close()
+        if batches is not None:
+            batches.close()
 
 
 def _cache_use(run: Run) -> dict[str, int] | None:

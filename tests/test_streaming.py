@@ -69,20 +69,23 @@ def test_a_folder_is_streamed_above_the_device_budget_and_read_into_memory_below
 
 def test_streamed_training_is_bitwise_the_in_memory_run_and_resumes_exactly(tmp_path):
     """The batch of step s is a function of (seed, s) on the streaming path too: however many
-    threads make batches ahead (none, 2 or 3), the run equals the on-device one, and a run
+    threads make batches ahead (none, 2 or 3), or two worker processes, the run equals the
+    on-device one, and a run
     stopped at step 20 and continued ends where an unbroken one does."""
     folder = colour_folder(tmp_path / "f")
 
     def streamed(threads, **more):
         return folder_config(folder, **{"train.device_data_mb": 0, "train.input_threads": threads, **more})
     summaries = {"device": train.train_and_evaluate(folder_config(folder), str(tmp_path / "device")),
-                 "streamed": train.train_and_evaluate(streamed(3), str(tmp_path / "streamed"))}
+                 "streamed": train.train_and_evaluate(streamed(3), str(tmp_path / "streamed")),
+                 "processes": train.train_and_evaluate(streamed(0, **{"train.input_processes": 2}),
+                                                       str(tmp_path / "processes"))}
     assert summaries["device"]["data"]["input"] == "in memory" and summaries["device"]["batches"] == "on device"
     assert summaries["streamed"]["data"]["input"] == "streamed" and summaries["streamed"]["batches"] == "from host"
     assert 0 <= summaries["streamed"]["input_wait_fraction"] < 1
     train.train_and_evaluate(streamed(0, **{"train.num_steps": 20}), str(tmp_path / "resumed"))
     summaries["resumed"] = train.train_and_evaluate(streamed(2), str(tmp_path / "resumed"))
-    for name in ("streamed", "resumed"):
+    for name in ("streamed", "processes", "resumed"):
         for a, b in zip(jax.tree.leaves(checkpoint.read_state(str(tmp_path / name))[1]),
                         jax.tree.leaves(checkpoint.read_state(str(tmp_path / "device"))[1]), strict=True):
             assert np.array_equal(a, b), name

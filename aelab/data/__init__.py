@@ -15,7 +15,7 @@ import ml_collections
 import numpy as np
 
 from aelab.data import captions, files, records, segmentation, sources, text
-from aelab.data.pipeline import TrainBatches, eval_batches, prefetched
+from aelab.data.pipeline import TrainBatches, eval_batches, in_processes, prefetched
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
 
@@ -54,7 +54,8 @@ LOCAL_READERS = {
 }
 NAMED_READERS = {"digits": sources.read_digits}
 
-__all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "load", "prefetched", "read_splits"]
+__all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "in_processes", "load", "prefetched",
+           "read_splits"]
 
 # Local sources whose path must name an existing file, or folder, or either; the others name a data set.
 FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv"), ("idx", "images", "segfolder", "captions", "records")

@@ -14,6 +14,7 @@ compiled shapes replace one padded to the longest sentence.
 
 from __future__ import annotations
 
+import sys
 import threading
 from typing import Any, Callable, Iterator
 
@@ -50,6 +51,12 @@ class TrainBatches:
             self.steps_per_epoch = int(sum(c // batch_size for c in counts))
         else:
             self.steps_per_epoch = len(split) // batch_size
+
+    def __getstate__(self) -> dict:  # sent to input worker processes: no lock, no memo
+        return {k: v for k, v in self.__dict__.items() if k not in ("_lock", "_batches", "_epoch")}
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state, _lock=threading.Lock(), _batches=[], _epoch=-1)
 
     def _epoch_batches(self, epoch: int) -> list[np.ndarray]:
         rng = np.random.default_rng([self.seed, epoch])
@@ -94,6 +101,31 @@ def prefetched(make: Callable[[int], Any], first_step: int, last_step: int, thre
     steps = grain.MapDataset.range(first_step, last_step).map(make)
     options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(buffer, threads))
     return iter(steps.to_iter_dataset(options))
+
+
+def in_processes(make: Callable[[int], Any], first_step: int, last_step: int, processes: int,
+                 buffer: int) -> Iterator:
+    """`make(step)` (numpy batches) for step = first_step .. last_step - 1, in order, made by
+    `processes` grain worker processes (each takes every processes-th step), which decode in
+    parallel where threads would share the GIL; `make` is pickled to them. Close the iterator
+    (`.close()`) when done: it holds processes and shared memory."""
+    import grain
+    from absl import flags
+
+    if not flags.FLAGS.is_parsed():  # grain's workers read its absl flags; aelab sets none
+        flags.FLAGS.mark_as_parsed()
+    # Python's resource tracker (a process started with these options) counts the shared memory
+    # blocks this process opened and the workers freed as "leaked" and says so at exit.
+    if TRACKER_QUIET not in sys.warnoptions:
+        sys.warnoptions.append(TRACKER_QUIET)
+    steps = grain.MapDataset.range(first_step, last_step).map(make)
+    options = grain.MultiprocessingOptions(num_workers=processes,
+                                           per_worker_buffer_size=max(1, buffer // processes))
+    return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
+                .mp_prefetch(options))
+
+
+TRACKER_QUIET = "ignore:resource_tracker:UserWarning"
 
 
 def eval_batches(split: Split | dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:

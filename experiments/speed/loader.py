@@ -4,17 +4,17 @@
         [--images=20000] [--repeats=3] [--record]
 
 aelab's side is what a streamed training run does before its step: `images:DIR` listed
-lazily, the batches of `TrainBatches` (a seeded shuffle, batch 256) made ahead by
-`train.input_threads` grain threads (decode with PIL, scale to [0, 1]) and placed on the
-device. The random flip runs inside the compiled step on the device (aelab.data.augment), so
-it is not part of this pipeline. PyTorch's side is ../shared/bench/torch_loader_ref.py with as
-many worker processes. Every file is read once first, so that both sides find the folder in the
-page cache (otherwise whichever side runs first pays for the disk, about 100 us a file here);
-each side then runs `--repeats` times as separate processes, alternated (the side that starts
-swaps every round), after a warm-up batch; prints the medians of images/s and their ratio. `--record` appends the raw
-lines, with the commit, to experiments/speed/results.jsonl.
+lazily, the batches of `TrainBatches` (a seeded shuffle, batch 256: decode with PIL, scale to
+[0, 1]) made ahead and placed on the device, twice: by `--workers` grain threads
+(`train.input_threads`) and by as many grain worker processes (`train.input_processes`).
+The random flip runs inside the compiled step on the device (aelab.data.augment), so it is not
+part of this pipeline. PyTorch's side is ../shared/bench/torch_loader_ref.py with as many
+worker processes. Every file is read once first, so that every side finds the folder in the
+page cache (otherwise whichever runs first pays for the disk, about 100 us a file here); each
+side then runs `--repeats` times as separate processes, alternated (the order reverses every
+round), after a warm-up batch; prints the medians of images/s and their ratios to torch.
+`--record` appends the raw lines, with the commit, to experiments/speed/results.jsonl.
 """
-
 from __future__ import annotations
 
 import argparse
@@ -31,9 +31,13 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 TORCH_REF = REPO.parent / "shared" / "bench" / "torch_loader_ref.py"
 
 
-def aelab_loader(directory: str, workers: int, batch: int, images: int) -> dict:
-    """images/s of aelab's streaming input over `directory` (run in a process of its own)."""
+def aelab_loader(directory: str, workers: int, batch: int, images: int, processes: bool) -> dict:
+    """images/s of aelab's streaming input over `directory` (run in a process of its own), with
+    `workers` threads or (`processes`) worker processes."""
+    import functools
+
     import jax
+    import numpy as np
 
     from aelab import config as config_lib, data, parallel
 
@@ -46,14 +50,21 @@ def aelab_loader(directory: str, workers: int, batch: int, images: int) -> dict:
     index_s = time.perf_counter() - t0
     batches = data.TrainBatches(split, batch, seed=0)
     mesh = jax.make_mesh((1,), (parallel.DATA,))
-    stream = data.prefetched(lambda s: parallel.put_local_batch(batches(s), mesh), 0, 10**9, workers, 8)
+    if processes:  # as train.input_processes does
+        rows = data.in_processes(functools.partial(batches, part=0, parts=1), 0, 10**9, workers, 8)
+        stream = (parallel.put_local_batch({k: np.array(v) for k, v in r.items()}, mesh) for r in rows)
+    else:  # as train.input_threads does
+        stream = data.prefetched(lambda s: parallel.put_local_batch(batches(s), mesh), 0, 10**9, workers, 8)
     jax.block_until_ready(next(stream))  # warm-up: threads started, first batch decoded
     n, t0 = 0, time.perf_counter()
     while n < images:
         jax.block_until_ready(next(stream)["image"])
         n += batch
     seconds = time.perf_counter() - t0
-    return {"framework": "aelab", "pipeline": "grain threads + PIL, device_put", "dir": directory,
+    if processes:
+        rows.close()
+    return {"framework": "aelab", "pipeline": f"grain {'processes' if processes else 'threads'} + PIL, device_put",
+            "dir": directory,
             "files": len(split), "workers": workers, "batch": batch, "images": n, "seconds": seconds,
             "images_per_s": n / seconds, "index_seconds": index_s,
             "peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024}
@@ -78,15 +89,17 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--record", action="store_true")
     parser.add_argument("--one", action="store_true", help=argparse.SUPPRESS)  # a child: aelab's side once
+    parser.add_argument("--processes", action="store_true", help=argparse.SUPPRESS)  # ...with worker processes
     args = parser.parse_args()
     if args.one:
-        print(json.dumps(aelab_loader(args.dir, args.workers, args.batch, args.images)))
+        print(json.dumps(aelab_loader(args.dir, args.workers, args.batch, args.images, args.processes)))
         return
     sys.path.insert(0, str(REPO / "experiments" / "speed"))
     from compare import record  # noqa: E402
 
-    sides = {"aelab": [sys.executable, __file__, "--one", f"--dir={args.dir}", f"--workers={args.workers}",
-                       f"--batch={args.batch}", f"--images={args.images}"]}
+    aelab = [sys.executable, __file__, "--one", f"--dir={args.dir}", f"--workers={args.workers}",
+             f"--batch={args.batch}", f"--images={args.images}"]
+    sides = {"aelab threads": aelab, "aelab processes": aelab + ["--processes"]}
     if args.torch_python:
         sides["torch"] = [args.torch_python, str(TORCH_REF), "--dir", args.dir, "--workers", str(args.workers),
                           "--batch", str(args.batch), "--images", str(args.images), "--json"]
@@ -101,7 +114,8 @@ def main() -> None:
     for name, value in medians.items():
         print(f"{name}: {value:,.0f} images/s (median of {args.repeats}; {args.workers} workers, batch {args.batch})")
     if "torch" in medians:
-        print(f"aelab / torch: {medians['aelab'] / medians['torch']:.2f}x")
+        for name in ("aelab threads", "aelab processes"):
+            print(f"{name} / torch: {medians[name] / medians['torch']:.2f}x")
     if args.record:
         record([dict(r, workload="loader") for rows in lines.values() for r in rows], " ".join(["python", *sys.argv]))
 
