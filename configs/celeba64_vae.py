@@ -9,7 +9,8 @@ TFDS `celeb_a` (162,770 training, 19,867 validation and 19,962 test faces of
 218x178; downloaded and prepared on first use, about 1.4 GB) or `images:DIR`:
 each image is cut to its central square and resized to 64x64
 (`data.image_size`). At 2.4 GB decoded the training split is larger than
-`train.device_data_mb`, so the run streams it from disk (docs/data.md).
+`train.device_data_mb`, so the run streams it from disk (docs/data.md),
+decoding in four worker processes (`train.input_processes`).
 Encoder: four stride-2 3x3 convolutions (32, 64, 64, 128 channels) to a
 128-d Gaussian posterior; the decoder mirrors it. Gaussian likelihood with a
 fixed pixel sigma of 0.1 (`loss=mse`, `vae.sigma`), Adam 5e-4, batch 128.
@@ -44,4 +45,5 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
     config.train.log_every = 200
     config.train.eval_every = 5000
     config.train.checkpoint_every = 2500
+    config.train.input_processes = 4  # JPEG/PNG decoding outruns threads, which share the GIL
     return config

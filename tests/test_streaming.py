@@ -3,6 +3,7 @@
 import gzip
 import json
 import os
+import re
 
 import jax
 import numpy as np
@@ -132,6 +133,23 @@ def test_a_damaged_file_in_a_streamed_folder_stops_the_run_before_training_namin
     with pytest.raises(UsageError, match=f"{damaged}: image of shape \\(4, 4, 3\\), but .* has \\(8, 8, 3\\)"):
         train.train_and_evaluate(streamed, str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
+
+
+def test_a_file_that_fails_to_decode_in_a_worker_process_is_one_line_naming_it(tmp_path, capsys):
+    """Headers pass, bodies are cut short: the worker process's error reaches the user as the
+    one line of a UsageError, exit 2, not a traceback."""
+    from aelab import main
+
+    folder = colour_folder(tmp_path / "f")
+    for path in sorted((folder / "class0").iterdir())[1:13]:  # the first is read at listing
+        path.write_bytes(path.read_bytes()[:60])
+    command = ["aelab", "train", "--config=configs/digits_ae.py", f"--config.data.name=images:{folder}",
+               "--config.train.device_data_mb=0", "--config.train.input_processes=2",
+               "--config.train.batch_size=16", "--config.train.progress=false", f"--workdir={tmp_path / 'w'}"]
+    assert main.main(command) == 2
+    err = capsys.readouterr().err.strip()
+    assert re.fullmatch(rf"aelab: error: {re.escape(str(folder))}/class0/\d+\.png: cannot read image "
+                        r"\(image file is truncated\)", err), err
 
 
 def test_uses_read_only_the_images_of_the_split_they_score(tmp_path, monkeypatch):
