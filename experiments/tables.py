@@ -21,9 +21,14 @@ def _pm(figure: dict, digits: int, scale: float = 1.0) -> str:
     return f"{scale * figure['mean']:.{digits}f} ± {scale * figure['std']:.{digits}f}"
 
 
+def _figure(value, digits: int) -> str:
+    """A one-run number, or "mean ± std" of an over_seeds figure."""
+    return _pm(value, digits) if isinstance(value, dict) else f"{value:.{digits}f}"
+
+
 def _translation(r):
-    return (f"sacreBLEU **{r['test']['bleu']:.1f}** (chrF {r['test']['chrf']:.1f}; validation, greedy, "
-            f"{r['val']['bleu']:.1f})", f"copy source {r['copy_source_bleu']:.1f}")
+    return (f"sacreBLEU **{_figure(r['test']['bleu'], 1)}** (chrF {_figure(r['test']['chrf'], 1)}; validation, "
+            f"greedy, {_figure(r['val']['bleu'], 1)})", f"copy source {r['copy_source_bleu']:.1f}")
 
 
 def _isbi(r):
@@ -93,7 +98,7 @@ PENDING = ("MNIST deep autoencoder 784-1000-500-250-30",
            "Hinton & Salakhutdinov 2006, no pretraining", "MNIST VAE 784-500-500-20, binarized",
            "linear probe on mnist_ae's 30-d codes", "denoising, Gaussian sigma 0.3",
            "MNIST scenes, 11 classes, U-Net", "captioning MNIST scenes, Transformer",
-           "latent sweep, MNIST, 2 to 64", "Spanish → English, Transformer 2+2")
+           "latent sweep, MNIST, 2 to 64")
 
 
 def generated() -> dict[str, tuple[str, str]]:

@@ -1,15 +1,16 @@
 """Spanish -> English on the Tatoeba corpus: the Transformer and the attention RNN, sacreBLEU on
 a held-out test split of 3,568 pairs.
 
-    python experiments/translation/run.py --workdir=runs/translation [--only=transformer|rnn]
+    python experiments/translation/run.py --workdir=runs/translation [--only=transformer|rnn] [--seeds 0 1 2]
 
-Trains configs/mt_spa_eng_transformer.py and configs/mt_spa_eng_rnn.py
-(resuming or skipping finished runs) and writes experiments/translation/results.json:
-per model, validation and test BLEU and chrF (test: beam search; validation:
-greedy on `decode.eval_examples` pairs), the copy-the-source baseline, the
-split sizes and overlaps, training seconds (inside training steps, from the
-logged steps/s) and wall clock, sample translations, and the provenance (command,
-commit, versions, machine). Models not run this time keep their earlier rows.
+Trains configs/mt_spa_eng_transformer.py and configs/mt_spa_eng_rnn.py with each seed
+(WORKDIR/MODEL for seed 0, WORKDIR/MODEL-seedS for the others; resuming or skipping
+finished runs) and writes experiments/translation/results.json: per model, validation and
+test BLEU and chrF (test: beam search; validation: greedy on `decode.eval_examples` pairs),
+mean and standard deviation over the seeds, the copy-the-source baseline, the split sizes
+and overlaps, training seconds (inside training steps, from the logged steps/s) and wall
+clock, sample translations (seed 0), and the provenance (command, commit, versions,
+machine). Models not run this time keep their earlier rows.
 """
 
 from __future__ import annotations
@@ -39,34 +40,41 @@ def main() -> None:
     parser.add_argument("--workdir", default="runs/translation")
     parser.add_argument("--only", choices=sorted(RUNS), action="append", help="run only these models")
     parser.add_argument("--steps", type=int, default=0, help="override every run's steps (smoke tests)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0])
     args = parser.parse_args()
     models = {}
     for short in args.only or list(RUNS):
         title, config_name = RUNS[short]
-        config = from_file(REPO / "configs" / config_name)
-        config.train.progress = False
-        if args.steps:
-            config.train.num_steps = args.steps
-        workdir = os.path.join(args.workdir, short)
         begun = provenance.start()
-        summary = train.train_and_evaluate(config, workdir)
-        ev, val = summary["eval"], summary["val"]
+        runs = []
+        for seed in args.seeds:
+            config = from_file(REPO / "configs" / config_name)
+            config.seed, config.train.progress = seed, False
+            if args.steps:
+                config.train.num_steps = args.steps
+            workdir = os.path.join(args.workdir, short if seed == 0 else f"{short}-seed{seed}")
+            runs.append((workdir, train.train_and_evaluate(config, workdir)))
+        summaries = [summary for _, summary in runs]
+        (first_workdir, first), config = runs[0], from_file(REPO / "configs" / config_name)
+
+        def over_seeds(split: str, key: str) -> dict:
+            return provenance.over_seeds([summary[split][key] for summary in summaries])
+
         models[short] = {
-            "model": title, "config": f"configs/{config_name}", "step": summary["step"],
-            "test": {"bleu": ev["bleu"], "chrf": ev["chrf"], "nll": ev["nll"]},
-            "val": {k: val[k] for k in ("bleu", "chrf", "nll") if k in val},
-            "copy_source_bleu": summary["baselines"]["copy_source"]["bleu"],
-            "data": summary["data"], "seed": config.seed, "split_seed": config.data.split_seed,
-            "training_seconds": round(training_seconds(os.path.join(workdir, "metrics.jsonl")), 1),
-            "samples": samples(workdir, summary["step"]),
+            "model": title, "config": f"configs/{config_name}", "step": first["step"], "seeds": args.seeds,
+            "test": {k: over_seeds("eval", k) for k in ("bleu", "chrf", "nll")},
+            "val": {k: over_seeds("val", k) for k in ("bleu", "chrf", "nll") if k in first["val"]},
+            "copy_source_bleu": first["baselines"]["copy_source"]["bleu"],
+            "data": first["data"], "split_seed": config.data.split_seed,
+            "training_seconds": [round(training_seconds(os.path.join(w, "metrics.jsonl")), 1) for w, _ in runs],
+            "samples": samples(first_workdir, first["step"]),
             **provenance.record(begun)}
         print(json.dumps({k: v for k, v in models[short].items() if k not in ("samples", "versions")}),
               flush=True)
     if args.steps:  # a smoke test publishes nothing
         return
     for short, row in provenance.update_results(str(RESULTS), models).items():
-        print(f"{short}: test BLEU {row['test']['bleu']:.1f} chrF {row['test']['chrf']:.1f} "
-              f"(validation BLEU {row['val'].get('bleu', float('nan')):.1f}), commit {row['commit']}")
+        print(f"{short}: test BLEU {row['test']['bleu']} (validation {row['val'].get('bleu')}), commit {row['commit']}")
 
 if __name__ == "__main__":
     main()
