@@ -37,6 +37,26 @@ def _isbi(r):
             f"majority {r['majority']['pixel_accuracy']:.3f}, {r['majority']['mean_iou']:.3f}")
 
 
+def _scenes(r):
+    return (f"mean IoU **{_figure(r['test']['mean_iou'], 3)}** (validation {_figure(r['val']['mean_iou'], 3)})",
+            f"majority {r['majority']['mean_iou']:.3f}")
+
+
+def _captioning(r):
+    test, val, nearest = r["test"], r["val"], r["nearest_neighbour"]
+    return (f"BLEU-4 **{test['bleu']:.1f}**, exact match **{100 * test['exact_match']:.1f}%** (validation, greedy, "
+            f"{val['bleu']:.1f}, {100 * val['exact_match']:.1f}%)",
+            f"nearest neighbour {nearest['bleu']:.1f} / {100 * nearest['exact_match']:.1f}%")
+
+
+def _latent_sweep(r):
+    by_size = {int(size): row for size, row in r["by_size"].items()}
+    below = sum(row["test"]["recon_sse"]["mean"] < row["pca_recon_sse"] for row in by_size.values())
+    ends = "; ".join(f"d={d}: {_pm(by_size[d]['test']['recon_sse'], 2)} vs {by_size[d]['pca_recon_sse']:.2f}"
+                     for d in (min(by_size), max(by_size)))
+    return (f"test recon_sse below PCA at **{below} of {len(by_size)}** sizes ({ends})", "PCA at each size")
+
+
 def _digits_ae(r):
     return (f"recon_sse {_pm(r['test']['recon_sse'], 3)} (validation {_pm(r['val']['recon_sse'], 3)})",
             f"PCA-8 {r['pca']:.3f}")
@@ -91,6 +111,9 @@ ROWS = {
     "Spanish → English, Transformer 2+2": ("translation", "transformer", _translation),
     "Spanish → English, attention GRU": ("translation", "rnn", _translation),
     "ISBI 2012 membranes, U-Net": ("segmentation", "isbi_unet", _isbi),
+    "MNIST scenes, 11 classes, U-Net": ("segmentation", "scenes_unet", _scenes),
+    "captioning MNIST scenes, Transformer": ("captioning", "captioning", _captioning),
+    "latent sweep, MNIST, 2 to 64": ("latent_sweep", "latent_sweep_ae", _latent_sweep),
 }
 
 # Rows whose figure predates results.json: rerun pending, marked † in README.
