@@ -11,7 +11,7 @@ from aelab import data
 from aelab.data import sources
 from aelab.config import base_config
 from aelab.data.pipeline import TrainBatches, eval_batches
-from aelab.data.splits import Split
+from aelab.data.splits import Split, shown_rows
 from aelab.errors import UsageError
 
 
@@ -260,3 +260,16 @@ def test_generated_test_scenes_share_no_digit_with_training_scenes(prefix):
     used = {name: _digits_placed(splits[name].images[..., 0], digits) for name in ("train", "test")}
     assert len(used["train"]) > 300 and len(used["test"]) > 100  # the scenes really are made of digits
     assert not used["train"] & used["test"]
+
+
+def test_figures_show_rows_drawn_across_the_classes():
+    """On a class-sorted split (CIFAR-10's folder order) the first 16 rows are one class; the
+    figure's rows take one of each class in turn, seeded, and stay inside the split."""
+    labels = np.repeat(np.arange(10), 50)
+    rows = shown_rows(len(labels), 16, labels, seed=0)
+    assert len(set(rows.tolist())) == 16 and set(labels[rows[:10]].tolist()) == set(range(10))
+    np.testing.assert_array_equal(rows, shown_rows(len(labels), 16, labels, seed=0))
+    assert not np.array_equal(rows, shown_rows(len(labels), 16, labels, seed=1))
+    unlabelled = shown_rows(500, 16, None, seed=0)
+    assert len(set(unlabelled.tolist())) == 16 and unlabelled.max() < 500 and unlabelled.max() > 16
+    assert len(shown_rows(5, 16, np.arange(5))) == 5  # a split smaller than the figure: all of it

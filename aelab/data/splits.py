@@ -41,6 +41,10 @@ class Split:
         masks = np.asarray(self.masks) if isinstance(self.masks, LazyImages) else self.masks
         return dataclasses.replace(self, images=np.asarray(self.images), masks=masks)
 
+    def figure_rows(self, n: int, seed: int = 0) -> np.ndarray:
+        """The rows a figure shows: `n` drawn across the classes (seeded; shown_rows)."""
+        return shown_rows(len(self), n, self.labels, seed)
+
     def verify(self) -> None:
         """Checks the headers of every lazily read file (LazyImages.verify)."""
         for rows in (self.images, self.masks):
@@ -87,6 +91,20 @@ class Dataset:
         if name not in ("train", "val", "test"):
             raise UsageError(f"unknown split {name!r}; known: test, train, val")
         return getattr(self, name)
+
+
+def shown_rows(count: int, n: int, labels: np.ndarray | None = None, seed: int = 0) -> np.ndarray:
+    """`n` of `count` rows for a figure, drawn with `seed`: one of each class in turn (the classes
+    in a seeded order) where there are labels, so a class-sorted folder does not show one class
+    only; a seeded random sample otherwise."""
+    rng = np.random.default_rng([seed, count])
+    n = min(n, count)
+    if labels is None:
+        return np.sort(rng.choice(count, n, replace=False))
+    classes = rng.permutation(np.unique(labels))
+    members = [rng.permutation(np.flatnonzero(labels == c)) for c in classes]
+    rounds = [[m[i] for m in members if i < len(m)] for i in range(max(map(len, members)))]
+    return np.array([row for r in rounds for row in r][:n])
 
 
 def to_unit_float(images: np.ndarray, where: str) -> np.ndarray:

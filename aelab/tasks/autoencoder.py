@@ -121,7 +121,7 @@ class ReconstructionTask(Task):
 
     def figures(self, model: models.Autoencoder, dataset: Dataset, records, figure_dir: str,
                 baselines=None) -> None:
-        images = dataset.test.images[:16]
+        images = np.asarray(dataset.test.images[dataset.test.figure_rows(16, self.config.seed)])
         inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed), training=False))
         reconstruction = np.asarray(self.policy.jit_model(lambda m, x: m.reconstruct(x), model)(inputs))
         pca = pca_reconstruction(self._pca(dataset), images)
@@ -135,8 +135,7 @@ class ReconstructionTask(Task):
                      f"recon_sse ({UNITS['recon_sse']})", reference)
         plots.curves(records, "loss", os.path.join(figure_dir, "loss.png"),
                      f"loss: {self.config.loss} ({UNITS['loss']})")
-        plots.interpolation(model, dataset.test.images, os.path.join(figure_dir, "interpolation.png"),
-                            self.policy)
+        plots.interpolation(model, images, os.path.join(figure_dir, "interpolation.png"), self.policy)
 
 
 class AutoencoderTask(ReconstructionTask):

@@ -23,6 +23,7 @@ import numpy as np
 from aelab.data import Dataset
 from aelab.data.captions import Captions, CaptionSplit, tokenize_captions
 from aelab.data.lazy import row_chunks
+from aelab.data.splits import shown_rows
 from aelab.errors import UsageError
 from aelab.tasks.seq2seq import Seq2SeqTask, shift_right, token_losses
 from aelab.text import decode, tokenizer as tok
@@ -152,7 +153,7 @@ class CaptioningTask(Seq2SeqTask):
         if any("exact_match" in r for r in records):
             plots.curves(records, "exact_match", os.path.join(figure_dir, "exact_match.png"),
                          UNITS["exact_match"], log=False)
-        test = dataset.test.take(np.arange(min(16, len(dataset.test))))
+        test = dataset.test.take(shown_rows(len(dataset.test), 16, seed=self.config.seed))
         hypotheses = self.captions(model, test.images)
         correct = [normalize(h) in {normalize(r) for r in refs} for h, refs in zip(hypotheses, test.references)]
         plots.captioned_images(test.images, hypotheses, correct, os.path.join(figure_dir, "captions.png"),

@@ -171,15 +171,16 @@ class SegmentationTask(Task):
     def figures(self, model: UNet, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
         test, segment = dataset.test, self.predictor(model)
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
-        shown = []  # the first chunk's predictions, for the figure
+        rows = test.figure_rows(8, self.config.seed)
+        shown = np.zeros((len(rows), *test.masks.shape[1:]), np.int32)  # predictions of the figure's rows
         for start, images in row_chunks(test.images):  # a streamed test split a chunk at a time
             masks = np.asarray(test.masks[start:start + len(images)])
             predicted = segment(images, self.config.train.eval_batch_size)
             valid = masks != self.ignore_index
             np.add.at(confusion, (masks[valid], predicted[valid]), 1)
-            shown = shown if len(shown) else predicted
-        n = min(8, len(test))
-        plots.segmentation_rows(test.images[:n], test.masks[:n], shown[:n], self.num_classes,
+            here = (rows >= start) & (rows < start + len(images))
+            shown[here] = predicted[rows[here] - start]
+        plots.segmentation_rows(np.asarray(test.images[rows]), np.asarray(test.masks[rows]), shown, self.num_classes,
                                 os.path.join(figure_dir, "segmentations.png"),
                                 title="test images, true and predicted masks", ignore_index=self.ignore_index)
         plots.confusion_matrix(confusion, self.class_names(dataset.name),

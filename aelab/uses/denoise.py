@@ -44,7 +44,8 @@ def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None =
     run = load(workdir)
     model, step = run.model, run.step
     clean = run.dataset.test.in_memory()
-    results, rows, names = [], [clean.images[:10]], ["clean"]
+    shown = clean.figure_rows(10, seed)
+    results, rows, names = [], [clean.images[shown]], ["clean"]
     for kind, level in settings:
         def fn(m, batch, key, kind=kind, level=level):
             noisy = corruption.corrupt(batch["image"], key, kind, level)
@@ -60,7 +61,7 @@ def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None =
                   "ssim_denoised": float(ssim(np.clip(out["denoised"], 0, 1), clean.images).mean())}
         record["psnr_gain_db"] = record["psnr_denoised"] - record["psnr_noisy"]
         results.append(record)
-        rows += [out["noisy"][:10], out["denoised"][:10]]
+        rows += [out["noisy"][shown], out["denoised"][shown]]
         names += [f"{kind} {level:g}", "denoised"]
     directory = uses_dir(workdir, out_dir)
     paths = [os.path.join(directory, "denoise.json"), os.path.join(directory, "denoise.png")]
