@@ -88,27 +88,84 @@ def l1(prediction: jax.Array, target: jax.Array) -> jax.Array:
     return _sum_per_example(jnp.abs(prediction - target))
 
 
+def _identity(x):
+    return x
+
+
 class ReconLoss(NamedTuple):
-    """A loss on the decoder's raw output, and the link that maps that output to pixels."""
+    """A loss on the decoder's raw output, the link that maps that output to pixels, and the
+    decoder's output channels for an image of C channels (C, except for a mixture's parameters)."""
 
     per_example: Callable[[jax.Array, jax.Array], jax.Array]
     link: Callable[[jax.Array], jax.Array]
     name: str
+    out_channels: Callable[[int], int] = _identity
 
 
-def _identity(x: jax.Array) -> jax.Array:
-    return x
+RECON_LOSSES = ("bce", "mse", "l1", "dlogistic")
 
 
-RECON_LOSSES = ("bce", "mse", "l1")
-
-
-def recon_loss(name: str, softplus: Softplus = softplus_series) -> ReconLoss:
-    """The reconstruction loss `name` (`softplus`: the Bernoulli loss's, from the compile policy)."""
+def recon_loss(name: str, softplus: Softplus = softplus_series, mixtures: int = 5) -> ReconLoss:
+    """The reconstruction loss `name` (`softplus`: the Bernoulli loss's, from the compile policy;
+    `mixtures`: the discretized logistic mixture's components)."""
     choose("loss", name, RECON_LOSSES)
     if name == "bce":
         return ReconLoss(functools.partial(bce_with_logits, softplus=softplus), jax.nn.sigmoid, "bce")
+    if name == "dlogistic":
+        return ReconLoss(functools.partial(discretized_logistic_nll, mixtures=mixtures),
+                         functools.partial(discretized_logistic_mean, mixtures=mixtures), name,
+                         lambda channels: mixtures * (1 + 2 * channels))
     return ReconLoss(sse if name == "mse" else l1, _identity, name)
+
+
+# --- 8-bit pixels: a discretized mixture of logistics (Salimans et al. 2017, PixelCNN++) ---------
+
+LEVELS = 256  # an 8-bit pixel's values, k / 255 in [0, 1]
+
+
+def _mixture_parameters(raw: jax.Array, mixtures: int):
+    """(log mixture weights (..., K), means (..., K, C) in the [-1, 1] scale, log scales (..., K, C))
+    from raw decoder output (..., K * (1 + 2C)): K logits, then K*C means, then K*C log scales."""
+    channels = (raw.shape[-1] // mixtures - 1) // 2
+    logits, means, log_scales = jnp.split(raw, [mixtures, mixtures * (1 + channels)], axis=-1)
+    shape = (*raw.shape[:-1], mixtures, channels)
+    return (jax.nn.log_softmax(logits, axis=-1), means.reshape(shape),
+            jnp.maximum(log_scales.reshape(shape), -7.0))  # scales below e^-7 ~ 1/1100 add nothing at 8 bits
+
+
+def discretized_logistic_nll(raw: jax.Array, x: jax.Array, mixtures: int) -> jax.Array:
+    """-log P(x) per example, nats, of 8-bit pixels x (B, H, W, C) in [0, 1] under a per-pixel
+    mixture of `mixtures` logistics shared by the channels (one mixture weight per pixel; given
+    z the channels are independent within a component). Each value k/255 gets the logistic's
+    mass on its bin [x - 1/255, x + 1/255] of the [-1, 1] scale, the edge bins the tails
+    (Salimans et al. 2017, eq. 2): the probabilities of the 256 values sum to 1."""
+    log_weights, means, log_scales = _mixture_parameters(raw, mixtures)
+    centered = (2.0 * x - 1.0)[..., None, :] - means
+    inv_scale = jnp.exp(-log_scales)
+    upper, lower = inv_scale * (centered + 1.0 / (LEVELS - 1)), inv_scale * (centered - 1.0 / (LEVELS - 1))
+    log_cdf_upper = upper - jax.nn.softplus(upper)  # log sigmoid: the first bin takes the lower tail
+    log_survival_lower = -jax.nn.softplus(lower)  # log (1 - sigmoid): the last bin the upper tail
+    mass = jax.nn.sigmoid(upper) - jax.nn.sigmoid(lower)
+    middle = inv_scale * centered  # where the bin's mass underflows: its density times the width
+    log_density_mass = middle - log_scales - 2.0 * jax.nn.softplus(middle) - jnp.log((LEVELS - 1) / 2.0)
+    log_mass = jnp.where(mass > 1e-5, jnp.log(jnp.maximum(mass, 1e-12)), log_density_mass)
+    value = (2.0 * x - 1.0)[..., None, :]
+    log_p = jnp.where(value < -0.999, log_cdf_upper, jnp.where(value > 0.999, log_survival_lower, log_mass))
+    per_pixel = jax.scipy.special.logsumexp(log_weights + log_p.sum(axis=-1), axis=-1)  # (B, H, W)
+    return -_sum_per_example(per_pixel)
+
+
+def discretized_logistic_mean(raw: jax.Array, mixtures: int) -> jax.Array:
+    """The mixture's mean pixel (B, H, W, C) in [0, 1]: what `decode` shows."""
+    log_weights, means, _ = _mixture_parameters(raw, mixtures)
+    mean = jnp.sum(jnp.exp(log_weights)[..., None] * means, axis=-2)
+    return jnp.clip((mean + 1.0) / 2.0, 0.0, 1.0)
+
+
+def bits_per_dim(nats: jax.Array | float, dims: int, continuous: bool = False) -> jax.Array | float:
+    """Nats per example as bits per dimension; `continuous`: a density on [0, 1] of 8-bit data,
+    whose bins are 1/256 wide, so each dimension adds log2(256) = 8 bits."""
+    return nats / (dims * math.log(2.0)) + (8.0 if continuous else 0.0)
 
 
 def recon_metrics(raw_output: jax.Array, target: jax.Array, loss: ReconLoss) -> dict[str, jax.Array]:

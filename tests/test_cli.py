@@ -37,7 +37,7 @@ def test_train_with_overrides_and_config_arg(tmp_path, capsys):
     (["--config.model.latent_dim=0"], "model.latent_dim=0 must be > 0"),
     (["--config.model.latent_dim=-4"], "model.latent_dim=-4 must be > 0"),
     (["--config.model.arch=transformer"], "unknown model.arch 'transformer'; known: conv, mlp"),
-    (["--config.loss=huber"], "unknown loss 'huber'; known: bce, l1, mse"),
+    (["--config.loss=huber"], "unknown loss 'huber'; known: bce, dlogistic, l1, mse"),
     (["--config.model.activation=swishy"], "unknown model.activation 'swishy'"),
     (["--config.optimizer.name=lion"], "unknown optimizer.name 'lion'; known: adam, adamw, sgd"),
     (["--config.data.name=idx:/no/such/dir"], "idx:/no/such/dir: no such directory"),

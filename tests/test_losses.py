@@ -90,5 +90,75 @@ def test_recon_metrics_use_the_link_and_report_mse_per_element():
 
 
 def test_unknown_loss_lists_known_ones():
-    with pytest.raises(ValueError, match="unknown loss 'huber'; known: bce, l1, mse"):
+    with pytest.raises(ValueError, match="unknown loss 'huber'; known: bce, dlogistic, l1, mse"):
         losses.recon_loss("huber")
+
+
+# --- the discretized logistic mixture over 8-bit pixels -----------------------------------------
+
+def _logistic_cdf(x, mean, scale):
+    return 1.0 / (1.0 + np.exp(-(x - mean) / scale))
+
+
+def test_discretized_logistic_probabilities_of_the_256_values_sum_to_one():
+    """A proper distribution over the 8-bit values: for any parameters, a pixel's 256
+    probabilities sum to 1 (edge bins take the tails), for one component and for a mixture."""
+    rng = np.random.default_rng(0)
+    x = (jnp.arange(256, dtype=jnp.float32) / 255.0).reshape(256, 1, 1, 1)
+    for mixtures in (1, 3):
+        raw = rng.normal(0.0, 1.5, (1, 1, 1, 3 * mixtures)).astype(np.float32)
+        log_p = -losses.discretized_logistic_nll(jnp.broadcast_to(raw, (256, 1, 1, 3 * mixtures)), x, mixtures)
+        assert float(jnp.exp(jax.scipy.special.logsumexp(log_p))) == pytest.approx(1.0, abs=1e-5)
+
+
+def test_discretized_logistic_one_component_equals_the_logistic_cdf_by_hand():
+    """One component, one channel: P(k/255) = F((x + 1/255 - mu)/s) - F((x - 1/255 - mu)/s) on the
+    [-1, 1] scale, the first value F(upper), the last 1 - F(lower); nats summed over pixels."""
+    mean, log_scale = 0.2, -2.0
+    raw = jnp.array([[[[0.0, mean, log_scale]], [[0.0, mean, log_scale]]]], jnp.float32)  # (1, 2, 1, 3)
+    for k0, k1 in ((0, 140), (255, 128), (3, 77)):
+        x = jnp.array([[[[k0 / 255.0]], [[k1 / 255.0]]]], jnp.float32)
+        expected = 0.0
+        for k in (k0, k1):
+            v, s = 2 * k / 255.0 - 1.0, math.exp(log_scale)
+            upper = 1.0 if k == 255 else _logistic_cdf(v + 1 / 255.0, mean, s)
+            lower = 0.0 if k == 0 else _logistic_cdf(v - 1 / 255.0, mean, s)
+            expected -= math.log(upper - lower)
+        got = float(losses.discretized_logistic_nll(raw, x, 1)[0])
+        assert got == pytest.approx(expected, rel=1e-4), (k0, k1)
+
+
+def test_discretized_logistic_mixture_weights_and_mean():
+    """Two components: P = w1 P1 + w2 P2 with softmax weights; the decoded mean is the weighted
+    mean of the components' means, back on the [0, 1] scale."""
+    logits, means, log_scales = np.array([0.3, -0.4]), np.array([-0.5, 0.6]), np.array([-1.5, -2.5])
+    raw = jnp.asarray(np.concatenate([logits, means, log_scales]), jnp.float32).reshape(1, 1, 1, 6)
+    x, k = jnp.full((1, 1, 1, 1), 90 / 255.0), 90
+    weights = np.exp(logits) / np.exp(logits).sum()
+    v = 2 * k / 255.0 - 1.0
+    p = sum(w * (_logistic_cdf(v + 1 / 255.0, m, math.exp(ls)) - _logistic_cdf(v - 1 / 255.0, m, math.exp(ls)))
+            for w, m, ls in zip(weights, means, log_scales))
+    assert float(losses.discretized_logistic_nll(raw, x, 2)[0]) == pytest.approx(-math.log(p), rel=1e-4)
+    mean = float(losses.discretized_logistic_mean(raw, 2)[0, 0, 0, 0])
+    assert mean == pytest.approx((float(weights @ means) + 1) / 2, rel=1e-5)
+    assert losses.recon_loss("dlogistic", mixtures=2).out_channels(3) == 14
+
+
+def test_discretized_logistic_channels_share_the_component():
+    """Colour: one mixture weight per pixel, the channels independent within a component:
+    P(r, g, b) = sum_j w_j P_j(r) P_j(g) P_j(b)."""
+    rng = np.random.default_rng(1)
+    logits, means, log_scales = rng.normal(size=2), rng.uniform(-0.8, 0.8, (2, 3)), rng.uniform(-3, -1, (2, 3))
+    raw = jnp.asarray(np.concatenate([logits, means.ravel(), log_scales.ravel()]), jnp.float32).reshape(1, 1, 1, 14)
+    ks = np.array([12, 200, 131])
+    weights = np.exp(logits) / np.exp(logits).sum()
+    v = 2 * ks / 255.0 - 1.0
+    p = sum(w * np.prod(_logistic_cdf(v + 1 / 255.0, m, np.exp(ls)) - _logistic_cdf(v - 1 / 255.0, m, np.exp(ls)))
+            for w, m, ls in zip(weights, means, log_scales))
+    x = jnp.asarray(ks / 255.0, jnp.float32).reshape(1, 1, 1, 3)
+    assert float(losses.discretized_logistic_nll(raw, x, 2)[0]) == pytest.approx(-math.log(p), rel=1e-4)
+
+
+def test_bits_per_dim():
+    assert losses.bits_per_dim(784 * math.log(2.0), 784) == pytest.approx(1.0)
+    assert losses.bits_per_dim(0.0, 3072, continuous=True) == pytest.approx(8.0)  # 1/256-wide bins

@@ -19,16 +19,18 @@ __all__ = ["ARCHITECTURES", "CODE_ACTIVATIONS", "VAE", "VQVAE", "Autoencoder", "
            "check_encoder_decoder", "encoder_decoder"]
 
 
-def _mlp(m: ml_collections.ConfigDict, image_shape, code_size, rngs, subpixel):
-    kwargs = dict(image_shape=image_shape, hidden=tuple(m.hidden), activation=m.activation, rngs=rngs)
-    return MLPEncoder(latent_dim=code_size, **kwargs), MLPDecoder(latent_dim=m.latent_dim, **kwargs)
+def _mlp(m: ml_collections.ConfigDict, image_shape, output_shape, code_size, rngs, subpixel):
+    kwargs = dict(hidden=tuple(m.hidden), activation=m.activation, rngs=rngs)
+    return (MLPEncoder(image_shape=image_shape, latent_dim=code_size, **kwargs),
+            MLPDecoder(image_shape=output_shape, latent_dim=m.latent_dim, **kwargs))
 
 
-def _conv(m: ml_collections.ConfigDict, image_shape, code_size, rngs, subpixel):
-    kwargs = dict(image_shape=image_shape, channels=tuple(m.channels), strides=tuple(m.strides),
-                  kernel_size=m.kernel_size, activation=m.activation, rngs=rngs)
-    return (ConvEncoder(latent_dim=code_size, **kwargs),
-            ConvDecoder(latent_dim=m.latent_dim, upsample=m.upsample, subpixel=subpixel, **kwargs))
+def _conv(m: ml_collections.ConfigDict, image_shape, output_shape, code_size, rngs, subpixel):
+    kwargs = dict(channels=tuple(m.channels), strides=tuple(m.strides), kernel_size=m.kernel_size,
+                  activation=m.activation, rngs=rngs)
+    return (ConvEncoder(image_shape=image_shape, latent_dim=code_size, **kwargs),
+            ConvDecoder(image_shape=output_shape, latent_dim=m.latent_dim, upsample=m.upsample,
+                        subpixel=subpixel, **kwargs))
 
 
 ARCHITECTURES = {"mlp": _mlp, "conv": _conv}
@@ -48,9 +50,13 @@ def check_encoder_decoder(m: ml_collections.ConfigDict) -> None:
 
 
 def encoder_decoder(m: ml_collections.ConfigDict, image_shape: Sequence[int], code_size: int,
-                    rngs: nnx.Rngs, subpixel: bool = False) -> tuple[nnx.Module, nnx.Module]:
+                    rngs: nnx.Rngs, subpixel: bool = False,
+                    out_channels: int | None = None) -> tuple[nnx.Module, nnx.Module]:
     """The image autoencoders' one factory: the encoder (images -> `code_size` numbers) and the
-    decoder (`m.latent_dim` numbers -> the decoder's raw output, an image's shape) of
-    `config.model` `m`. `subpixel`: the compile policy's choice for transposed convolutions."""
+    decoder (`m.latent_dim` numbers -> the decoder's raw output, an image's shape, with
+    `out_channels` channels where a likelihood needs more numbers per pixel than the image has)
+    of `config.model` `m`. `subpixel`: the compile policy's choice for transposed convolutions."""
     check_encoder_decoder(m)
-    return ARCHITECTURES[m.arch](m, tuple(image_shape), code_size, rngs, subpixel)
+    image_shape = tuple(image_shape)
+    output_shape = (*image_shape[:-1], out_channels or image_shape[-1])
+    return ARCHITECTURES[m.arch](m, image_shape, output_shape, code_size, rngs, subpixel)

@@ -18,7 +18,7 @@ from flax import nnx
 
 from aelab import corruption, losses, models, plots
 from aelab.baselines import fit_pca, pca_baseline, pca_reconstruction
-from aelab.data import Dataset
+from aelab.data import Dataset, Split
 from aelab.config import positive
 from aelab.errors import UsageError, choose
 from aelab.tasks.base import Task
@@ -32,6 +32,16 @@ UNITS = {
     "psnr": "dB",
 }
 NEAR_ZERO = 0.01  # |code unit| below this counts as inactive (sparse AE report)
+
+
+def check_8_bit(split: Split, name: str, rows: int = 64) -> None:
+    """Raises UsageError unless the first `rows` images hold 8-bit pixels (k / 255)."""
+    images = np.asarray(split.images[:rows], np.float64) * 255.0
+    off = np.abs(images - np.round(images))
+    if off.max() > 1e-3:
+        value = float(images.flat[int(np.argmax(off))] / 255.0)
+        raise UsageError(f"loss=dlogistic models 8-bit pixels (multiples of 1/255), but {name} holds {value:.6g}; "
+                         "use it on image data, or loss=mse / loss=bce")
 
 
 def kl_sparsity(rho: float, rho_hat: jax.Array) -> jax.Array:
@@ -57,9 +67,10 @@ class ReconstructionTask(Task):
 
     def __init__(self, config: ml_collections.ConfigDict, policy=None):
         super().__init__(config, policy)
-        self.loss = losses.recon_loss(config.loss, self.policy.softplus)
-        self._pca_fit_on, self._fitted_pca = None, None  # PCA of one training split, fit once
         m = config.model
+        positive("model.mixtures", m.mixtures)
+        self.loss = losses.recon_loss(config.loss, self.policy.softplus, m.mixtures)
+        self._pca_fit_on, self._fitted_pca = None, None  # PCA of one training split, fit once
         positive("model.latent_dim", m.latent_dim)
         positive("model.kernel_size", m.kernel_size)
         for key in ("hidden", "channels", "strides"):
@@ -73,7 +84,9 @@ class ReconstructionTask(Task):
     @classmethod
     def config_defaults(cls) -> dict:
         return {
-            "loss": "bce",  # reconstruction: bce (on logits) | mse | l1
+            # reconstruction: bce (on logits) | mse | l1 | dlogistic (a discretized logistic mixture
+            # over 8-bit pixels, model.mixtures components)
+            "loss": "bce",
             # normal_classes: the one-class protocol, train/val keep only these labels; image_size:
             # images cut to their central square and resized to this size (0: as stored).
             "data": {"normal_classes": (), "image_size": 0},
@@ -86,6 +99,7 @@ class ReconstructionTask(Task):
                 "strides": (2, 2),  # conv: one stride per layer
                 "kernel_size": 3,
                 "upsample": "transpose",  # conv decoder: transpose | resize
+                "mixtures": 5,  # loss=dlogistic: logistic components per pixel
             },
             # Denoising: corrupt the input only, reconstruct the clean image.
             "corruption": {
@@ -100,7 +114,13 @@ class ReconstructionTask(Task):
 
     def _encoder_decoder(self, image_shape, code_size: int, rngs: nnx.Rngs):
         return models.encoder_decoder(self.config.model, image_shape, code_size, rngs,
-                                      self.policy.subpixel_transpose)
+                                      self.policy.subpixel_transpose, self.loss.out_channels(image_shape[-1]))
+
+    def prepare(self, dataset: Dataset) -> Dataset:
+        """loss=dlogistic models 8-bit pixels: refuses data whose values are not multiples of 1/255."""
+        if self.config.loss == "dlogistic":
+            check_8_bit(dataset.train, dataset.name)
+        return dataset
 
     def _corrupt(self, x, rng, training: bool):
         """The encoder's input: corrupted, except at evaluation when corruption.train_only is set."""

@@ -39,7 +39,8 @@ def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: i
 
     def body(running, key):
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(key, (chunk, batch, latent))
-        raw = model.decoder(z.reshape(chunk * batch, latent)).reshape(chunk, *x.shape)
+        raw = model.decoder(z.reshape(chunk * batch, latent))
+        raw = raw.reshape(chunk, batch, *raw.shape[1:])  # a likelihood's parameters per pixel
         log_w = (jax.vmap(log_likelihood, in_axes=(0, None))(raw, x)
                  + losses.log_normal(z) - losses.log_normal(z, mean, logvar))
         return jnp.logaddexp(running, jax.scipy.special.logsumexp(log_w, axis=0)), None
@@ -55,8 +56,9 @@ class VAETask(ReconstructionTask):
     def __init__(self, config: ml_collections.ConfigDict, policy=None):
         super().__init__(config, policy)
         v = config.vae
-        if config.loss not in ("bce", "mse"):
-            raise UsageError(f"a VAE needs loss=bce (Bernoulli) or loss=mse (Gaussian); got {config.loss!r}")
+        if config.loss not in ("bce", "mse", "dlogistic"):
+            raise UsageError(f"a VAE needs loss=bce (Bernoulli), loss=mse (Gaussian) or loss=dlogistic "
+                             f"(discretized logistic mixture); got {config.loss!r}")
         for key in ("beta", "free_bits", "kl_warmup_steps"):
             if v[key] < 0:
                 raise UsageError(f"vae.{key}={v[key]} must be >= 0")
@@ -82,12 +84,14 @@ class VAETask(ReconstructionTask):
         }}
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VAE:
+        self.dims = int(np.prod(image_shape))  # for bits per dimension
         latent = self.config.model.latent_dim
         encoder, decoder = self._encoder_decoder(image_shape, 2 * latent, rngs)  # mean and log-variance
         return models.VAE(encoder, decoder, self.loss.link, latent)
 
     def prepare(self, dataset: Dataset) -> Dataset:
         """With binarization, val and test are binarized once (fixed seed): a fixed test set."""
+        dataset = super().prepare(dataset)
         if not self.config.vae.binarize:
             return dataset
         rng = np.random.default_rng([self.config.data.split_seed, 2])
@@ -100,9 +104,9 @@ class VAETask(ReconstructionTask):
 
     def log_likelihood(self, raw: jax.Array, x: jax.Array) -> jax.Array:
         """log p(x|z) per example, from the decoder's raw output."""
-        if self.config.loss == "bce":
-            return -self.loss.per_example(raw, x)
-        return -losses.gaussian_nll(raw, x, self.config.vae.sigma)
+        if self.config.loss == "mse":
+            return -losses.gaussian_nll(raw, x, self.config.vae.sigma)
+        return -self.loss.per_example(raw, x)
 
     def _terms(self, model, x, rng, training: bool):
         """(recon nats, KL per dimension, raw output) for one posterior sample per example."""
@@ -146,6 +150,14 @@ class VAETask(ReconstructionTask):
         kl_per_dim = means.pop("active_units")
         out = {k: float(v) for k, v in means.items()}
         out["active_units"] = float(np.sum(kl_per_dim > 0.01))
+        # Bits per dimension where the likelihood is one of the data's values: the discretized
+        # logistic and the Bernoulli of binarized pixels; the Gaussian, a density on [0, 1] of
+        # 8-bit data, adds 8 bits a dimension. bce on grey values is no likelihood of them.
+        loss = self.config.loss
+        if loss in ("dlogistic", "mse") or self.config.vae.binarize:
+            for name, bits in (("neg_elbo", "bits_per_dim"), ("nll", "nll_bits_per_dim")):
+                if name in out:
+                    out[bits] = float(losses.bits_per_dim(out[name], self.dims, continuous=loss == "mse"))
         return out
 
     def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
