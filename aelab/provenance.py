@@ -17,12 +17,14 @@ REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
 def commit(repo: str = REPO) -> str:
-    """The commit the code was at ("+changes" when aelab/, configs/ or experiments/ differ from it)."""
+    """The commit the code was at ("+changes" when aelab/, configs/ or experiments/ differ from it;
+    the results and figures experiments write are outputs, not code)."""
     def git(*args):
         return subprocess.run(["git", *args], cwd=repo, capture_output=True, text=True).stdout.strip()
 
     head = git("rev-parse", "HEAD") or "unknown"
-    dirty = git("status", "--porcelain", "--untracked-files=no", "aelab", "configs", "experiments")
+    outputs = [f":(exclude,glob)experiments/**/{name}" for name in ("results.json", "results.jsonl", "*.png")]
+    dirty = git("status", "--porcelain", "--untracked-files=no", "--", "aelab", "configs", "experiments", *outputs)
     return head + ("+changes" if dirty else "")
 
 

@@ -117,9 +117,8 @@ ROWS = {
 }
 
 # Rows whose figure predates results.json: rerun pending, marked † in README.
-PENDING = ("MNIST deep autoencoder 784-1000-500-250-30",
-           "Hinton & Salakhutdinov 2006, no pretraining", "MNIST VAE 784-500-500-20, binarized",
-           "linear probe on mnist_ae's 30-d codes", "denoising, Gaussian sigma 0.3",
+PENDING = ("Hinton & Salakhutdinov 2006, no pretraining", "MNIST VAE 784-500-500-20, binarized",
+           "denoising, Gaussian sigma 0.3",
            "MNIST scenes, 11 classes, U-Net", "captioning MNIST scenes, Transformer",
            "latent sweep, MNIST, 2 to 64")
 

@@ -43,3 +43,27 @@ def test_results_files_record_their_provenance():
         for row in record.get("rows", {}).values():
             assert {"command", "commit", "versions", "machine", "wall_s"} <= set(row), path
             assert len(row["commit"].split("+")[0]) == 40, (path, row["commit"])
+
+
+def test_the_commit_is_marked_changed_by_code_not_by_results(tmp_path):
+    """An experiment's results.json and figures are its outputs: writing them leaves the commit
+    clean, so the next experiment run from the same tree records the bare commit."""
+    import subprocess
+
+    from aelab import provenance
+
+    def git(*args):
+        subprocess.run(["git", *args], cwd=tmp_path, check=True, capture_output=True)
+
+    for path in ("aelab/x.py", "experiments/a/results.json", "experiments/a/fig.png", "experiments/a/run.py"):
+        (tmp_path / path).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / path).write_text("0\n")
+    git("init", "-q")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "x", "--allow-empty")
+    git("add", "-A")
+    git("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qm", "files")
+    (tmp_path / "experiments/a/results.json").write_text("1\n")
+    (tmp_path / "experiments/a/fig.png").write_text("1\n")
+    assert "+" not in provenance.commit(str(tmp_path))
+    (tmp_path / "experiments/a/run.py").write_text("1\n")
+    assert provenance.commit(str(tmp_path)).endswith("+changes")
