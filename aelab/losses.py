@@ -199,6 +199,46 @@ def log_normal(z: jax.Array, mean: jax.Array | float = 0.0, logvar: jax.Array | 
     return -0.5 * jnp.sum(LOG_2PI + logvar + jnp.square(z - mean) / jnp.exp(logvar), axis=-1)
 
 
+def log_normal_per_dim(z: jax.Array, mean: jax.Array, logvar: jax.Array) -> jax.Array:
+    """log N(z; mean, exp(logvar)) per dimension (no sum)."""
+    return -0.5 * (LOG_2PI + logvar + jnp.square(z - mean) / jnp.exp(logvar))
+
+
+def total_correlation_terms(z: jax.Array, mean: jax.Array, logvar: jax.Array,
+                            dataset_size: int) -> dict[str, jax.Array]:
+    """The KL term of the ELBO split into index-code mutual information, total correlation and
+    dimension-wise KL (Chen et al. 2018, beta-TCVAE, eq. 2), per example, each z_i (B, D) drawn
+    from its q(z|x_i), with the aggregate posterior q(z) estimated by minibatch-weighted sampling
+    over the batch from a data set of `dataset_size` examples:
+    log q(z_i) ~ logsumexp_j log q(z_i|x_j) - log(N B), the same per dimension for q(z_id).
+    The three sum to log q(z_i|x_i) - log p(z_i)."""
+    batch = z.shape[0]
+    pairwise = log_normal_per_dim(z[:, None, :], mean[None, :, :], logvar[None, :, :])  # (B, B, D): z_i | x_j
+    log_norm = math.log(dataset_size * batch)
+    log_qz = jax.scipy.special.logsumexp(pairwise.sum(-1), axis=1) - log_norm
+    log_qz_product = jnp.sum(jax.scipy.special.logsumexp(pairwise, axis=1) - log_norm, axis=-1)
+    log_qz_x = log_normal(z, mean, logvar)
+    log_pz = log_normal(z)
+    return {"mutual_information": log_qz_x - log_qz, "total_correlation": log_qz - log_qz_product,
+            "dimension_kl": log_qz_product - log_pz}
+
+
+def mmd_imq(a: jax.Array, b: jax.Array) -> jax.Array:
+    """Unbiased squared maximum mean discrepancy between samples a (n, D) and b (m, D) with the
+    inverse multiquadric kernel k(x, y) = C / (C + |x - y|^2), C = 2D (Tolstikhin et al. 2018,
+    WAE; the kernel InfoVAE uses too): sum over pairs i != j within each sample, all pairs across."""
+    c = 2.0 * a.shape[-1]
+
+    def kernel(x, y):
+        return c / (c + jnp.sum(jnp.square(x[:, None, :] - y[None, :, :]), axis=-1))
+
+    def within(x):
+        n = x.shape[0]
+        return (jnp.sum(kernel(x, x)) - n) / (n * (n - 1))  # the diagonal is k(x, x) = 1
+
+    return within(a) + within(b) - 2.0 * jnp.mean(kernel(a, b))
+
+
 def gaussian_nll(prediction: jax.Array, target: jax.Array, sigma: float) -> jax.Array:
     """-log N(target; prediction, sigma^2 I) per example, nats."""
     d = target.size // target.shape[0]

@@ -28,6 +28,44 @@ def test_gaussian_kl_against_the_closed_form_by_hand():
     assert float(nll[0]) == pytest.approx(1.5 * math.log(2 * math.pi), rel=1e-6)
 
 
+def test_total_correlation_decomposition_by_hand():
+    """beta-TCVAE's minibatch-weighted sampling, written out with loops (Chen et al. 2018):
+    log q(z_i) = log sum_j q(z_i|x_j) - log(N B), per dimension likewise; MI + TC + dimension-wise
+    KL = log q(z_i|x_i) - log p(z_i)."""
+    rng = np.random.default_rng(0)
+    z, mean, logvar = rng.normal(size=(3, 2)), rng.normal(size=(3, 2)), rng.normal(-0.5, 0.3, (3, 2))
+    n = 10
+
+    def log_n(v, m, lv):
+        return -0.5 * (math.log(2 * math.pi) + lv + (v - m) ** 2 / math.exp(lv))
+
+    terms = losses.total_correlation_terms(jnp.asarray(z), jnp.asarray(mean), jnp.asarray(logvar), n)
+    for i in range(3):
+        log_qz = math.log(sum(math.exp(sum(log_n(z[i, d], mean[j, d], logvar[j, d]) for d in range(2)))
+                              for j in range(3))) - math.log(n * 3)
+        log_qz_dims = sum(math.log(sum(math.exp(log_n(z[i, d], mean[j, d], logvar[j, d])) for j in range(3)))
+                          - math.log(n * 3) for d in range(2))
+        log_qz_x = sum(log_n(z[i, d], mean[i, d], logvar[i, d]) for d in range(2))
+        log_pz = sum(log_n(z[i, d], 0.0, 0.0) for d in range(2))
+        assert float(terms["mutual_information"][i]) == pytest.approx(log_qz_x - log_qz, rel=1e-4)
+        assert float(terms["total_correlation"][i]) == pytest.approx(log_qz - log_qz_dims, rel=1e-4, abs=1e-5)
+        assert float(terms["dimension_kl"][i]) == pytest.approx(log_qz_dims - log_pz, rel=1e-4)
+
+
+def test_mmd_imq_by_hand_and_it_tells_distributions_apart():
+    rng = np.random.default_rng(0)
+    a, b = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
+    c = 6.0
+    k = lambda x, y: c / (c + np.sum((x - y) ** 2))  # noqa: E731
+    within = lambda s: sum(k(s[i], s[j]) for i in range(len(s)) for j in range(len(s)) if i != j) / (  # noqa: E731
+        len(s) * (len(s) - 1))
+    expected = within(a) + within(b) - 2 * np.mean([k(x, y) for x in a for y in b])
+    assert float(losses.mmd_imq(jnp.asarray(a), jnp.asarray(b))) == pytest.approx(expected, rel=1e-5)
+    same = losses.mmd_imq(jnp.asarray(rng.normal(size=(200, 3))), jnp.asarray(rng.normal(size=(200, 3))))
+    apart = losses.mmd_imq(jnp.asarray(rng.normal(3.0, 1.0, (200, 3))), jnp.asarray(rng.normal(size=(200, 3))))
+    assert abs(float(same)) < 0.02 < float(apart)
+
+
 def test_kl_sparsity_by_hand():
     rho, rho_hat = 0.1, jnp.array([0.1, 0.5])
     expected = 0.1 * math.log(0.1 / 0.5) + 0.9 * math.log(0.9 / 0.5)
@@ -131,6 +169,10 @@ FAMILY = {
     "beta_vae_binarized": {"task": "vae", "vae.beta": 4.0, "vae.binarize": True, "vae.iw_samples": 10},
     "gaussian_vae": {"task": "vae", "loss": "mse", "vae.iw_samples": 5, "vae.iw_chunk": 5},
     "vqvae": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2},
+    "iwae": {"task": "vae", "vae.objective": "iwae", "vae.train_samples": 4, "vae.iw_samples": 10, "vae.iw_chunk": 5},
+    "beta_tcvae": {"task": "vae", "vae.objective": "tcvae", "vae.beta": 6.0, "vae.iw_samples": 10, "vae.iw_chunk": 5},
+    "infovae": {"task": "vae", "vae.objective": "infovae", "vae.info_lambda": 100.0, "vae.iw_samples": 10,
+                "vae.iw_chunk": 5},
 }
 
 
@@ -183,6 +225,9 @@ def test_a_discretized_logistic_vae_learns_8_bit_images_and_reports_bits_per_dim
     ({"task": "vae", "vae.iw_samples": 0}, "vae.iw_samples=0 and vae.iw_chunk=100 must be >= 1"),
     ({"task": "vae", "vae.iw_samples": 150}, "must be a multiple of vae.iw_chunk=100"),
     ({"task": "vae", "loss": "l1"}, "a VAE needs loss=bce"),
+    ({"task": "vae", "vae.objective": "wake_sleep"}, "unknown vae.objective 'wake_sleep'; known: elbo, infovae, iwae, tcvae"),
+    ({"task": "vae", "vae.objective": "iwae", "vae.beta": 4.0}, "vae.objective=iwae trains the importance-weighted bound"),
+    ({"task": "vae", "vae.objective": "infovae", "vae.info_alpha": 2.0}, "vae.info_alpha=2.0 must lie in \\[0, 1\\]"),
     ({"task": "vae", "loss": "dlogistic"}, "loss=dlogistic models 8-bit pixels \\(multiples of 1/255\\), but "
                                            "digits holds 0.5"),
     ({"task": "vae", "loss": "dlogistic", "model.mixtures": 0}, "model.mixtures=0 must be > 0"),

@@ -1,9 +1,15 @@
-"""The VAE / beta-VAE task: ELBO training; neg_elbo, recon, kl and the IWAE NLL in nats per example.
+"""The VAE family's task: neg_elbo, recon, kl and the IWAE NLL in nats per example, whatever it trains.
 
-Training minimizes recon + beta_t * KL, with beta_t annealed linearly over
-`vae.kl_warmup_steps` and free bits (Kingma et al. 2016) per latent dimension.
+`vae.objective` chooses what training minimizes:
+- `elbo`: recon + beta_t * KL, with beta_t annealed linearly over `vae.kl_warmup_steps` and
+  free bits (Kingma et al. 2016) per latent dimension (beta > 1: the beta-VAE);
+- `iwae`: the k-sample importance-weighted bound, k = `vae.train_samples` (Burda et al. 2016);
+- `tcvae`: recon + MI + beta_t * TC + dimension-wise KL, the KL split by minibatch-weighted
+  sampling (Chen et al. 2018, beta-TCVAE), the data set's size taken from the training split;
+- `infovae`: recon + (1 - alpha) KL + (alpha + lambda - 1) MMD(q(z), p(z)) with an inverse
+  multiquadric kernel (Zhao et al. 2019, InfoVAE; `vae.info_alpha`, `vae.info_lambda`).
 Reported `neg_elbo` is always the true bound (beta = 1, no free bits), so runs
-with different training tricks compare on one scale. The final evaluation adds
+with different objectives and tricks compare on one scale. The final evaluation adds
 `nll`, the importance-weighted bound of Burda et al. (2016) with k =
 `vae.iw_samples`, computed `vae.iw_chunk` samples at a time.
 """
@@ -12,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -22,7 +29,7 @@ from flax import nnx
 
 from aelab import losses, models, plots
 from aelab.data import Dataset, Split
-from aelab.errors import UsageError
+from aelab.errors import UsageError, choose
 from aelab.tasks.autoencoder import ReconstructionTask
 
 
@@ -50,8 +57,23 @@ def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: i
     return -(total - jnp.log(k))
 
 
+OBJECTIVES = ("elbo", "iwae", "tcvae", "infovae")
+
+
+class Sample(NamedTuple):
+    """One posterior sample per example and what the objectives need of it."""
+
+    recon: jax.Array  # -log p(x|z), nats per example
+    kl_dims: jax.Array  # KL(q(z|x) || p(z)) per latent dimension (B, D)
+    raw: jax.Array  # the decoder's raw output
+    z: jax.Array
+    mean: jax.Array
+    logvar: jax.Array
+
+
 class VAETask(ReconstructionTask):
     label = "VAE"
+    dataset_size: int | None = None  # the training split's, for tcvae (set by prepare)
 
     def __init__(self, config: ml_collections.ConfigDict, policy=None):
         super().__init__(config, policy)
@@ -70,6 +92,17 @@ class VAETask(ReconstructionTask):
             raise UsageError(f"vae.sigma={v.sigma} must be > 0")
         if v.binarize and config.loss != "bce":
             raise UsageError("vae.binarize=True needs loss=bce (a Bernoulli likelihood)")
+        choose("vae.objective", v.objective, OBJECTIVES)
+        if v.objective == "iwae" and (v.beta != 1.0 or v.free_bits or v.kl_warmup_steps):
+            raise UsageError("vae.objective=iwae trains the importance-weighted bound itself; vae.beta, "
+                             "vae.free_bits and vae.kl_warmup_steps belong to the elbo objective")
+        if v.train_samples < 1:
+            raise UsageError(f"vae.train_samples={v.train_samples} must be >= 1")
+        if v.objective == "tcvae" and v.free_bits:
+            raise UsageError("vae.free_bits belongs to the elbo objective; tcvae weights its own terms")
+        if v.objective == "infovae" and (v.info_lambda < 0 or not 0 <= v.info_alpha <= 1):
+            raise UsageError(f"vae.info_alpha={v.info_alpha} must lie in [0, 1] and vae.info_lambda="
+                             f"{v.info_lambda} be >= 0")
 
     @classmethod
     def config_defaults(cls) -> dict:
@@ -81,6 +114,10 @@ class VAETask(ReconstructionTask):
             "binarize": False,  # dynamic binarization of training inputs; eval splits fixed once
             "iw_samples": 1000,  # k of the importance-sampled NLL bound (final evaluation)
             "iw_chunk": 100,  # samples per chunk, so memory stays bounded
+            "objective": "elbo",  # elbo | iwae | tcvae | infovae (the module's docstring)
+            "train_samples": 5,  # iwae: k of the training bound
+            "info_alpha": 0.0,  # infovae: the KL weighs 1 - alpha...
+            "info_lambda": 1000.0,  # ...and MMD(q(z), p(z)) alpha + lambda - 1
         }}
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VAE:
@@ -92,6 +129,7 @@ class VAETask(ReconstructionTask):
     def prepare(self, dataset: Dataset) -> Dataset:
         """With binarization, val and test are binarized once (fixed seed): a fixed test set."""
         dataset = super().prepare(dataset)
+        self.dataset_size = len(dataset.train)
         if not self.config.vae.binarize:
             return dataset
         rng = np.random.default_rng([self.config.data.split_seed, 2])
@@ -108,33 +146,51 @@ class VAETask(ReconstructionTask):
             return -losses.gaussian_nll(raw, x, self.config.vae.sigma)
         return -self.loss.per_example(raw, x)
 
-    def _terms(self, model, x, rng, training: bool):
-        """(recon nats, KL per dimension, raw output) for one posterior sample per example."""
+    def _sample(self, model, x, rng, training: bool) -> Sample:
+        """One posterior sample per example (reparameterized) and its terms."""
         mean, logvar = model.posterior(self._corrupt(x, jax.random.fold_in(rng, 1), training))
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
         raw = model.decoder(z)
-        return -self.log_likelihood(raw, x), losses.gaussian_kl(mean, logvar), raw
+        return Sample(-self.log_likelihood(raw, x), losses.gaussian_kl(mean, logvar), raw, z, mean, logvar)
 
     def loss_fn(self, model, batch, rng: jax.Array, step):
         x = batch["image"]
         sample_rng, binarize_rng = jax.random.split(rng)
         if self.config.vae.binarize:
             x = jax.random.bernoulli(binarize_rng, x).astype(x.dtype)
-        recon, kl_dims, _ = self._terms(model, x, sample_rng, training=True)
         v = self.config.vae
+        if v.objective == "iwae":
+            bound = importance_sampled_nll(model, x, sample_rng, v.train_samples, v.train_samples,
+                                           self.log_likelihood).mean()
+            return bound, {"loss": bound, "iwae_bound": bound}
+        s = self._sample(model, x, sample_rng, training=True)
+        recon, kl = s.recon, s.kl_dims.sum(axis=-1)
         beta = v.beta * (jnp.minimum(1.0, step / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0)
-        if v.free_bits:
-            kl_penalty = jnp.sum(jnp.maximum(kl_dims.mean(axis=0), v.free_bits))
+        metrics = {"neg_elbo": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
+        if v.objective == "tcvae":
+            if self.dataset_size is None:
+                raise UsageError("vae.objective=tcvae needs the training split's size; prepare the data set first")
+            terms = {k: t.mean() for k, t in losses.total_correlation_terms(
+                s.z, s.mean, s.logvar, self.dataset_size).items()}
+            loss = recon.mean() + terms["mutual_information"] + beta * terms["total_correlation"] \
+                + terms["dimension_kl"]
+            metrics.update(terms, beta=beta)
+        elif v.objective == "infovae":
+            mmd = losses.mmd_imq(s.z, jax.random.normal(jax.random.fold_in(sample_rng, 2), s.z.shape))
+            loss = recon.mean() + (1.0 - v.info_alpha) * kl.mean() + (v.info_alpha + v.info_lambda - 1.0) * mmd
+            metrics["mmd"] = mmd
         else:
-            kl_penalty = kl_dims.sum(axis=-1).mean()
-        kl = kl_dims.sum(axis=-1)
-        loss = recon.mean() + beta * kl_penalty
-        return loss, {"loss": loss, "neg_elbo": (recon + kl).mean(), "recon": recon.mean(),
-                      "kl": kl.mean(), "beta": beta}
+            if v.free_bits:
+                kl_penalty = jnp.sum(jnp.maximum(s.kl_dims.mean(axis=0), v.free_bits))
+            else:
+                kl_penalty = kl.mean()
+            loss = recon.mean() + beta * kl_penalty
+            metrics["beta"] = beta
+        return loss, {"loss": loss, **metrics}
 
     def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
         x = batch["image"]
-        recon, kl_dims, _ = self._terms(model, x, rng, training=False)
+        recon, kl_dims, *_ = self._sample(model, x, rng, training=False)
         kl = kl_dims.sum(axis=-1)
         mean_reconstruction = model.decode(model.encode(x))
         metrics = {"neg_elbo": recon + kl, "recon": recon, "kl": kl,
