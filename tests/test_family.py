@@ -52,6 +52,27 @@ def test_total_correlation_decomposition_by_hand():
         assert float(terms["dimension_kl"][i]) == pytest.approx(log_qz_dims - log_pz, rel=1e-4)
 
 
+def test_vampprior_is_the_mean_of_the_pseudo_inputs_posteriors():
+    """log p(z) = log (1/K) sum_k N(z; mu_k, sigma_k^2) with (mu_k, log sigma_k^2) the encoder's
+    posterior of pseudo-input k, written out by hand; without pseudo-inputs, N(0, I)."""
+    from aelab import models
+
+    rngs = nnx.Rngs(0)
+    encoder = nnx.Sequential(lambda x: x.reshape(x.shape[0], -1), nnx.Linear(4, 6, rngs=rngs))
+    pseudo = jax.random.uniform(jax.random.key(1), (3, 2, 2, 1))
+    vae = models.VAE(encoder, lambda z: z, lambda r: r, 3, pseudo)
+    z = jax.random.normal(jax.random.key(2), (5, 3))
+    means, logvars = (np.asarray(a, np.float64) for a in vae.posterior(pseudo))
+    zs = np.asarray(z, np.float64)
+    log_components = [-0.5 * np.sum(np.log(2 * np.pi) + logvars[k] + (zs - means[k]) ** 2 / np.exp(logvars[k]), -1)
+                      for k in range(3)]
+    expected = np.log(np.mean(np.exp(np.stack(log_components)), axis=0))
+    np.testing.assert_allclose(vae.log_prior(z), expected, rtol=1e-5)
+    standard = models.VAE(encoder, lambda z: z, lambda r: r, 3)
+    np.testing.assert_allclose(standard.log_prior(z), losses.log_normal(z), rtol=1e-6)
+    assert standard.sample(4, jax.random.key(0)).shape == vae.sample(4, jax.random.key(0)).shape == (4, 3)
+
+
 def test_mmd_imq_by_hand_and_it_tells_distributions_apart():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
@@ -171,6 +192,8 @@ FAMILY = {
     "vqvae": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2},
     "iwae": {"task": "vae", "vae.objective": "iwae", "vae.train_samples": 4, "vae.iw_samples": 10, "vae.iw_chunk": 5},
     "beta_tcvae": {"task": "vae", "vae.objective": "tcvae", "vae.beta": 6.0, "vae.iw_samples": 10, "vae.iw_chunk": 5},
+    "vampprior": {"task": "vae", "vae.prior": "vamp", "vae.pseudo_inputs": 10, "vae.iw_samples": 10,
+                  "vae.iw_chunk": 5},
     "infovae": {"task": "vae", "vae.objective": "infovae", "vae.info_lambda": 100.0, "vae.iw_samples": 10,
                 "vae.iw_chunk": 5},
 }
@@ -227,6 +250,7 @@ def test_a_discretized_logistic_vae_learns_8_bit_images_and_reports_bits_per_dim
     ({"task": "vae", "loss": "l1"}, "a VAE needs loss=bce"),
     ({"task": "vae", "vae.objective": "wake_sleep"}, "unknown vae.objective 'wake_sleep'; known: elbo, infovae, iwae, tcvae"),
     ({"task": "vae", "vae.objective": "iwae", "vae.beta": 4.0}, "vae.objective=iwae trains the importance-weighted bound"),
+    ({"task": "vae", "vae.prior": "vamp", "vae.objective": "tcvae"}, "vae.prior=vamp works with vae.objective elbo or iwae"),
     ({"task": "vae", "vae.objective": "infovae", "vae.info_alpha": 2.0}, "vae.info_alpha=2.0 must lie in \\[0, 1\\]"),
     ({"task": "vae", "loss": "dlogistic"}, "loss=dlogistic models 8-bit pixels \\(multiples of 1/255\\), but "
                                            "digits holds 0.5"),

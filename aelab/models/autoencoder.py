@@ -13,6 +13,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aelab.errors import choose
+from aelab.losses import LOG_2PI, log_normal
 
 CODE_ACTIVATIONS = {"none": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.nn.relu}
 
@@ -50,11 +51,18 @@ class Autoencoder(nnx.Module):
 
 
 class VAE(Autoencoder):
-    """Diagonal Gaussian posterior q(z|x) = N(mean, exp(logvar)), standard normal prior.
+    """Diagonal Gaussian posterior q(z|x) = N(mean, exp(logvar)); a standard normal prior, or
+    with `pseudo_inputs` (K, H, W, C) the VampPrior p(z) = (1/K) sum_k q(z|u_k) over K learned
+    pseudo-inputs u_k (Tomczak & Welling 2018).
 
     The encoder emits 2 * latent_dim numbers: the mean and the log-variance.
     `encode` gives the posterior mean (the code used downstream).
     """
+
+    def __init__(self, encoder: nnx.Module, decoder: nnx.Module, link, latent_dim: int,
+                 pseudo_inputs: jax.Array | None = None):
+        super().__init__(encoder, decoder, link, latent_dim)
+        self.pseudo_inputs = None if pseudo_inputs is None else nnx.Param(pseudo_inputs)
 
     def posterior(self, x: jax.Array) -> tuple[jax.Array, jax.Array]:
         mean, logvar = jnp.split(self.encoder(x), 2, axis=-1)
@@ -63,6 +71,22 @@ class VAE(Autoencoder):
     def encode(self, x: jax.Array) -> jax.Array:
         return self.posterior(x)[0]
 
+    def log_prior(self, z: jax.Array) -> jax.Array:
+        """log p(z) per example, summed over the latent dimensions; z (..., D)."""
+        if self.pseudo_inputs is None:
+            return log_normal(z)
+        means, logvars = self.posterior(self.pseudo_inputs[...])  # (K, D) each
+        per_component = -0.5 * jnp.sum(LOG_2PI + logvars + jnp.square(z[..., None, :] - means) / jnp.exp(logvars),
+                                       axis=-1)  # (..., K)
+        return jax.scipy.special.logsumexp(per_component, axis=-1) - jnp.log(means.shape[0])
+
     def sample(self, n: int, rng: jax.Array) -> jax.Array:
-        """`n` images decoded from prior draws z ~ N(0, I) (Bernoulli means for bce)."""
-        return self.decode(jax.random.normal(rng, (n, self.latent_dim)))
+        """`n` images decoded from prior draws (Bernoulli means for bce): z ~ N(0, I), or for the
+        VampPrior z ~ q(z|u_k) of a uniformly drawn pseudo-input k."""
+        if self.pseudo_inputs is None:
+            return self.decode(jax.random.normal(rng, (n, self.latent_dim)))
+        pick, noise = jax.random.split(rng)
+        eps = jax.random.normal(noise, (n, self.latent_dim))
+        means, logvars = self.posterior(self.pseudo_inputs[...])
+        k = jax.random.randint(pick, (n,), 0, means.shape[0])
+        return self.decode(means[k] + jnp.exp(0.5 * logvars[k]) * eps)

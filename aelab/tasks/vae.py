@@ -49,7 +49,7 @@ def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: i
         raw = model.decoder(z.reshape(chunk * batch, latent))
         raw = raw.reshape(chunk, batch, *raw.shape[1:])  # a likelihood's parameters per pixel
         log_w = (jax.vmap(log_likelihood, in_axes=(0, None))(raw, x)
-                 + losses.log_normal(z) - losses.log_normal(z, mean, logvar))
+                 + model.log_prior(z) - losses.log_normal(z, mean, logvar))
         return jnp.logaddexp(running, jax.scipy.special.logsumexp(log_w, axis=0)), None
 
     keys = jax.random.split(rng, k // chunk)
@@ -64,7 +64,8 @@ class Sample(NamedTuple):
     """One posterior sample per example and what the objectives need of it."""
 
     recon: jax.Array  # -log p(x|z), nats per example
-    kl_dims: jax.Array  # KL(q(z|x) || p(z)) per latent dimension (B, D)
+    kl: jax.Array  # KL(q(z|x) || p(z)) per example: closed form, or for the VampPrior one sample's
+    kl_dims: jax.Array | None  # ...per latent dimension (B, D), where the prior is N(0, I)
     raw: jax.Array  # the decoder's raw output
     z: jax.Array
     mean: jax.Array
@@ -100,6 +101,12 @@ class VAETask(ReconstructionTask):
             raise UsageError(f"vae.train_samples={v.train_samples} must be >= 1")
         if v.objective == "tcvae" and v.free_bits:
             raise UsageError("vae.free_bits belongs to the elbo objective; tcvae weights its own terms")
+        choose("vae.prior", v.prior, ("standard", "vamp"))
+        if v.prior == "vamp" and (v.objective not in ("elbo", "iwae") or v.free_bits):
+            raise UsageError(f"vae.prior=vamp works with vae.objective elbo or iwae and no free bits (its KL "
+                             f"has no per-dimension form); got objective {v.objective}, free_bits {v.free_bits}")
+        if v.prior == "vamp" and v.pseudo_inputs < 1:
+            raise UsageError(f"vae.pseudo_inputs={v.pseudo_inputs} must be >= 1")
         if v.objective == "infovae" and (v.info_lambda < 0 or not 0 <= v.info_alpha <= 1):
             raise UsageError(f"vae.info_alpha={v.info_alpha} must lie in [0, 1] and vae.info_lambda="
                              f"{v.info_lambda} be >= 0")
@@ -118,13 +125,18 @@ class VAETask(ReconstructionTask):
             "train_samples": 5,  # iwae: k of the training bound
             "info_alpha": 0.0,  # infovae: the KL weighs 1 - alpha...
             "info_lambda": 1000.0,  # ...and MMD(q(z), p(z)) alpha + lambda - 1
+            "prior": "standard",  # standard (N(0, I)) | vamp (a mixture of the posteriors of...
+            "pseudo_inputs": 500,  # ...this many learned pseudo-inputs; Tomczak & Welling 2018)
         }}
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VAE:
         self.dims = int(np.prod(image_shape))  # for bits per dimension
         latent = self.config.model.latent_dim
         encoder, decoder = self._encoder_decoder(image_shape, 2 * latent, rngs)  # mean and log-variance
-        return models.VAE(encoder, decoder, self.loss.link, latent)
+        v = self.config.vae
+        pseudo = (jax.random.uniform(rngs.params(), (v.pseudo_inputs, *image_shape))  # random images to start
+                  if v.prior == "vamp" else None)
+        return models.VAE(encoder, decoder, self.loss.link, latent, pseudo)
 
     def prepare(self, dataset: Dataset) -> Dataset:
         """With binarization, val and test are binarized once (fixed seed): a fixed test set."""
@@ -151,7 +163,12 @@ class VAETask(ReconstructionTask):
         mean, logvar = model.posterior(self._corrupt(x, jax.random.fold_in(rng, 1), training))
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
         raw = model.decoder(z)
-        return Sample(-self.log_likelihood(raw, x), losses.gaussian_kl(mean, logvar), raw, z, mean, logvar)
+        if self.config.vae.prior == "vamp":  # no closed form: log q(z|x) - log p(z) at the sample
+            kl, kl_dims = losses.log_normal(z, mean, logvar) - model.log_prior(z), None
+        else:
+            kl_dims = losses.gaussian_kl(mean, logvar)
+            kl = kl_dims.sum(axis=-1)
+        return Sample(-self.log_likelihood(raw, x), kl, kl_dims, raw, z, mean, logvar)
 
     def loss_fn(self, model, batch, rng: jax.Array, step):
         x = batch["image"]
@@ -164,7 +181,7 @@ class VAETask(ReconstructionTask):
                                            self.log_likelihood).mean()
             return bound, {"loss": bound, "iwae_bound": bound}
         s = self._sample(model, x, sample_rng, training=True)
-        recon, kl = s.recon, s.kl_dims.sum(axis=-1)
+        recon, kl = s.recon, s.kl
         beta = v.beta * (jnp.minimum(1.0, step / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0)
         metrics = {"neg_elbo": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
         if v.objective == "tcvae":
@@ -190,12 +207,12 @@ class VAETask(ReconstructionTask):
 
     def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
         x = batch["image"]
-        recon, kl_dims, *_ = self._sample(model, x, rng, training=False)
-        kl = kl_dims.sum(axis=-1)
+        s = self._sample(model, x, rng, training=False)
         mean_reconstruction = model.decode(model.encode(x))
-        metrics = {"neg_elbo": recon + kl, "recon": recon, "kl": kl,
-                   "recon_sse": losses.sse(mean_reconstruction, x),
-                   "active_units": kl_dims}  # summarized: dimensions with mean KL > 0.01 nats
+        metrics = {"neg_elbo": s.recon + s.kl, "recon": s.recon, "kl": s.kl,
+                   "recon_sse": losses.sse(mean_reconstruction, x)}
+        if s.kl_dims is not None:
+            metrics["active_units"] = s.kl_dims  # summarized: dimensions with mean KL > 0.01 nats
         if final:
             v = self.config.vae
             metrics["nll"] = importance_sampled_nll(model, x, jax.random.fold_in(rng, 7), v.iw_samples,
@@ -203,9 +220,10 @@ class VAETask(ReconstructionTask):
         return metrics
 
     def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
-        kl_per_dim = means.pop("active_units")
+        kl_per_dim = means.pop("active_units", None)
         out = {k: float(v) for k, v in means.items()}
-        out["active_units"] = float(np.sum(kl_per_dim > 0.01))
+        if kl_per_dim is not None:
+            out["active_units"] = float(np.sum(kl_per_dim > 0.01))
         # Bits per dimension where the likelihood is one of the data's values: the discretized
         # logistic and the Bernoulli of binarized pixels; the Gaussian, a density on [0, 1] of
         # 8-bit data, adds 8 bits a dimension. bce on grey values is no likelihood of them.
