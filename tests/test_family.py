@@ -105,6 +105,9 @@ class TinyVAE(nnx.Module):
         mean, logvar = jnp.split(self.encoder(x), 2, axis=-1)
         return 0.5 * mean, 0.1 * logvar  # a broad proposal, so k = 2000 gets close to exact
 
+    def log_prior(self, z):
+        return losses.log_normal(z)
+
 
 def exact_log_marginal(model, x):
     """log p(x) = log integral p(x|z) N(z; 0, 1) dz by quadrature on a fine grid."""
