@@ -50,6 +50,7 @@ FLAGS = {
     "beam_size": Flag("integer", None, "beam size (1 = greedy; default: the run's decode.beam_size)"),
     "workload": Flag("string", None, "mlp_ae | conv_ae | mlp_vae"),
     "json": Flag("boolean", False, "print one JSON line instead of a table"),
+    "examples": Flag("integer", 10000, "at most this many training examples are encoded and scored", 1),
     "shard_examples": Flag("integer", 10000, "examples per ArrayRecord shard", 1),
     "image_size": Flag("integer", 0, "resize images (and masks) to this square as config.data.image_size "
                                      "does; 0 = as the source reads them", 0),
@@ -100,6 +101,9 @@ COMMANDS = {
     "denoise": Command("PSNR and SSIM of noisy and reconstructed test images",
                        "--workdir=DIR [--noise=gaussian:0.1,0.3]", ("workdir", "noise", "seed", "uses_dir"),
                        required=("workdir",)),
+    "disentangle": Command("MIG and DCI of the codes against a generated set's known factors, and latent traversals",
+                           "--workdir=DIR [--examples=10000]", ("workdir", "examples", "uses_dir"),
+                           required=("workdir",)),
     "anomaly": Command("one-class anomaly detection: AUROC, AUPRC, a threshold set on validation data",
                        "--workdir=DIR", ("workdir", "uses_dir"), required=("workdir",)),
     "predict": Command("segmentation masks for images, as PNGs", "--workdir=DIR --input=IMAGE_OR_DIR --out=DIR",
@@ -353,6 +357,10 @@ def _use(command: str, values) -> list[str]:
         from aelab.uses import denoise
 
         return denoise.denoise(values.workdir, values.noise, values.seed, values.uses_dir)
+    if command == "disentangle":
+        from aelab.uses import disentangle
+
+        return disentangle.disentangle(values.workdir, values.examples, values.uses_dir)
     if command == "anomaly":
         from aelab.uses import anomaly
 

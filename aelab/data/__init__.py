@@ -1,6 +1,7 @@
 """Data: `load(data_config)` returns a Dataset of in-memory train/val/test splits.
 
-Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, `records:DIR` (`aelab convert`), or any TFDS name;
+Names (contract): `digits`, `idx:DIR`, `npz:FILE`, `csv:FILE`, `images:DIR`, `records:DIR` (`aelab convert`),
+`dsprites` / `dsprites:small` (generated shapes with known factors), or any TFDS name;
 for segmentation also `segfolder:DIR` and `scenes:NAME` (digit scenes built from data set NAME);
 for translation `textpairs:FILE` (a TSV or a zip holding one) and TFDS sets with `data.source_key`;
 for captioning `captions:DIR` (Flickr8k format), `digitcaptions:NAME` (described digit scenes built
@@ -14,7 +15,7 @@ import os
 import ml_collections
 import numpy as np
 
-from aelab.data import captions, files, records, segmentation, sources, text
+from aelab.data import captions, factors, files, records, segmentation, sources, text
 from aelab.data.pipeline import TrainBatches, eval_batches, in_processes, prefetched
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
@@ -49,10 +50,11 @@ LOCAL_READERS = {
                                                         _get(data, "source_lang"), _get(data, "target_lang")),
     "captions": lambda path, data: captions.read_captions_dir(path, _get(data, "image_size")),
     "records": lambda path, data: records.read_records(path),
+    "dsprites": lambda variant, data: factors.read_dsprites(variant),
     "digitcaptions": lambda name, data: captions.read_digit_captions(
         read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
 }
-NAMED_READERS = {"digits": sources.read_digits}
+NAMED_READERS = {"digits": sources.read_digits, "dsprites": factors.read_dsprites}
 
 __all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "in_processes", "load", "prefetched",
            "read_splits"]

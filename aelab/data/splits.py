@@ -13,13 +13,15 @@ from aelab.errors import UsageError
 @dataclasses.dataclass(frozen=True)
 class Split:
     """Images as float32 (N, H, W, C) in [0, 1], with optional int labels (N,), for
-    segmentation int32 masks (N, H, W) of per-pixel class ids, and where the examples come
-    from files, the file of each (N,) for messages that name it."""
+    segmentation int32 masks (N, H, W) of per-pixel class ids, where the examples come
+    from files, the file of each (N,) for messages that name it, and for generated sets the
+    index of each factor of variation (N, F) (aelab.data.factors)."""
 
     images: np.ndarray
     labels: np.ndarray | None = None
     masks: np.ndarray | None = None
     files: np.ndarray | None = None
+    factors: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.images)
@@ -27,7 +29,7 @@ class Split:
     def take(self, index: np.ndarray) -> "Split":
         def rows(array):
             return None if array is None else take_rows(array, index)
-        return Split(rows(self.images), rows(self.labels), rows(self.masks), rows(self.files))
+        return Split(rows(self.images), rows(self.labels), rows(self.masks), rows(self.files), rows(self.factors))
 
     @property
     def streamed(self) -> bool:
