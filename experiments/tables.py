@@ -86,9 +86,10 @@ def _one_class(r):
 
 
 def _vae(r):
-    return (f"neg_elbo **{r['test']['neg_elbo']:.2f}**, IWAE nll (k=1000) **{r['test']['nll']:.2f}** "
-            f"(validation neg_elbo {r['val']['neg_elbo']:.2f})",
-            f"recon_sse {r['test']['recon_sse']:.1f} vs PCA-20 {r['pca']['recon_sse']:.1f}")
+    test = r["test"]
+    return (f"neg_elbo **{_figure(test['neg_elbo'], 2)}**, IWAE nll (k=1000) **{_figure(test['nll'], 2)}** "
+            f"(validation neg_elbo {_figure(r['val']['neg_elbo'], 2)})",
+            f"recon_sse {_figure(test['recon_sse'], 1)} vs PCA-20 {r['pca']['recon_sse']:.1f}")
 
 
 def _dae(r):
