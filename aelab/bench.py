@@ -1,13 +1,16 @@
-"""`aelab bench`: the speed of the project's own train and eval steps on three fixed workloads.
+"""`aelab bench`: the speed of the project's own train and eval steps on fixed workloads.
 
 The workloads are those of ../shared/bench/README.md (and its PyTorch
 reference, torch_ref.py): `mlp_ae` (784-1000-500-250-30, mirrored, BCE,
 batch 256), `conv_ae` (configs/mnist_conv_ae.py: two stride-2 3x3 convs
-32/64, Dense 16, mirrored with transposed convs, BCE, batch 128) and
-`mlp_vae` (784-512-256, 20-d Gaussian latent, Bernoulli negative ELBO, batch
-128). Adam 1e-3, float32, losses summed over pixels and averaged over the
-batch, synthetic MNIST-shaped data (uint8 -> [0, 1]) already in device
-memory, as the reference has it in memory.
+32/64, Dense 16, mirrored with transposed convs, BCE, batch 128), `mlp_vae`
+(784-512-256, 20-d Gaussian latent, Bernoulli negative ELBO, batch 128) and
+`resnet_vae` (model.arch=resnet, stages 32/64/128 of one residual block, 64-d
+latent, Bernoulli negative ELBO on 32x32x3, batch 64, eval batch 500). Adam
+1e-3, float32, losses summed over pixels and averaged over the batch,
+synthetic data (uint8 -> [0, 1]; MNIST-shaped, CIFAR-shaped for resnet_vae,
+4,096 training images as the reference draws) already in device memory, as
+the reference has it in memory.
 
 What runs is aelab's own task, model and compiled steps, not a copy. Training
 is timed the way `aelab train` runs it on a split that fits the device
@@ -36,8 +39,11 @@ from aelab import config as config_lib, optim, steps, tasks
 from aelab.compiler import CompilePolicy
 from aelab.errors import choose
 
-WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae")
+WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae", "resnet_vae")
 N_TRAIN, N_EVAL, EVAL_BATCH = 60000, 10000, 1000
+IMAGE_SHAPE = {"resnet_vae": (32, 32, 3)}  # the others: (28, 28, 1)
+SMALL_TRAIN = {"resnet_vae": 4096}  # training images drawn, where the reference draws fewer
+EVAL_BATCHES = {"resnet_vae": 500}
 NUM_STEPS = 10 ** 6  # a run's length, for the schedule and the last logged step
 
 
@@ -45,7 +51,7 @@ def workload_config(name: str, cpu_ynn_dots: bool | None = None):
     """The resolved config of a workload, built like any experiment's (conv_ae = configs/mnist_conv_ae.py);
     `cpu_ynn_dots` as train.cpu_ynn_dots."""
     choose("--workload", name, WORKLOADS)
-    config = config_lib.base_config("vae" if name == "mlp_vae" else "autoencoder")
+    config = config_lib.base_config("vae" if name in ("mlp_vae", "resnet_vae") else "autoencoder")
     config.loss = "bce"
     config.optimizer.name, config.optimizer.learning_rate, config.optimizer.schedule = "adam", 1e-3, "constant"
     if name == "mlp_ae":
@@ -54,6 +60,9 @@ def workload_config(name: str, cpu_ynn_dots: bool | None = None):
         config.model.arch, config.model.channels, config.model.strides = "conv", (32, 64), (2, 2)
         config.model.kernel_size, config.model.latent_dim, config.model.upsample = 3, 16, "transpose"
         config.train.batch_size = 128
+    elif name == "resnet_vae":
+        config.model.arch, config.model.channels, config.model.blocks, config.model.groups = "resnet", (32, 64, 128), 1, 8
+        config.model.latent_dim, config.model.upsample, config.train.batch_size = 64, "resize", 64
     else:
         config.model.hidden, config.model.latent_dim, config.train.batch_size = (512, 256), 20, 128
     config.train.cpu_ynn_dots = cpu_ynn_dots
@@ -66,7 +75,8 @@ def workload_state(workload: str, seed: int = 0, cpu_ynn_dots: bool | None = Non
     config = workload_config(workload, cpu_ynn_dots)
     task = tasks.get_task(config, CompilePolicy.for_config(config))
     tx = optim.make_optimizer(config.optimizer, NUM_STEPS)
-    model, optimizer = steps.init_model_and_optimizer(task, (28, 28, 1), tx, jax.random.key(seed))
+    model, optimizer = steps.init_model_and_optimizer(task, IMAGE_SHAPE.get(workload, (28, 28, 1)), tx,
+                                                      jax.random.key(seed))
     graphdef, state = nnx.split((model, optimizer))
     return config, task, task.policy.with_model(model), graphdef, state
 
@@ -80,10 +90,13 @@ def forward_and_loss_fn(graphdef: nnx.GraphDef, task):
     return forward_and_loss
 
 
-def synthetic_mnist(n: int, seed: int) -> np.ndarray:
-    """Deterministic MNIST-shaped images (n, 28, 28, 1) in [0, 1], as torch_ref.py draws them."""
+def synthetic_images(n: int, seed: int, shape=(28, 28, 1)) -> np.ndarray:
+    """Deterministic images (n, *shape) in [0, 1] of uniform uint8 pixels, as torch_ref.py draws them."""
     rng = np.random.default_rng(seed)
-    return (rng.integers(0, 256, size=(n, 28, 28), dtype=np.uint8).astype(np.float32) / 255.0)[..., None]
+    if shape[-1] == 1:
+        return (rng.integers(0, 256, size=(n, *shape[:2]), dtype=np.uint8).astype(np.float32) / 255.0)[..., None]
+    channels_first = rng.integers(0, 256, size=(n, shape[-1], *shape[:2]), dtype=np.uint8)  # the reference's NCHW
+    return channels_first.transpose(0, 2, 3, 1).astype(np.float32) / 255.0
 
 
 def timed(step, count: int, batch_size: int, warmup: int, min_seconds: float) -> dict:
@@ -123,18 +136,20 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     """`ynn_dots`: CPU matmul library, as `train.cpu_ynn_dots` (None: the trainer's rule)."""
     config, task, policy, graphdef, state = workload_state(workload, seed, ynn_dots)
     batch_size, per_dispatch = config.train.batch_size, policy.steps_per_dispatch(config.train.steps_per_dispatch)
-    train_images = synthetic_mnist(N_TRAIN, seed)
+    shape, n_train = IMAGE_SHAPE.get(workload, (28, 28, 1)), SMALL_TRAIN.get(workload, N_TRAIN)
+    eval_batch = EVAL_BATCHES.get(workload, EVAL_BATCH)
+    train_images = synthetic_images(n_train, seed, shape)
     batches = [jax.device_put({"image": train_images[i:i + batch_size]})
-               for i in range(0, N_TRAIN - batch_size + 1, batch_size)]
+               for i in range(0, n_train - batch_size + 1, batch_size)]
     # The trainer's path: the split on the device, `per_dispatch` steps per call on row indices.
     device_data = jax.device_put({"image": train_images})
-    rows = np.random.default_rng(seed).permutation(N_TRAIN)[:len(batches) * batch_size].reshape(-1, batch_size)
+    rows = np.random.default_rng(seed).permutation(n_train)[:len(batches) * batch_size].reshape(-1, batch_size)
     index_blocks = [jax.device_put(rows[i:i + per_dispatch].T)
                     for i in range(0, len(rows) - per_dispatch + 1, per_dispatch)]
-    eval_images = synthetic_mnist(N_EVAL, seed + 1)
-    mask = jnp.ones(EVAL_BATCH, jnp.float32)
-    eval_batches = [jax.device_put({"image": eval_images[i:i + EVAL_BATCH]}) | {"mask": mask}
-                    for i in range(0, N_EVAL, EVAL_BATCH)]
+    eval_images = synthetic_images(N_EVAL, seed + 1, shape)
+    mask = jnp.ones(eval_batch, jnp.float32)
+    eval_batches = [jax.device_put({"image": eval_images[i:i + eval_batch]}) | {"mask": mask}
+                    for i in range(0, N_EVAL, eval_batch)]
     rng = jax.random.key(seed)
 
     start = time.perf_counter()
@@ -166,10 +181,10 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     forward_and_loss = policy.jit(forward_and_loss_fn(graphdef, task), program="evaluate")
     eval_seconds = max(min_seconds * 0.6, 1.0)
     eval_result = timed(lambda i: forward_and_loss(eval_state, eval_batches[i % len(eval_batches)], rng),
-                        len(eval_batches), EVAL_BATCH, 3, eval_seconds)
+                        len(eval_batches), eval_batch, 3, eval_seconds)
     eval_step = steps.make_eval_step(graphdef, task, policy)
     metrics_result = timed(lambda i: eval_step(eval_state, eval_batches[i % len(eval_batches)], rng),
-                           len(eval_batches), EVAL_BATCH, 3, eval_seconds)
+                           len(eval_batches), eval_batch, 3, eval_seconds)
     peak = matmul_peak_gflops(policy)  # with the train step's matmul library
     achieved = flops * train_result["examples_per_s"] / batch_size / 1e9
     return {"workload": workload, "framework": "aelab (jax " + jax.__version__ + ")",

@@ -79,7 +79,7 @@ def test_cpu_policy_and_xla_defaults_give_the_same_numbers():
         policy = policy.with_model(model)
         optimizer = nnx.Optimizer(model, optim.make_optimizer(config.optimizer, 100), wrt=nnx.Param)
         graphdef, state = nnx.split((model, optimizer))
-        images = bench.synthetic_mnist(2 * 32, 0)
+        images = bench.synthetic_images(2 * 32, 0)
         step = steps.make_train_step(graphdef, task, policy)
         history = []
         for i in range(count):

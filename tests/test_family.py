@@ -195,6 +195,8 @@ FAMILY = {
     "vqvae": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2},
     "iwae": {"task": "vae", "vae.objective": "iwae", "vae.train_samples": 4, "vae.iw_samples": 10, "vae.iw_chunk": 5},
     "beta_tcvae": {"task": "vae", "vae.objective": "tcvae", "vae.beta": 6.0, "vae.iw_samples": 10, "vae.iw_chunk": 5},
+    "resnet_vae": {"task": "vae", "model.arch": "resnet", "model.channels": (8, 16), "model.upsample": "resize",
+                   "vae.iw_samples": 10, "vae.iw_chunk": 5},
     "vampprior": {"task": "vae", "vae.prior": "vamp", "vae.pseudo_inputs": 10, "vae.iw_samples": 10,
                   "vae.iw_chunk": 5},
     "infovae": {"task": "vae", "vae.objective": "infovae", "vae.info_lambda": 100.0, "vae.iw_samples": 10,

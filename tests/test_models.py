@@ -41,6 +41,28 @@ def test_conv_shapes(upsample, image_shape, strides):
     assert model(x).shape == (2, *image_shape)
 
 
+@pytest.mark.parametrize("upsample", ["resize", "transpose"])
+@pytest.mark.parametrize("image_shape", [(32, 32, 3), (28, 28, 1), (9, 13, 2)])
+def test_resnet_shapes(upsample, image_shape):
+    model = build("resnet", image_shape, 6, channels=(8, 16, 16), blocks=2, upsample=upsample)
+    x = jnp.zeros((2, *image_shape))
+    assert model.encode(x).shape == (2, 6)
+    assert model(x).shape == (2, *image_shape)
+    assert len(model.encoder.stages) == 3 and len(model.encoder.stages[0]) == 2
+
+
+def test_resnet_is_the_reference_w4_layer_for_layer():
+    """Stages 32/64/128 of one block, a 64-d Gaussian latent on 32x32x3: the PyTorch reference's
+    ResNetVAE (../shared/bench/torch_ref.py) has 2,544,387 parameters, counted there."""
+    config = base_config("vae")
+    config.model.arch, config.model.channels, config.model.latent_dim, config.model.upsample = (
+        "resnet", (32, 64, 128), 64, "resize")
+    model = get_task(resolve(config)).build_model((32, 32, 3), nnx.Rngs(params=0))
+    assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == 2_544_387
+    with pytest.raises(ValueError, match=r"model.groups=8 dividing every width"):
+        build("resnet", (8, 8, 1), 2, channels=(8, 12))
+
+
 def test_bce_models_decode_to_probabilities_and_mse_models_to_raw_values():
     x = jax.random.uniform(jax.random.key(0), (4, 8, 8, 1))
     bce = build("mlp", (8, 8, 1), 3)

@@ -12,7 +12,9 @@ from aelab.errors import UsageError, choose
 from aelab.models.autoencoder import CODE_ACTIVATIONS, VAE, Autoencoder
 from aelab.models.conv import UPSAMPLE_MODES, ConvDecoder, ConvEncoder
 from aelab.models.layers import ACTIVATIONS
+from aelab.models import resnet
 from aelab.models.mlp import MLPDecoder, MLPEncoder
+from aelab.models.resnet import ResNetDecoder, ResNetEncoder
 from aelab.models.vq import VQVAE, VectorQuantizer
 
 __all__ = ["ARCHITECTURES", "CODE_ACTIVATIONS", "VAE", "VQVAE", "Autoencoder", "VectorQuantizer",
@@ -33,7 +35,13 @@ def _conv(m: ml_collections.ConfigDict, image_shape, output_shape, code_size, rn
                         subpixel=subpixel, **kwargs))
 
 
-ARCHITECTURES = {"mlp": _mlp, "conv": _conv}
+def _resnet(m: ml_collections.ConfigDict, image_shape, output_shape, code_size, rngs, subpixel):
+    kwargs = dict(channels=tuple(m.channels), blocks=m.blocks, groups=m.groups, rngs=rngs)
+    return (ResNetEncoder(image_shape=image_shape, latent_dim=code_size, **kwargs),
+            ResNetDecoder(image_shape=output_shape, latent_dim=m.latent_dim, upsample=m.upsample, **kwargs))
+
+
+ARCHITECTURES = {"mlp": _mlp, "conv": _conv, "resnet": _resnet}
 
 
 def check_encoder_decoder(m: ml_collections.ConfigDict) -> None:
@@ -41,6 +49,11 @@ def check_encoder_decoder(m: ml_collections.ConfigDict) -> None:
     building anything (raises UsageError): what a sweep checks of every point before it runs."""
     choose("model.arch", m.arch, ARCHITECTURES)
     choose("model.activation", m.activation, ACTIVATIONS)
+    if m.arch == "resnet":
+        choose("model.upsample", m.upsample, resnet.UPSAMPLE_MODES)
+        if not m.channels or m.blocks < 1 or not resnet.groups_fit(m.channels, m.groups):
+            raise UsageError(f"model.arch=resnet needs stage widths model.channels={tuple(m.channels)} (non-empty), "
+                             f"model.blocks={m.blocks} >= 1 and model.groups={m.groups} dividing every width")
     if m.arch == "conv":
         choose("model.upsample", m.upsample, UPSAMPLE_MODES)
         if len(m.channels) != len(m.strides) or not m.channels:

@@ -91,14 +91,16 @@ class ReconstructionTask(Task):
             # images cut to their central square and resized to this size (0: as stored).
             "data": {"normal_classes": (), "image_size": 0},
             "model": {
-                "arch": "mlp",  # mlp | conv
+                "arch": "mlp",  # mlp | conv | resnet (residual stages, GroupNorm, SiLU: aelab/models/resnet.py)
                 "latent_dim": 16,
                 "activation": "relu",
                 "hidden": (256, 128),  # mlp: encoder widths, mirrored in the decoder
-                "channels": (32, 64),  # conv: channels per layer
+                "channels": (32, 64),  # conv: channels per layer; resnet: per stage (each halves the size)
                 "strides": (2, 2),  # conv: one stride per layer
+                "blocks": 1,  # resnet: residual blocks per stage
+                "groups": 8,  # resnet: GroupNorm groups
                 "kernel_size": 3,
-                "upsample": "transpose",  # conv decoder: transpose | resize
+                "upsample": "transpose",  # conv, resnet decoders: transpose | resize (nearest, then a conv)
                 "mixtures": 5,  # loss=dlogistic: logistic components per pixel
             },
             # Denoising: corrupt the input only, reconstruct the clean image.

@@ -11,7 +11,7 @@ from aelab import bench, optim
 workload = sys.argv[1] if len(sys.argv) > 1 else "mlp_ae"
 config = bench.workload_config(workload)
 batch_size = config.train.batch_size
-x = {"image": jnp.asarray(bench.synthetic_mnist(batch_size, 0))}
+x = {"image": jnp.asarray(bench.synthetic_images(batch_size, 0))}
 rng = jax.random.key(0)
 
 

@@ -1,0 +1,95 @@
+"""Residual convolutional encoder and decoder for colour images (`model.arch=resnet`).
+
+A stage is `model.blocks` residual blocks x + Conv3x3(SiLU(GN(Conv3x3(SiLU(GN(x)))))) at one
+resolution, GroupNorm in `model.groups` groups; stages are joined by a stride-2 3x3
+convolution (encoder) and by nearest-neighbour x2 upsampling and a 3x3 convolution
+(`model.upsample=resize`) or a stride-2 transposed convolution (`transpose`) (decoder).
+With `model.channels=(32, 64, 128)` and one block a stage this is the W4 `resnet_vae` of
+../shared/bench/torch_ref.py, layer for layer.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Sequence
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+UPSAMPLE_MODES = ("resize", "transpose")
+
+
+class ResBlock(nnx.Module):
+    def __init__(self, channels: int, groups: int, *, rngs: nnx.Rngs):
+        self.norm1 = nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=rngs)
+        self.conv1 = nnx.Conv(channels, channels, (3, 3), padding="SAME", rngs=rngs)
+        self.norm2 = nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=rngs)
+        self.conv2 = nnx.Conv(channels, channels, (3, 3), padding="SAME", rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        return x + self.conv2(jax.nn.silu(self.norm2(self.conv1(jax.nn.silu(self.norm1(x))))))
+
+
+def feature_shape(image_shape: Sequence[int], channels: Sequence[int]) -> tuple[int, int, int]:
+    """The encoder's last feature map: halved (rounding up) once between each pair of stages."""
+    h, w = image_shape[0], image_shape[1]
+    for _ in channels[1:]:
+        h, w = -(-h // 2), -(-w // 2)
+    return h, w, channels[-1]
+
+
+class ResNetEncoder(nnx.Module):
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int], blocks: int,
+                 groups: int, *, rngs: nnx.Rngs):
+        self.stem = nnx.Conv(image_shape[-1], channels[0], (3, 3), padding="SAME", rngs=rngs)
+        self.stages = nnx.List([nnx.List([ResBlock(c, groups, rngs=rngs) for _ in range(blocks)])
+                                for c in channels])
+        self.downs = nnx.List([nnx.Conv(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
+                               for a, b in zip(channels[:-1], channels[1:])])
+        self.dense = nnx.Linear(math.prod(feature_shape(image_shape, channels)), latent_dim, rngs=rngs)
+
+    def __call__(self, x: jax.Array) -> jax.Array:
+        x = self.stem(x)
+        for i, stage in enumerate(self.stages):
+            for block in stage:
+                x = block(x)
+            if i < len(self.downs):
+                x = self.downs[i](x)
+        return self.dense(x.reshape(x.shape[0], -1))
+
+
+class ResNetDecoder(nnx.Module):
+    def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int], blocks: int,
+                 groups: int, upsample: str, *, rngs: nnx.Rngs):
+        self.image_shape = tuple(image_shape)
+        self.start_shape = feature_shape(image_shape, channels)
+        self.dense = nnx.Linear(latent_dim, math.prod(self.start_shape), rngs=rngs)
+        widths = list(reversed(channels))
+        self.stages = nnx.List([nnx.List([ResBlock(c, groups, rngs=rngs) for _ in range(blocks)])
+                                for c in widths])
+        if upsample == "transpose":
+            self.ups = nnx.List([nnx.ConvTranspose(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
+                                 for a, b in zip(widths[:-1], widths[1:])])
+        else:
+            self.ups = nnx.List([nnx.Conv(a, b, (3, 3), padding="SAME", rngs=rngs)
+                                 for a, b in zip(widths[:-1], widths[1:])])
+        self.upsample = upsample
+        self.out = nnx.Conv(widths[-1], image_shape[-1], (3, 3), padding="SAME", rngs=rngs)
+
+    def __call__(self, z: jax.Array) -> jax.Array:
+        x = self.dense(z).reshape(z.shape[0], *self.start_shape)
+        for i, stage in enumerate(self.stages):
+            for block in stage:
+                x = block(x)
+            if i < len(self.ups):
+                if self.upsample == "resize":  # nearest neighbour x2
+                    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+                x = self.ups[i](x)
+        h, w = self.image_shape[:2]
+        return self.out(x)[:, :h, :w, :]
+
+
+def groups_fit(channels: Sequence[int], groups: int) -> bool:
+    return groups > 0 and all(c % groups == 0 for c in channels)
+
