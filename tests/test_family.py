@@ -73,6 +73,22 @@ def test_vampprior_is_the_mean_of_the_pseudo_inputs_posteriors():
     assert standard.sample(4, jax.random.key(0)).shape == vae.sample(4, jax.random.key(0)).shape == (4, 3)
 
 
+def test_ema_codebook_update_by_hand_and_dead_codes_restart():
+    """Decay 0.5 from codes (0, 10) used once each: outputs 1 and 2 go to code 0, 9 to code 1, so
+    N = (1.5, 1.0), m = (1.5, 9.5) and e = m / N = (1.0, 9.5). A third code at 100, never used,
+    falls to N = 0.5 < 0.6 and restarts at one of the batch's outputs."""
+    vq = VectorQuantizer(2, 1, ema_decay=0.5, rngs=nnx.Rngs(0))
+    vq.codebook[...] = vq.embed_sum[...] = jnp.array([[0.0], [10.0]])
+    vq.ema_update(jnp.array([[1.0], [2.0], [9.0]]), jax.random.key(0))
+    np.testing.assert_allclose(vq.cluster_size[...], [1.5, 1.0])
+    np.testing.assert_allclose(vq.codebook[...][:, 0], [1.0, 9.5], rtol=1e-4)
+    vq = VectorQuantizer(3, 1, ema_decay=0.5, rngs=nnx.Rngs(0))
+    vq.codebook[...] = vq.embed_sum[...] = jnp.array([[0.0], [10.0], [100.0]])
+    vq.ema_update(jnp.array([[1.0], [2.0], [9.0]]), jax.random.key(0), restart_below=0.6)
+    assert float(vq.codebook[...][2, 0]) in (1.0, 2.0, 9.0) and float(vq.cluster_size[...][2]) == 1.0
+    assert not isinstance(vq.codebook, nnx.Param)  # no gradient, no optimizer moves it
+
+
 def test_mmd_imq_by_hand_and_it_tells_distributions_apart():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
@@ -197,6 +213,8 @@ FAMILY = {
     "beta_tcvae": {"task": "vae", "vae.objective": "tcvae", "vae.beta": 6.0, "vae.iw_samples": 10, "vae.iw_chunk": 5},
     "resnet_vae": {"task": "vae", "model.arch": "resnet", "model.channels": (8, 16), "model.upsample": "resize",
                    "vae.iw_samples": 10, "vae.iw_chunk": 5},
+    "vqvae_ema": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2,
+                  "vq.ema_decay": 0.9, "vq.restart_below": 0.01},
     "vampprior": {"task": "vae", "vae.prior": "vamp", "vae.pseudo_inputs": 10, "vae.iw_samples": 10,
                   "vae.iw_chunk": 5},
     "infovae": {"task": "vae", "vae.objective": "infovae", "vae.info_lambda": 100.0, "vae.iw_samples": 10,
@@ -220,6 +238,10 @@ def test_every_model_learns(tmp_path, name):
         assert (tmp_path / "figures" / "samples.png").exists()
     if config.task == "vqvae":
         assert 1.0 <= summary["eval"]["perplexity"] <= 16 and 0 <= summary["eval"]["dead_codes"] < 16
+    if name == "vqvae_ema":  # the averages moved inside the compiled step and were saved
+        import aelab
+
+        assert not np.allclose(aelab.load(str(tmp_path)).model.quantizer.cluster_size[...], 1.0)
     if name == "denoising":
         assert summary["eval"]["psnr"] > summary["eval"]["psnr_noisy"]
     if name == "sparse":
@@ -264,6 +286,7 @@ def test_a_discretized_logistic_vae_learns_8_bit_images_and_reports_bits_per_dim
      "penalty.rho=1.5 must lie strictly between 0 and 1"),
     ({"penalty.kl_sparsity": 0.1}, "needs codes in \\(0, 1\\)"),
     ({"task": "vqvae", "vq.codebook_size": 1}, "vq.codebook_size=1 must be >= 2"),
+    ({"task": "vqvae", "vq.restart_below": 0.1}, "vq.restart_below restarts codes of a moving-average codebook"),
     ({"task": "vqvae", "model.latent_dim": 5, "vq.embedding_dim": 2}, "must be a multiple of vq.embedding_dim"),
     ({"corruption.kind": "blur"}, "unknown corruption.kind 'blur'"),
     ({"task": "gan"}, "unknown task 'gan'; known: autoencoder, captioning, segmentation, translation, vae, vqvae"),

@@ -1,7 +1,10 @@
 """The VQ-VAE task (van den Oord et al. 2017): reconstruction + codebook + commitment losses.
 
-Reports codebook usage: `perplexity` (exp of the entropy of code usage over the
-split; K means every code is used equally) and `dead_codes` (never used).
+With `vq.ema_decay` > 0 the codebook follows moving averages of its assigned encoder outputs
+instead of the codebook loss, and codes whose averaged use falls below
+`vq.restart_below` restart at encoder outputs of the batch. Reports codebook usage:
+`perplexity` (exp of the entropy of code usage over the split; K means every code is used
+equally) and `dead_codes` (never used).
 """
 
 from __future__ import annotations
@@ -29,6 +32,15 @@ class VQVAETask(ReconstructionTask):
         if q.embedding_dim < 1 or q.commitment < 0:
             raise UsageError(f"vq.embedding_dim={q.embedding_dim} must be >= 1 and "
                              f"vq.commitment={q.commitment} >= 0")
+        if not 0 <= q.ema_decay < 1 or q.restart_below < 0:
+            raise UsageError(f"vq.ema_decay={q.ema_decay} must lie in [0, 1) and vq.restart_below="
+                             f"{q.restart_below} be >= 0")
+        if q.restart_below and not q.ema_decay:
+            raise UsageError("vq.restart_below restarts codes of a moving-average codebook; set vq.ema_decay "
+                             "(e.g. 0.99) too")
+        if q.ema_decay and config.train.compute_dtype != "float32":
+            raise UsageError("vq.ema_decay updates the codebook inside the step, which "
+                             f"train.compute_dtype={config.train.compute_dtype} runs on a cast copy; use float32")
         if config.model.latent_dim % q.embedding_dim:
             raise UsageError(f"model.latent_dim={config.model.latent_dim} must be a multiple of "
                              f"vq.embedding_dim={q.embedding_dim} (codes are split into tokens)")
@@ -39,12 +51,14 @@ class VQVAETask(ReconstructionTask):
             "codebook_size": 64,
             "embedding_dim": 4,  # the code is split into latent_dim / embedding_dim tokens
             "commitment": 0.25,  # beta of the commitment loss
+            "ema_decay": 0.0,  # > 0: the codebook is a moving average of its assigned outputs (0.99)
+            "restart_below": 0.0,  # with ema_decay: codes used less than this (averaged count) restart
         }}
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VQVAE:
         latent, q = self.config.model.latent_dim, self.config.vq
         encoder, decoder = self._encoder_decoder(image_shape, latent, rngs)
-        quantizer = models.VectorQuantizer(q.codebook_size, q.embedding_dim, rngs=rngs)
+        quantizer = models.VectorQuantizer(q.codebook_size, q.embedding_dim, q.ema_decay, rngs=rngs)
         return models.VQVAE(encoder, decoder, self.loss.link, latent, quantizer)
 
     def _forward(self, model, x, rng, training: bool):
@@ -56,9 +70,14 @@ class VQVAETask(ReconstructionTask):
         x = batch["image"]
         z_e, _, q, raw = self._forward(model, x, rng, training=True)
         recon = self.loss.per_example(raw, x).mean()
-        codebook = jnp.sum(jnp.square(jax.lax.stop_gradient(z_e) - q), axis=-1).mean()
         commitment = jnp.sum(jnp.square(z_e - jax.lax.stop_gradient(q)), axis=-1).mean()
-        loss = recon + codebook + self.config.vq.commitment * commitment
+        v = self.config.vq
+        if v.ema_decay:  # the codebook moves by averages, after this step's assignment
+            model.quantizer.ema_update(z_e, jax.random.fold_in(rng, 3), v.restart_below)
+            loss = recon + v.commitment * commitment
+        else:
+            codebook = jnp.sum(jnp.square(jax.lax.stop_gradient(z_e) - q), axis=-1).mean()
+            loss = recon + codebook + v.commitment * commitment
         return loss, {"loss": loss, "recon": recon, "commitment": commitment,
                       "recon_sse": losses.sse(self.loss.link(raw), x).mean()}
 
