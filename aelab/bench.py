@@ -6,11 +6,16 @@ batch 256), `conv_ae` (configs/mnist_conv_ae.py: two stride-2 3x3 convs
 32/64, Dense 16, mirrored with transposed convs, BCE, batch 128), `mlp_vae`
 (784-512-256, 20-d Gaussian latent, Bernoulli negative ELBO, batch 128) and
 `resnet_vae` (model.arch=resnet, stages 32/64/128 of one residual block, 64-d
-latent, Bernoulli negative ELBO on 32x32x3, batch 64, eval batch 500). Adam
-1e-3, float32, losses summed over pixels and averaged over the batch,
-synthetic data (uint8 -> [0, 1]; MNIST-shaped, CIFAR-shaped for resnet_vae,
-4,096 training images as the reference draws) already in device memory, as
-the reference has it in memory.
+latent, Bernoulli negative ELBO on 32x32x3, batch 64, eval batch 500) and
+`transformer_mt` (the translation task's pre-norm Transformer, 2+2 layers,
+width 256, 4 heads, feed-forward 1024, dropout 0.1, sinusoidal positions,
+separate embeddings and output projection, vocabulary 4,000, 24 source and 24
+target tokens, label smoothing 0.1, AdamW 1e-3 with weight decay 1e-4, batch
+64 pairs, eval batch 250). Adam 1e-3 (but transformer_mt), float32, image
+losses summed over pixels and averaged over the batch, synthetic data (uint8
+-> [0, 1], MNIST-shaped or CIFAR-shaped; token ids for transformer_mt; 4,096
+training examples where the reference draws that many) already in device
+memory, as the reference has it in memory.
 
 What runs is aelab's own task, model and compiled steps, not a copy. Training
 is timed the way `aelab train` runs it on a split that fits the device
@@ -29,6 +34,7 @@ from __future__ import annotations
 import json
 import statistics
 import time
+import types
 
 import jax
 import jax.numpy as jnp
@@ -39,11 +45,12 @@ from aelab import config as config_lib, optim, steps, tasks
 from aelab.compiler import CompilePolicy
 from aelab.errors import choose
 
-WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae", "resnet_vae")
+WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae", "resnet_vae", "transformer_mt")
 N_TRAIN, N_EVAL, EVAL_BATCH = 60000, 10000, 1000
-IMAGE_SHAPE = {"resnet_vae": (32, 32, 3)}  # the others: (28, 28, 1)
-SMALL_TRAIN = {"resnet_vae": 4096}  # training images drawn, where the reference draws fewer
-EVAL_BATCHES = {"resnet_vae": 500}
+IMAGE_SHAPE = {"resnet_vae": (32, 32, 3), "transformer_mt": (24,)}  # the others: (28, 28, 1)
+SMALL_TRAIN = {"resnet_vae": 4096, "transformer_mt": 4096}  # examples drawn, where the reference draws fewer
+EVAL_BATCHES = {"resnet_vae": 500, "transformer_mt": 250}
+VOCAB, SEQ_LEN = 4000, 24
 NUM_STEPS = 10 ** 6  # a run's length, for the schedule and the last logged step
 
 
@@ -51,6 +58,16 @@ def workload_config(name: str, cpu_ynn_dots: bool | None = None):
     """The resolved config of a workload, built like any experiment's (conv_ae = configs/mnist_conv_ae.py);
     `cpu_ynn_dots` as train.cpu_ynn_dots."""
     choose("--workload", name, WORKLOADS)
+    if name == "transformer_mt":
+        config = config_lib.base_config("translation")
+        m = config.model
+        m.arch, m.embed_dim, m.num_layers, m.num_heads, m.mlp_dim, m.dropout = "transformer", 256, 2, 4, 1024, 0.1
+        m.positions, m.share_embeddings = "sinusoidal", False
+        config.text.vocab_size, config.text.max_length, config.text.label_smoothing = VOCAB, SEQ_LEN, 0.1
+        config.optimizer.name, config.optimizer.learning_rate, config.optimizer.schedule = "adamw", 1e-3, "constant"
+        config.optimizer.weight_decay, config.train.batch_size = 1e-4, 64
+        config.train.cpu_ynn_dots = cpu_ynn_dots
+        return config_lib.resolve(config)
     config = config_lib.base_config("vae" if name in ("mlp_vae", "resnet_vae") else "autoencoder")
     config.loss = "bce"
     config.optimizer.name, config.optimizer.learning_rate, config.optimizer.schedule = "adam", 1e-3, "constant"
@@ -74,6 +91,8 @@ def workload_state(workload: str, seed: int = 0, cpu_ynn_dots: bool | None = Non
     splits them, and the compile policy the trainer would compile them with."""
     config = workload_config(workload, cpu_ynn_dots)
     task = tasks.get_task(config, CompilePolicy.for_config(config))
+    if workload == "transformer_mt":  # what the model needs of a tokenizer: its size
+        task.tokenizer = types.SimpleNamespace(vocab_size=VOCAB)
     tx = optim.make_optimizer(config.optimizer, NUM_STEPS)
     model, optimizer = steps.init_model_and_optimizer(task, IMAGE_SHAPE.get(workload, (28, 28, 1)), tx,
                                                       jax.random.key(seed))
@@ -88,6 +107,16 @@ def forward_and_loss_fn(graphdef: nnx.GraphDef, task):
         return task.loss_fn(model, batch, rng, 0)[0]
 
     return forward_and_loss
+
+
+def synthetic_data(workload: str, n: int, seed: int) -> dict[str, np.ndarray]:
+    """A workload's batch arrays for `n` examples, drawn as torch_ref.py draws them: images, or
+    for transformer_mt source ids and the target ids after the first (the reference feeds
+    target[:-1] and predicts target[1:]; aelab shifts right with BOS: the same 24 positions)."""
+    if workload != "transformer_mt":
+        return {"image": synthetic_images(n, seed, IMAGE_SHAPE.get(workload, (28, 28, 1)))}
+    pairs = np.random.default_rng(seed).integers(3, VOCAB, size=(n, 2, SEQ_LEN + 1), dtype=np.int64)
+    return {"source": pairs[:, 0, :SEQ_LEN].astype(np.int32), "target": pairs[:, 1, 1:].astype(np.int32)}
 
 
 def synthetic_images(n: int, seed: int, shape=(28, 28, 1)) -> np.ndarray:
@@ -136,19 +165,21 @@ def bench(workload: str, min_seconds: float = 5.0, warmup: int = 20, seed: int =
     """`ynn_dots`: CPU matmul library, as `train.cpu_ynn_dots` (None: the trainer's rule)."""
     config, task, policy, graphdef, state = workload_state(workload, seed, ynn_dots)
     batch_size, per_dispatch = config.train.batch_size, policy.steps_per_dispatch(config.train.steps_per_dispatch)
-    shape, n_train = IMAGE_SHAPE.get(workload, (28, 28, 1)), SMALL_TRAIN.get(workload, N_TRAIN)
-    eval_batch = EVAL_BATCHES.get(workload, EVAL_BATCH)
-    train_images = synthetic_images(n_train, seed, shape)
-    batches = [jax.device_put({"image": train_images[i:i + batch_size]})
-               for i in range(0, n_train - batch_size + 1, batch_size)]
+    n_train, eval_batch = SMALL_TRAIN.get(workload, N_TRAIN), EVAL_BATCHES.get(workload, EVAL_BATCH)
+    train_data = synthetic_data(workload, n_train, seed)
+
+    def rows(arrays, start, size):
+        return {k: v[start:start + size] for k, v in arrays.items()}
+
+    batches = [jax.device_put(rows(train_data, i, batch_size)) for i in range(0, n_train - batch_size + 1, batch_size)]
     # The trainer's path: the split on the device, `per_dispatch` steps per call on row indices.
-    device_data = jax.device_put({"image": train_images})
-    rows = np.random.default_rng(seed).permutation(n_train)[:len(batches) * batch_size].reshape(-1, batch_size)
-    index_blocks = [jax.device_put(rows[i:i + per_dispatch].T)
-                    for i in range(0, len(rows) - per_dispatch + 1, per_dispatch)]
-    eval_images = synthetic_images(N_EVAL, seed + 1, shape)
+    device_data = jax.device_put(train_data)
+    order = np.random.default_rng(seed).permutation(n_train)[:len(batches) * batch_size].reshape(-1, batch_size)
+    index_blocks = [jax.device_put(order[i:i + per_dispatch].T)
+                    for i in range(0, len(order) - per_dispatch + 1, per_dispatch)]
+    eval_data = synthetic_data(workload, N_EVAL, seed + 1)
     mask = jnp.ones(eval_batch, jnp.float32)
-    eval_batches = [jax.device_put({"image": eval_images[i:i + eval_batch]}) | {"mask": mask}
+    eval_batches = [jax.device_put(rows(eval_data, i, eval_batch)) | {"mask": mask}
                     for i in range(0, N_EVAL, eval_batch)]
     rng = jax.random.key(seed)
 

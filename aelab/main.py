@@ -48,7 +48,7 @@ FLAGS = {
     "noise": Flag("multi_string", ["gaussian:0.1,0.3,0.5"], "corruption KIND:LEVEL[,LEVEL...] "
                                                            "(gaussian, mask, salt_and_pepper; repeat for more)"),
     "beam_size": Flag("integer", None, "beam size (1 = greedy; default: the run's decode.beam_size)"),
-    "workload": Flag("string", None, "mlp_ae | conv_ae | mlp_vae | resnet_vae"),
+    "workload": Flag("string", None, "mlp_ae | conv_ae | mlp_vae | resnet_vae | transformer_mt"),
     "json": Flag("boolean", False, "print one JSON line instead of a table"),
     "examples": Flag("integer", 10000, "at most this many training examples are encoded and scored", 1),
     "shard_examples": Flag("integer", 10000, "examples per ArrayRecord shard", 1),

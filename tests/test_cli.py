@@ -6,6 +6,7 @@ import subprocess
 import sys
 
 import jax
+import numpy as np
 import pytest
 
 from aelab.main import main
@@ -159,7 +160,23 @@ def test_bench_prints_one_json_line_of_positive_figures(capsys):
     assert 0.8 < result["train_step_gflop"] / (3 * 2 * macs * 128 / 1e9) < 1.5
     assert main(["aelab", "bench", "--workload=resnet"]) == 2
     assert capsys.readouterr().err.strip() == (
-        "aelab: error: unknown --workload 'resnet'; known: conv_ae, mlp_ae, mlp_vae")
+        "aelab: error: unknown --workload 'resnet'; known: conv_ae, mlp_ae, mlp_vae, resnet_vae, transformer_mt")
+
+
+@pytest.mark.parametrize("workload,parameters", [("resnet_vae", 2_544_387), ("transformer_mt", 6_763_424)])
+def test_the_new_bench_workloads_are_the_references_models_and_train(workload, parameters):
+    """W4 and W5 of ../shared/bench/torch_ref.py: the same parameter count as the PyTorch
+    models (counted there), and one compiled train step on the workload's synthetic batch."""
+    from flax import nnx
+
+    from aelab import bench, steps
+
+    config, task, policy, graphdef, state = bench.workload_state(workload)
+    model = nnx.merge(graphdef, state)[0]
+    assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == parameters
+    batch = {k: v[:config.train.batch_size] for k, v in bench.synthetic_data(workload, 64, 0).items()}
+    _, metrics = steps.make_train_step(graphdef, task, policy)(state, batch, jax.random.key(0))
+    assert np.isfinite(float(metrics["loss"]))
 
 
 def test_help_lists_the_commands(capsys):
@@ -174,7 +191,8 @@ def test_help_lists_the_commands(capsys):
 
 
 @pytest.mark.parametrize("command", ["train", "config", "sweep", "report", "sample", "embed", "probe", "denoise",
-                                     "anomaly", "predict", "translate", "caption", "bench"])
+                                     "anomaly", "disentangle", "predict", "translate", "caption", "convert",
+                                     "bench"])
 def test_every_command_has_help_with_only_its_own_flags(command, capsys):
     from aelab.main import COMMANDS, _flags_of
 

@@ -26,7 +26,7 @@ import time
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
 TORCH_REF = REPO.parent / "shared" / "bench" / "torch_ref.py"
-WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae", "resnet_vae")
+WORKLOADS = ("mlp_ae", "conv_ae", "mlp_vae", "resnet_vae", "transformer_mt")
 
 
 RESULTS = REPO / "experiments" / "speed" / "results.jsonl"
