@@ -89,6 +89,30 @@ def test_ema_codebook_update_by_hand_and_dead_codes_restart():
     assert not isinstance(vq.codebook, nnx.Param)  # no gradient, no optimizer moves it
 
 
+def test_hierarchical_vae_weights_and_kl_by_hand():
+    """Top-down inference: an importance weight is log p(x|z_1) + sum over layers of
+    log p(z_l | z_l+1) - log q(z_l | x, z_l+1), assembled here from the drawn layers; each
+    layer's KL in the ELBO is the closed form between two Gaussians, checked by hand; the code
+    is every layer's mean, and samples come from the top-down prior."""
+    from aelab import tasks
+    from aelab.models.hierarchical import gaussian_kl_between
+
+    config = tiny_config(**{"task": "vae", "vae.latents": (6, 3, 2), "vae.layer_width": 16})
+    task = tasks.get_task(config)
+    model = task.build_model((8, 8, 1), nnx.Rngs(params=0))
+    x = jax.random.uniform(jax.random.key(1), (4, 8, 8, 1))
+    key = jax.random.key(2)
+    drawn = model.layers_of(x, jax.random.split(key, 1)[0])
+    assert [z.shape[1] for z, *_ in drawn] == [6, 3, 2]
+    by_hand = task.log_likelihood(model.decoder(drawn[0][0]), x) + sum(
+        losses.log_normal(z, p_m, p_lv) - losses.log_normal(z, q_m, q_lv) for z, q_m, q_lv, p_m, p_lv in drawn)
+    np.testing.assert_allclose(model.log_weights(x, key, 1, task.log_likelihood)[0], by_hand, rtol=1e-5)
+    # KL(N(1, 4) || N(0.5, 2)) = log(sqrt(2) / 2) + (4 + 0.25) / (2 * 2) - 1/2
+    kl = gaussian_kl_between(jnp.array(1.0), jnp.log(4.0), jnp.array(0.5), jnp.log(2.0))
+    assert float(kl) == pytest.approx(math.log(math.sqrt(2) / 2) + 4.25 / 4 - 0.5, rel=1e-6)
+    assert model.encode(x).shape == (4, 11) and model.sample(5, jax.random.key(0)).shape == (5, 8, 8, 1)
+
+
 def test_mmd_imq_by_hand_and_it_tells_distributions_apart():
     rng = np.random.default_rng(0)
     a, b = rng.normal(size=(5, 3)), rng.normal(size=(4, 3))
@@ -215,6 +239,8 @@ FAMILY = {
                    "vae.iw_samples": 10, "vae.iw_chunk": 5},
     "vqvae_ema": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2,
                   "vq.ema_decay": 0.9, "vq.restart_below": 0.01},
+    "hierarchical_vae": {"task": "vae", "vae.latents": (8, 4), "vae.layer_width": 32, "vae.iw_samples": 10,
+                         "vae.iw_chunk": 5},
     "vampprior": {"task": "vae", "vae.prior": "vamp", "vae.pseudo_inputs": 10, "vae.iw_samples": 10,
                   "vae.iw_chunk": 5},
     "infovae": {"task": "vae", "vae.objective": "infovae", "vae.info_lambda": 100.0, "vae.iw_samples": 10,
@@ -277,6 +303,7 @@ def test_a_discretized_logistic_vae_learns_8_bit_images_and_reports_bits_per_dim
     ({"task": "vae", "loss": "l1"}, "a VAE needs loss=bce"),
     ({"task": "vae", "vae.objective": "wake_sleep"}, "unknown vae.objective 'wake_sleep'; known: elbo, infovae, iwae, tcvae"),
     ({"task": "vae", "vae.objective": "iwae", "vae.beta": 4.0}, "vae.objective=iwae trains the importance-weighted bound"),
+    ({"task": "vae", "vae.latents": (8, 4), "vae.objective": "tcvae"}, "vae.latents=\\(8, 4\\) \\(a hierarchy"),
     ({"task": "vae", "vae.prior": "vamp", "vae.objective": "tcvae"}, "vae.prior=vamp works with vae.objective elbo or iwae"),
     ({"task": "vae", "vae.objective": "infovae", "vae.info_alpha": 2.0}, "vae.info_alpha=2.0 must lie in \\[0, 1\\]"),
     ({"task": "vae", "loss": "dlogistic"}, "loss=dlogistic models 8-bit pixels \\(multiples of 1/255\\), but "

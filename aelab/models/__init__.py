@@ -11,13 +11,14 @@ from flax import nnx
 from aelab.errors import UsageError, choose
 from aelab.models.autoencoder import CODE_ACTIVATIONS, VAE, Autoencoder
 from aelab.models.conv import UPSAMPLE_MODES, ConvDecoder, ConvEncoder
+from aelab.models.hierarchical import HierarchicalVAE
 from aelab.models.layers import ACTIVATIONS
 from aelab.models import resnet
 from aelab.models.mlp import MLPDecoder, MLPEncoder
 from aelab.models.resnet import ResNetDecoder, ResNetEncoder
 from aelab.models.vq import VQVAE, VectorQuantizer
 
-__all__ = ["ARCHITECTURES", "CODE_ACTIVATIONS", "VAE", "VQVAE", "Autoencoder", "VectorQuantizer",
+__all__ = ["ARCHITECTURES", "CODE_ACTIVATIONS", "VAE", "VQVAE", "Autoencoder", "HierarchicalVAE", "VectorQuantizer",
            "check_encoder_decoder", "encoder_decoder"]
 
 

@@ -118,6 +118,11 @@ class ReconstructionTask(Task):
         return models.encoder_decoder(self.config.model, image_shape, code_size, rngs,
                                       self.policy.subpixel_transpose, self.loss.out_channels(image_shape[-1]))
 
+    @property
+    def code_size(self) -> int:
+        """The numbers in an image's code (`encode`): what PCA, the baseline, gets as many of."""
+        return self.config.model.latent_dim
+
     def prepare(self, dataset: Dataset) -> Dataset:
         """loss=dlogistic models 8-bit pixels: refuses data whose values are not multiples of 1/255."""
         if self.config.loss == "dlogistic":
@@ -135,7 +140,7 @@ class ReconstructionTask(Task):
         """PCA at the latent size, fit once per training split (baselines and figures share it)."""
         if self._pca_fit_on is not dataset.train:
             self._pca_fit_on = dataset.train
-            self._fitted_pca = fit_pca(dataset.train, self.config.model.latent_dim, self.config.seed)
+            self._fitted_pca = fit_pca(dataset.train, self.code_size, self.config.seed)
         return self._fitted_pca
 
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
@@ -147,7 +152,7 @@ class ReconstructionTask(Task):
         inputs = np.asarray(self._corrupt(images, jax.random.key(self.config.seed), training=False))
         reconstruction = np.asarray(self.policy.jit_model(lambda m, x: m.reconstruct(x), model)(inputs))
         pca = pca_reconstruction(self._pca(dataset), images)
-        rows, names = [images, reconstruction, pca], ["input", self.label, f"PCA-{self.config.model.latent_dim}"]
+        rows, names = [images, reconstruction, pca], ["input", self.label, f"PCA-{self.code_size}"]
         if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
             rows, names = [images, inputs, reconstruction], ["clean", "corrupted", "denoised"]
         plots.image_rows(rows, names, os.path.join(figure_dir, "reconstructions.png"),

@@ -41,6 +41,13 @@ def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: i
     negative ELBO). `chunk` samples are decoded at a time; a running
     logsumexp keeps memory independent of k.
     """
+    if isinstance(model, models.HierarchicalVAE):  # every layer drawn top-down, `chunk` at a time
+        def body(running, key):
+            log_w = model.log_weights(x, key, chunk, log_likelihood)
+            return jnp.logaddexp(running, jax.scipy.special.logsumexp(log_w, axis=0)), None
+
+        total, _ = jax.lax.scan(body, jnp.full((x.shape[0],), -jnp.inf), jax.random.split(rng, k // chunk))
+        return -(total - jnp.log(k))
     mean, logvar = model.posterior(x)
     batch, latent = mean.shape
 
@@ -107,6 +114,12 @@ class VAETask(ReconstructionTask):
                              f"has no per-dimension form); got objective {v.objective}, free_bits {v.free_bits}")
         if v.prior == "vamp" and v.pseudo_inputs < 1:
             raise UsageError(f"vae.pseudo_inputs={v.pseudo_inputs} must be >= 1")
+        if v.latents and (v.objective not in ("elbo", "iwae") or v.prior != "standard"
+                          or any(not isinstance(d, int) or d < 1 for d in v.latents) or v.layer_width < 1):
+            raise UsageError(f"vae.latents={tuple(v.latents)} (a hierarchy, sizes bottom to top) needs positive "
+                             f"sizes, vae.layer_width >= 1, vae.objective elbo or iwae and vae.prior standard")
+        if v.temperature <= 0:
+            raise UsageError(f"vae.temperature={v.temperature} must be > 0")
         if v.objective == "infovae" and (v.info_lambda < 0 or not 0 <= v.info_alpha <= 1):
             raise UsageError(f"vae.info_alpha={v.info_alpha} must lie in [0, 1] and vae.info_lambda="
                              f"{v.info_lambda} be >= 0")
@@ -127,16 +140,33 @@ class VAETask(ReconstructionTask):
             "info_lambda": 1000.0,  # ...and MMD(q(z), p(z)) alpha + lambda - 1
             "prior": "standard",  # standard (N(0, I)) | vamp (a mixture of the posteriors of...
             "pseudo_inputs": 500,  # ...this many learned pseudo-inputs; Tomczak & Welling 2018)
+            # A hierarchy of stochastic layers, sizes bottom to top (aelab/models/hierarchical.py);
+            # () = one layer of model.latent_dim. The encoder of model.arch gives layer_width features.
+            "latents": (),
+            "layer_width": 256,
+            "temperature": 1.0,  # hierarchical samples: each layer's prior noise scaled by this
         }}
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VAE:
         self.dims = int(np.prod(image_shape))  # for bits per dimension
+        v = self.config.vae
+        if v.latents:  # the factory's encoder gives features, its decoder reads z_1
+            m = ml_collections.ConfigDict(self.config.model.to_dict())
+            m.latent_dim = v.latents[0]
+            encoder, decoder = models.encoder_decoder(m, image_shape, v.layer_width, rngs, self.policy.subpixel_transpose,
+                                                      self.loss.out_channels(image_shape[-1]))
+            return models.HierarchicalVAE(encoder, decoder, self.loss.link, v.latents, v.layer_width, m.activation,
+                                          v.temperature, rngs=rngs)
         latent = self.config.model.latent_dim
         encoder, decoder = self._encoder_decoder(image_shape, 2 * latent, rngs)  # mean and log-variance
         v = self.config.vae
         pseudo = (jax.random.uniform(rngs.params(), (v.pseudo_inputs, *image_shape))  # random images to start
                   if v.prior == "vamp" else None)
         return models.VAE(encoder, decoder, self.loss.link, latent, pseudo)
+
+    @property
+    def code_size(self) -> int:
+        return sum(self.config.vae.latents) or self.config.model.latent_dim
 
     def prepare(self, dataset: Dataset) -> Dataset:
         """With binarization, val and test are binarized once (fixed seed): a fixed test set."""
@@ -160,6 +190,9 @@ class VAETask(ReconstructionTask):
 
     def _sample(self, model, x, rng, training: bool) -> Sample:
         """One posterior sample per example (reparameterized) and its terms."""
+        if isinstance(model, models.HierarchicalVAE):
+            raw, kl_dims = model.elbo_terms(self._corrupt(x, jax.random.fold_in(rng, 1), training), rng)
+            return Sample(-self.log_likelihood(raw, x), kl_dims.sum(axis=-1), kl_dims, raw, None, None, None)
         mean, logvar = model.posterior(self._corrupt(x, jax.random.fold_in(rng, 1), training))
         z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
         raw = model.decoder(z)

@@ -71,7 +71,7 @@ def anomaly(workdir: str, out_dir: str | None = None) -> list[str]:
     scores = test[name]
     threshold = threshold_for_fpr(val[name], config.anomaly.target_fpr)
     flagged = scores > threshold
-    pca = baselines.fit_pca(run.dataset.train, config.model.latent_dim, config.seed)
+    pca = baselines.fit_pca(run.dataset.train, run.task.code_size, config.seed)
     pca_scores = baselines.pca_errors(pca, run.dataset.test.images)
     result = {
         "step": step, "normal_classes": list(normal_classes), "score": name,

@@ -89,7 +89,7 @@ def probe(workdir: str, max_train: int = 10000, out_dir: str | None = None) -> s
         raise UsageError(f"{workdir}: data set {run.dataset.name} has no labels to probe")
     index = np.random.default_rng(run.config.seed).permutation(len(train))[:max_train]
     train, test = train.take(np.sort(index)).in_memory(), test.in_memory()  # only these rows are read
-    latent = run.config.model.latent_dim
+    latent = run.task.code_size
     raw_train, raw_test = train.images.reshape(len(train), -1), test.images.reshape(len(test), -1)
     pca = baselines.fit_pca(train, latent, run.config.seed)
     features = {
