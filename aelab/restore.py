@@ -73,9 +73,24 @@ class Trained:
         self._needs(tasks.ReconstructionTask, what="reconstruction")
         return self._call("reconstruct", lambda m, x: m.reconstruct(x), jnp.asarray(images, jnp.float32))
 
+    def code_tokens(self, images: np.ndarray) -> np.ndarray:
+        """A VQ-VAE's code tokens (N, latent_dim / embedding_dim): each its codebook index."""
+        self._needs(tasks.VQVAETask, what="codebook (train with --config.task=vqvae)")
+        return self._call("code_tokens", lambda m, x: m.quantizer.indices(m.encoder(x)),
+                          jnp.asarray(images, jnp.float32))
+
+    def decode_tokens(self, tokens: np.ndarray) -> np.ndarray:
+        """Images (N, H, W, C) in [0, 1] that a VQ-VAE decodes from code tokens (N, T)."""
+        self._needs(tasks.VQVAETask, what="codebook (train with --config.task=vqvae)")
+        return self._call("decode_tokens", lambda m, t: m.decode(m.quantizer.codebook[...][t].reshape(len(t), -1)),
+                          jnp.asarray(tokens, jnp.int32))
+
     def sample(self, num_samples: int, seed: int = 0) -> np.ndarray:
-        """Images drawn from a VAE's prior."""
-        self._needs(tasks.VAETask, what="prior to sample (train with --config.task=vae)")
+        """Images drawn from a VAE's prior, or from a code prior through its VQ-VAE's decoder."""
+        if isinstance(self.task, tasks.CodePriorTask):
+            return self.task.sample_images(self.model, num_samples, seed)
+        self._needs(tasks.VAETask, what="prior to sample (train with --config.task=vae, or a code prior "
+                                        "over a VQ-VAE's codes with --config.task=vqprior)")
         return self._call(f"sample{num_samples}", lambda m, key: m.sample(num_samples, key), jax.random.key(seed))
 
     def translate(self, sentences: list[str], beam_size: int | None = None) -> list[str]:

@@ -1,6 +1,7 @@
 """Every shipped config loads, validates and builds its task; its docstring shows the launch."""
 
 import importlib.util
+import json
 
 import ml_collections
 import pytest
@@ -19,10 +20,20 @@ def load(path):
     return module
 
 
+def config_arg(path, tmp_path):
+    """The arg a config needs to build: a code prior names a VQ-VAE run (its config.json suffices)."""
+    if path.stem != "mnist_vq_prior":
+        return None
+    vqvae = load(REPO / "configs" / "mnist_vqvae.py").get_config("ema")
+    vqvae.data.split_seed = 7  # the prior must take the VQ-VAE's data keys
+    (tmp_path / "config.json").write_text(json.dumps(vqvae.to_dict()))
+    return f"vqvae={tmp_path}"
+
+
 @pytest.mark.parametrize("path", CONFIGS, ids=[p.stem for p in CONFIGS])
-def test_config_is_valid_and_documents_its_launch(path):
+def test_config_is_valid_and_documents_its_launch(path, tmp_path):
     module = load(path)
-    config = module.get_config(None)
+    config = module.get_config(config_arg(path, tmp_path))
     assert isinstance(config, ml_collections.ConfigDict)
     config_lib.validate(config)
     tasks.get_task(config)

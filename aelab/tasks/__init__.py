@@ -10,16 +10,17 @@ from aelab.errors import choose
 from aelab.tasks.autoencoder import AutoencoderTask, ReconstructionTask
 from aelab.tasks.base import Task
 from aelab.tasks.captioning import CaptioningTask
+from aelab.tasks.code_prior import CodePriorTask
 from aelab.tasks.segmentation import SegmentationTask
 from aelab.tasks.translation import TranslationTask
 from aelab.tasks.vae import VAETask
 from aelab.tasks.vqvae import VQVAETask
 
 TASKS: dict[str, type[Task]] = {
-    "autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask,
+    "autoencoder": AutoencoderTask, "vae": VAETask, "vqvae": VQVAETask, "vqprior": CodePriorTask,
     "segmentation": SegmentationTask, "translation": TranslationTask, "captioning": CaptioningTask}
 
-__all__ = ["TASKS", "AutoencoderTask", "CaptioningTask", "ReconstructionTask", "SegmentationTask", "Task",
+__all__ = ["TASKS", "AutoencoderTask", "CaptioningTask", "CodePriorTask", "ReconstructionTask", "SegmentationTask", "Task",
            "TranslationTask", "VAETask", "VQVAETask", "get_task"]
 
 
