@@ -244,6 +244,21 @@ def test_a_hypothesis_cut_at_max_length_competes_with_finished_ones():
     assert beam.tolist() == [[MarkovModel.A] * 4]
 
 
+def test_dropout_drops_at_its_rate_and_keeps_the_mean():
+    from aelab.models.seq2seq import dropout
+
+    x = jnp.ones((101, 33, 7))  # an odd size: the last 32-bit word gives one 16-bit draw
+    assert dropout(x, 0.1, None) is x and dropout(x, 0.0, jax.random.key(0)) is x
+    out = np.asarray(dropout(x, 0.1, jax.random.key(0)))
+    kept = out > 0
+    # every kept unit is scaled by 1 / (1 - p), p = round(0.1 * 2^16) / 2^16 = 6554 / 65536
+    np.testing.assert_allclose(out[kept], 65536 / (65536 - 6554), rtol=1e-6)
+    assert abs(1 - kept.mean() - 6554 / 65536) < 4 * np.sqrt(0.09 / x.size)  # 4 standard errors
+    assert abs(out.mean() - 1.0) < 0.02
+    assert not np.array_equal(out, np.asarray(dropout(x, 0.1, jax.random.key(1))))
+    np.testing.assert_array_equal(out, np.asarray(dropout(x, 0.1, jax.random.key(0))))
+
+
 # Losses and scores.
 def test_label_smoothed_loss_by_hand_and_padding_masked():
     logits = jnp.log(jnp.array([[[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]]]))

@@ -23,7 +23,6 @@ import jax
 import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 
 from aelab import workdir as wd
@@ -46,10 +45,11 @@ def shift_right(target: jax.Array) -> jax.Array:
 
 def token_losses(logits, target, label_smoothing: float):
     """(smoothed cross-entropy, cross-entropy, correct) per target token, and the 0/1 mask of real tokens."""
-    vocab = logits.shape[-1]
-    onehot = jax.nn.one_hot(target, vocab)
-    smoothed = optax.softmax_cross_entropy(logits, optax.smooth_labels(onehot, label_smoothing))
-    nll = optax.softmax_cross_entropy_with_integer_labels(logits, target)
+    # One log-softmax serves both: against the smoothed labels (1 - e) onehot + e / V the
+    # cross-entropy is (1 - e) nll + e mean(-log p), no one-hot over the vocabulary needed.
+    log_p = jax.nn.log_softmax(logits)
+    nll = -jnp.take_along_axis(log_p, target[..., None], axis=-1)[..., 0]
+    smoothed = (1.0 - label_smoothing) * nll - label_smoothing * log_p.mean(-1)
     correct = (jnp.argmax(logits, -1) == target).astype(jnp.float32)
     return smoothed, nll, correct, (target != tok.PAD).astype(jnp.float32)
 
