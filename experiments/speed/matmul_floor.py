@@ -1,13 +1,13 @@
-"""How fast an MLP workload could be if only its matrix multiplications cost time.
+"""How fast a workload could be if only its matrix multiplications cost time.
 
-    python experiments/speed/matmul_floor.py --torch_python=/tmp/torchvenv/bin/python [--workloads=mlp_ae,mlp_vae]
+    python experiments/speed/matmul_floor.py --torch_python=/tmp/torchvenv/bin/python [--workloads=mlp_ae,mlp_vae,transformer_mt]
 
 For aelab's own train step (one step, as `aelab bench` compiles it) and evaluation
 (forward + loss, batch 1000), lists every `dot_general` in the traced program (the
 gradient norm's dots are left out: they run on log steps only), times each one
 alone as XLA compiles it for aelab (its compile policy, with the matmul library aelab
 picks for that program: YNNPACK in these train steps, Eigen in evaluation) and as PyTorch's CPU matmul
-does it (the same shapes and transposes, in a `--torch_python` process), minus
+does it (the same shapes and transposes as one `torch.einsum`, in a `--torch_python` process), minus
 each side's cost of a trivial call. Then it runs ../shared/bench/torch_ref.py and
 prints the ratio aelab would reach if everything but its matmuls were free:
 torch's measured step time / the sum of XLA's matmul times. That bound says what
@@ -44,25 +44,37 @@ def per_call(f):
         rates.append((time.perf_counter() - t) / n)
     return statistics.median(rates)
 out = []
-for lhs, rhs, lc, rc in json.loads(sys.stdin.read()):
+for lhs, rhs, spec in json.loads(sys.stdin.read()):
     a, b = torch.rand(*lhs), torch.rand(*rhs)
-    a2 = a.t() if lc == 0 else a        # (M, K)
-    b2 = b.t() if (len(rhs) == 2 and rc == 1) else b  # (K, N) or (K,)
-    out.append(per_call(lambda: torch.matmul(a2, b2)) - per_call(lambda: a[:1]))
+    out.append(per_call(lambda: torch.einsum(spec, a, b)) - per_call(lambda: a[:1]))
 print(json.dumps(out))
 """
 
 
+def einsum_spec(lhs_rank: int, rhs_rank: int, dimension_numbers) -> str:
+    """The einsum that computes a dot_general: batch dims, then lhs's free dims, then rhs's."""
+    (lc, rc), (lb, rb) = dimension_numbers
+    letters = iter("abcdefghijklmnopqrstuvwxyz")
+    left = [next(letters) for _ in range(lhs_rank)]
+    right = [next(letters) for _ in range(rhs_rank)]
+    for i, j in zip(lc + lb, rc + rb):
+        right[j] = left[i]
+    out = [left[i] for i in lb] + [c for i, c in enumerate(left) if i not in lc + lb]
+    out += [c for j, c in enumerate(right) if j not in rc + rb]
+    return f"{''.join(left)},{''.join(right)}->{''.join(out)}"
+
+
 def dots_of(jaxpr, skip=("cond",)) -> list[tuple]:
-    """(lhs shape, rhs shape, lhs contracting dim, rhs contracting dim) of every 2-D dot_general."""
+    """(lhs shape, rhs shape, dimension numbers) of every dot_general that contracts: dense
+    layers on (B, T, D) and attention's batched products too."""
     found = []
     for eqn in jaxpr.eqns:
         if eqn.primitive.name == "dot_general":
-            (lc, rc), (lb, _) = eqn.params["dimension_numbers"]
+            numbers = eqn.params["dimension_numbers"]
             lhs, rhs = eqn.invars[0].aval.shape, eqn.invars[1].aval.shape
-            if lc:  # no contraction: an outer product, which XLA turns into a multiply
-                assert len(lc) == 1 and not lb and len(lhs) == 2, f"not a plain matmul: {eqn}"
-                found.append((tuple(lhs), tuple(rhs), lc[0], rc[0]))
+            if numbers[0][0]:  # no contraction: an outer product, which XLA turns into a multiply
+                (lc, rc), (lb, rb) = numbers
+                found.append((tuple(lhs), tuple(rhs), ((tuple(lc), tuple(rc)), (tuple(lb), tuple(rb)))))
         if eqn.primitive.name in skip:
             continue
         for param in eqn.params.values():
@@ -77,9 +89,9 @@ def per_call(f) -> float:
     return 1.0 / bench.timed(lambda i: f(), 1, 1, 3, 0.5)["examples_per_s"]
 
 
-def xla_seconds(lhs, rhs, lc, rc, policy: CompilePolicy, program: str) -> float:
+def xla_seconds(lhs, rhs, numbers, policy: CompilePolicy, program: str) -> float:
     a, b = jnp.ones(lhs), jnp.ones(rhs)
-    dot = policy.jit(lambda a, b: jax.lax.dot_general(a, b, (((lc,), (rc,)), ((), ()))), program=program)
+    dot = policy.jit(lambda a, b: jax.lax.dot_general(a, b, numbers), program=program)
     trivial = policy.jit(lambda a, b: a[:1], program=program)
     return per_call(lambda: dot(a, b)) - per_call(lambda: trivial(a, b))
 
@@ -89,11 +101,12 @@ def programs(workload: str):
     config, task, policy, graphdef, state = bench.workload_state(workload)
     rng = jax.random.key(0)
     step = train_step_fn(graphdef, task, policy, log_every=100, num_steps=bench.NUM_STEPS)
-    train_batch = {"image": jnp.zeros((config.train.batch_size, 28, 28, 1))}
-    eval_batch = {"image": jnp.zeros((bench.EVAL_BATCH, 28, 28, 1))}
+    eval_size = bench.EVAL_BATCHES.get(workload, bench.EVAL_BATCH)
+    train_batch, eval_batch = (jax.tree.map(jnp.asarray, bench.synthetic_data(workload, n, 0))
+                               for n in (config.train.batch_size, eval_size))
     evaluation = bench.forward_and_loss_fn(graphdef, task)
     return {"train": (jax.make_jaxpr(step)(state, train_batch, rng).jaxpr, config.train.batch_size),
-            "eval": (jax.make_jaxpr(evaluation)(state, eval_batch, rng).jaxpr, bench.EVAL_BATCH)}
+            "eval": (jax.make_jaxpr(evaluation)(state, eval_batch, rng).jaxpr, eval_size)}
 
 
 def main():
@@ -112,7 +125,8 @@ def main():
             dots = dots_of(jaxpr)
             policy = bench.workload_state(workload)[2]  # as aelab compiles this workload's programs
             xla = sum(xla_seconds(*d, policy, "train" if name == "train" else "evaluate") for d in dots)
-            torch_each = json.loads(subprocess.run([args.torch_python, "-c", TORCH_TIMER, threads], input=json.dumps(dots),
+            shapes = [(lhs, rhs, einsum_spec(len(lhs), len(rhs), numbers)) for lhs, rhs, numbers in dots]
+            torch_each = json.loads(subprocess.run([args.torch_python, "-c", TORCH_TIMER, threads], input=json.dumps(shapes),
                                                    capture_output=True, text=True, check=True).stdout)
             measured = batch_size / reference[f"{name}_examples_per_s"]
             print(f"| {workload} | {name} (batch {batch_size}) | {len(dots)} | {xla * 1e3:.2f} | "
