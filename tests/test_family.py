@@ -316,7 +316,7 @@ def test_a_discretized_logistic_vae_learns_8_bit_images_and_reports_bits_per_dim
     ({"task": "vqvae", "vq.restart_below": 0.1}, "vq.restart_below restarts codes of a moving-average codebook"),
     ({"task": "vqvae", "model.latent_dim": 5, "vq.embedding_dim": 2}, "must be a multiple of vq.embedding_dim"),
     ({"corruption.kind": "blur"}, "unknown corruption.kind 'blur'"),
-    ({"task": "gan"}, "unknown task 'gan'; known: autoencoder, captioning, segmentation, translation, vae, vqvae"),
+    ({"task": "gan"}, "unknown task 'gan'; known: autoencoder, captioning, segmentation, translation, vae, vqprior, vqvae"),
 ])
 def test_bad_family_values_are_rejected(tmp_path, overrides, message):
     with pytest.raises(UsageError, match=message):
