@@ -117,7 +117,7 @@ def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
     With `task`, a run of any other task is refused (naming `use`, the command) before
     anything is built. Runs of versions that wrote no model.json are rebuilt from their data.
     """
-    config = _saved_config(workdir, task, use)
+    config = saved_config(workdir, task, use)
     model_path = os.path.join(workdir, wd.MODEL)
     if not os.path.exists(model_path):  # a run of an older version: its data gives the shape
         run, model, step = load_trained(workdir, task, use)
@@ -138,14 +138,15 @@ def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
 def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[train.Run, nnx.Module, int]:
     """(run, model, step): the model of a workdir's newest checkpoint with the run's data set, for
     the uses that score the model on a split."""
-    config = _saved_config(workdir, task, use)
+    config = saved_config(workdir, task, use)
     run = train.build(config, workdir)
     step, state = _restore(workdir, run.state)
     model, _ = nnx.merge(run.graphdef, state)
     return run, model, step
 
 
-def _saved_config(workdir: str, task: str | None, use: str) -> ml_collections.ConfigDict:
+def saved_config(workdir: str, task: str | None, use: str) -> ml_collections.ConfigDict:
+    """A trained workdir's resolved config, checked to hold checkpoints and (given) `task`."""
     config_path = os.path.join(workdir, wd.CONFIG)
     if not os.path.exists(config_path):
         raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")

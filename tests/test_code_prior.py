@@ -95,7 +95,7 @@ def test_bad_prior_configs_are_one_line_before_anything_is_written(tmp_path, vqv
         assert not (tmp_path / "w").exists()
     ae = str(tmp_path / "ae")
     train.train_and_evaluate(tiny_config(**{"train.num_steps": 2}), ae)
-    with pytest.raises(UsageError, match="trained task='autoencoder'; a code prior needs a vqvae run"):
+    with pytest.raises(UsageError, match="a code prior needs a vqvae run, but this one trained task='autoencoder'"):
         train.train_and_evaluate(prior_config(ae), str(tmp_path / "w"))
     with pytest.raises(UsageError, match="which has no prior to sample"):
         generate.sample(ae, 4, 0, str(tmp_path / "uses"))

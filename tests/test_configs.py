@@ -21,12 +21,14 @@ def load(path):
 
 
 def config_arg(path, tmp_path):
-    """The arg a config needs to build: a code prior names a VQ-VAE run (its config.json suffices)."""
+    """The arg a config needs to build: a code prior names a VQ-VAE run (its config.json and a
+    checkpoints folder suffice)."""
     if path.stem != "mnist_vq_prior":
         return None
     vqvae = load(REPO / "configs" / "mnist_vqvae.py").get_config("ema")
     vqvae.data.split_seed = 7  # the prior must take the VQ-VAE's data keys
     (tmp_path / "config.json").write_text(json.dumps(vqvae.to_dict()))
+    (tmp_path / "checkpoints").mkdir()
     return f"vqvae={tmp_path}"
 
 

@@ -187,14 +187,8 @@ def _value(data: ml_collections.ConfigDict, key: str):
 
 
 def _vqvae_config(path: str) -> ml_collections.ConfigDict:
-    from aelab import config as config_lib
+    from aelab.restore import saved_config  # restore imports the task registry
 
     if not path:
         raise UsageError("task=vqprior needs prior.vqvae: the workdir of a trained VQ-VAE (task=vqvae)")
-    config_path = os.path.join(path, wd.CONFIG)
-    if not os.path.exists(config_path):
-        raise UsageError(f"prior.vqvae={path}: no {wd.CONFIG}; pass the workdir of an aelab VQ-VAE run")
-    config = config_lib.from_saved(wd.read_json(config_path))
-    if config.task != "vqvae":
-        raise UsageError(f"prior.vqvae={path} trained task={config.task!r}; a code prior needs a vqvae run")
-    return config
+    return saved_config(path, "vqvae", "a code prior")
