@@ -5,8 +5,8 @@ VQ-VAE becomes a generative model (van den Oord et al. 2017, section 3.2).
 split of its own data (the prior's `data` keys must equal the VQ-VAE's) into
 token sequences once, before training; the VQ-VAE is never trained here. The
 step of that checkpoint is saved as the prior's asset `vqvae.json`, and a prior
-refuses a VQ-VAE that has moved on since. Units: `loss` and `nll_per_token` are
-nats per code token, `nll` nats per image, `bits_per_dim` the same bits spread
+refuses a VQ-VAE that has moved on since. Units: `loss` is nats per code
+token, `nll` nats per image, `bits_per_dim` the same bits spread
 over the image's dimensions (pixels x channels), `bits_per_token` bits per token.
 """
 
@@ -110,7 +110,6 @@ class CodePriorTask(Task):
         """Every split as the VQ-VAE's code tokens (N, T), with its labels."""
         frozen = self.vqvae()
         dataset = frozen.task.prepare(dataset)
-        self.image_dims = int(np.prod(dataset.image_shape))
 
         def tokens(split: Split) -> Split:
             codes = [frozen.code_tokens(batch["image"])[batch["mask"] > 0] for batch in eval_batches(
@@ -118,7 +117,7 @@ class CodePriorTask(Task):
             return Split(np.concatenate(codes).astype(np.int32), split.labels)
 
         info = {**dataset.info, "vqvae_step": frozen.step, "code_tokens": self.length,
-                "codebook_size": self.codebook_size, "image_dims": self.image_dims}
+                "codebook_size": self.codebook_size, "image_dims": self._image_dims()}
         return Dataset(dataset.name, tokens(dataset.train), tokens(dataset.val), tokens(dataset.test), info)
 
     def build_model(self, example_shape, rngs: nnx.Rngs) -> CodePrior:
@@ -147,9 +146,8 @@ class CodePriorTask(Task):
         return out
 
     def _image_dims(self) -> int:
-        if not hasattr(self, "image_dims"):
-            self.image_dims = int(np.prod(self.vqvae().example_shape))
-        return self.image_dims
+        """Pixels x channels of the VQ-VAE's images, over which bits_per_dim spreads an image's bits."""
+        return int(np.prod(self.vqvae().example_shape))
 
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         """Test bits under codes drawn uniformly, and under each position's code frequencies in
