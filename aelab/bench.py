@@ -151,6 +151,11 @@ def timed(step, count: int, batch_size: int, warmup: int, min_seconds: float) ->
             "steps": steps, "seconds": total}
 
 
+def seconds_per_call(f, min_seconds: float) -> float:
+    """Seconds per call of a no-argument f (returning arrays), timed as `timed` times steps."""
+    return 1.0 / timed(lambda i: f(), 1, 1, 3, min_seconds)["examples_per_s"]
+
+
 def matmul_peak_gflops(policy: CompilePolicy, size: int = 2048, seconds: float = 2.0) -> float:
     """float32 matmul throughput of this machine's default device (GFLOP/s), with the matmul
     library of `policy`'s train programs."""

@@ -84,16 +84,11 @@ def dots_of(jaxpr, skip=("cond",)) -> list[tuple]:
     return found
 
 
-def per_call(f) -> float:
-    """Seconds per call of f, timed as `aelab bench` times its steps."""
-    return 1.0 / bench.timed(lambda i: f(), 1, 1, 3, 0.5)["examples_per_s"]
-
-
 def xla_seconds(lhs, rhs, numbers, policy: CompilePolicy, program: str) -> float:
     a, b = jnp.ones(lhs), jnp.ones(rhs)
     dot = policy.jit(lambda a, b: jax.lax.dot_general(a, b, numbers), program=program)
     trivial = policy.jit(lambda a, b: a[:1], program=program)
-    return per_call(lambda: dot(a, b)) - per_call(lambda: trivial(a, b))
+    return bench.seconds_per_call(lambda: dot(a, b), 0.5) - bench.seconds_per_call(lambda: trivial(a, b), 0.5)
 
 
 def programs(workload: str):

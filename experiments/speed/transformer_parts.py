@@ -70,8 +70,8 @@ print(json.dumps(out))
 
 
 def per_call(f) -> float:
-    """Milliseconds per call, timed as `aelab bench` times its steps."""
-    return 1e3 / bench.timed(lambda i: f(), 1, 1, 3, 2.0)["examples_per_s"]
+    """Milliseconds per call."""
+    return 1e3 * bench.seconds_per_call(f, 2.0)
 
 
 def aelab_parts() -> dict[str, float]:
