@@ -10,8 +10,9 @@ fly; `--config.data.name=dsprites` is the full 64x64 grid of 737,280 (then add a
 layer). The model follows Higgins et al. (2017) at this size: four 4x4 convolutions
 (32, 32, 64, 64 channels), three of stride 2, to a 10-d Gaussian posterior; Bernoulli
 likelihood on the binary pixels; Adam 5e-4, batch 64.
-`:objective=elbo|tcvae,beta=B,latent=N,steps=N` choose the objective (beta weighs the KL for
-elbo, the total correlation for tcvae), the code size and the length.
+`:objective=elbo|tcvae,beta=B,latent=N,steps=N,iw=K` choose the objective (beta weighs the KL
+for elbo, the total correlation for tcvae), the code size, the length and the k of the final
+importance-sampled NLL bound (iw=1 skips its cost where only the codes matter).
 """
 
 import ml_collections
@@ -20,13 +21,13 @@ from aelab.config import base_config, parse_arg
 
 
 def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
-    args = parse_arg(arg, objective="elbo", beta=1.0, latent=10, steps=6000)
+    args = parse_arg(arg, objective="elbo", beta=1.0, latent=10, steps=6000, iw=100)
     config = base_config("vae")
     config.data.name = "dsprites:small"
     config.loss = "bce"
     config.vae.objective = args.objective
     config.vae.beta = float(args.beta)
-    config.vae.iw_samples = 100
+    config.vae.iw_samples = args.iw
     config.model.arch = "conv"
     config.model.latent_dim = args.latent
     config.model.channels = (32, 32, 64, 64)
