@@ -30,8 +30,10 @@ SENTENCE = "¿Dónde está la estación?\n"
 
 def seconds(tree: pathlib.Path, workdir: str) -> tuple[float, str]:
     start = time.perf_counter()
-    done = subprocess.run([sys.executable, "-m", "aelab.main", "translate", f"--workdir={workdir}"],
-                          input=SENTENCE, capture_output=True, text=True, check=True, cwd=tree,
+    # Both trees run from this one's root (-P: aelab comes from PYTHONPATH, not the working
+    # directory), so the run's relative data paths resolve alike.
+    done = subprocess.run([sys.executable, "-P", "-m", "aelab.main", "translate", f"--workdir={workdir}"],
+                          input=SENTENCE, capture_output=True, text=True, check=True, cwd=REPO,
                           env={**os.environ, "PYTHONPATH": str(tree)})
     return time.perf_counter() - start, done.stdout.strip()
 
