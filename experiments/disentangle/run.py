@@ -47,10 +47,11 @@ def main() -> None:
     for name, arg in OBJECTIVES.items():
         runs = provenance.train_seeds("dsprites_vae.py", args.seeds, os.path.join(args.workdir, name), arg=arg,
                                       data=args.data, steps=args.steps)
-        scores = []
+        scores, figures = [], []
         for workdir, _ in runs:
-            disentangle(workdir, args.examples)
-            scores.append(json.loads(pathlib.Path(workdir, "uses", "disentanglement.json").read_text()))
+            scored, figure = disentangle(workdir, args.examples)
+            scores.append(json.loads(pathlib.Path(scored).read_text()))
+            figures.append(figure)
         summaries = [s for _, s in runs]
         row["objectives"][name] = {
             "config": f"configs/dsprites_vae.py:{arg}",
@@ -58,7 +59,7 @@ def main() -> None:
             "mig_per_factor": [s["mig_per_factor"] for s in scores],
             "test": {k: provenance.over_seeds([s["eval"][k] for s in summaries]) for k in ELBO_KEYS},
             "val": {k: provenance.over_seeds([s["val"][k] for s in summaries]) for k in ELBO_KEYS}}
-        traversals[name] = os.path.join(runs[0][0], "uses", "traversals.png")
+        traversals[name] = figures[0]
     row["factors"] = scores[0]["factors"]
     row.update(provenance.record(begun))
     print(json.dumps({n: {k: v[k]["mean"] for k in SCORES} for n, v in row["objectives"].items()}))

@@ -28,8 +28,7 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 NAMES = ("bce", "mse", "dlogistic")
 
 
-def program(name: str, policy: CompilePolicy):
-    loss = losses.recon_loss(name)
+def program(loss: losses.ReconLoss, policy: CompilePolicy):
     return policy.jit(jax.value_and_grad(lambda raw, x: jnp.mean(loss.per_example(raw, x))), program="train")
 
 
@@ -44,9 +43,9 @@ def main() -> None:
     x = jnp.asarray(rng.integers(0, 256, (args.batch, args.size, args.size, 3)) / 255.0, jnp.float32)
     calls = {}
     for name in NAMES:
-        channels = losses.recon_loss(name).out_channels(3)
-        raw = jnp.asarray(rng.standard_normal((args.batch, args.size, args.size, channels)), jnp.float32)
-        f = program(name, policy)
+        loss = losses.recon_loss(name)
+        raw = jnp.asarray(rng.standard_normal((args.batch, args.size, args.size, loss.out_channels(3))), jnp.float32)
+        f = program(loss, policy)
         calls[name] = lambda f=f, raw=raw: f(raw, x)
     ms = {name: [] for name in NAMES}
     for _ in range(3):  # alternated rounds
