@@ -1,4 +1,4 @@
-"""Input corruptions for denoising (applied to the input only; the target stays clean), and PSNR.
+"""Input corruptions for denoising (applied to the input only; the target stays clean).
 
 Every corruption is a pure function of (x, rng): seeded and reproducible.
 """
@@ -59,8 +59,3 @@ def parse(spec: str) -> tuple[str, float]:
     check(kind, value)
     return kind, value
 
-
-def psnr(prediction: jax.Array, target: jax.Array) -> jax.Array:
-    """Peak signal-to-noise ratio per example in dB, for pixels in [0, 1]."""
-    mse = jnp.mean(jnp.square(prediction - target).reshape(target.shape[0], -1), axis=1)
-    return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))

@@ -83,6 +83,12 @@ def sse(prediction: jax.Array, target: jax.Array) -> jax.Array:
     return _sum_per_example(jnp.square(prediction - target))
 
 
+def psnr(prediction: jax.Array, target: jax.Array) -> jax.Array:
+    """Peak signal-to-noise ratio per example in dB, for pixels in [0, 1]."""
+    mse = jnp.mean(jnp.square(prediction - target).reshape(target.shape[0], -1), axis=1)
+    return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
+
+
 def l1(prediction: jax.Array, target: jax.Array) -> jax.Array:
     """Sum of absolute errors per example."""
     return _sum_per_example(jnp.abs(prediction - target))
@@ -169,12 +175,13 @@ def bits_per_dim(nats: jax.Array | float, dims: int, continuous: bool = False) -
 
 
 def recon_metrics(raw_output: jax.Array, target: jax.Array, loss: ReconLoss) -> dict[str, jax.Array]:
-    """Per-example metrics of a reconstruction: `recon_sse`, `mse`, `l1` and (for bce) `bce`."""
+    """Per-example metrics of a reconstruction: `recon_sse`, `mse`, `psnr`, `l1` and (for bce) `bce`."""
     prediction = loss.link(raw_output)
     squared = sse(prediction, target)
     metrics = {
         "recon_sse": squared,
         "mse": squared / (target.size // target.shape[0]),
+        "psnr": psnr(prediction, target),
         "l1": l1(prediction, target),
     }
     if loss.name == "bce":

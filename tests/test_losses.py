@@ -83,10 +83,43 @@ def test_recon_metrics_use_the_link_and_report_mse_per_element():
     np.testing.assert_allclose(metrics["recon_sse"], [4 * 0.25] * 2)
     np.testing.assert_allclose(metrics["mse"], [0.25] * 2)
     np.testing.assert_allclose(metrics["l1"], [2.0] * 2)
+    np.testing.assert_allclose(metrics["psnr"], [10 * math.log10(1 / 0.25)] * 2, rtol=1e-6)  # 6.02 dB
     np.testing.assert_allclose(metrics["bce"], [4 * math.log(2)] * 2, rtol=1e-6)
     identity = losses.recon_metrics(raw, target, losses.recon_loss("mse"))
     np.testing.assert_allclose(identity["recon_sse"], [4.0, 4.0])
     assert "bce" not in identity
+
+
+def test_pca_baseline_psnr_is_the_mean_of_each_images_psnr():
+    from aelab.baselines import fit_pca, pca_baseline
+    from aelab.data.splits import Split
+
+    rng = np.random.default_rng(0)
+    train = Split(rng.random((50, 4, 4, 1), dtype=np.float32))
+    test = Split(np.stack([np.full((4, 4, 1), 0.5, np.float32), rng.random((4, 4, 1), dtype=np.float32)]))
+    pca = fit_pca(train, 3)
+    scores = pca_baseline(pca, test)
+    per_image = np.square(pca.inverse_transform(pca.transform(test.images.reshape(2, -1)))
+                          - test.images.reshape(2, -1)).mean(axis=1)
+    assert scores["psnr"] == pytest.approx(np.mean(10 * np.log10(1 / per_image)), rel=1e-5)
+    assert scores["mse"] == pytest.approx(per_image.mean(), rel=1e-5)
+
+
+def test_ppca_bits_per_dim_is_the_gaussian_density_of_tipping_and_bishop():
+    from aelab.baselines import fit_pca, ppca_bits_per_dim
+    from aelab.data.splits import Split
+
+    rng = np.random.default_rng(1)
+    train = rng.normal(0.5, 0.1, (400, 2, 3, 1)).astype(np.float32)
+    test = rng.normal(0.5, 0.1, (20, 2, 3, 1)).astype(np.float32)
+    pca = fit_pca(Split(train), 2)
+    # The model's covariance: W W^T + sigma^2 I, the discarded components' mean variance as sigma^2.
+    w = pca.components_.T * np.sqrt(pca.explained_variance_ - pca.noise_variance_)
+    cov = w @ w.T + pca.noise_variance_ * np.eye(6)
+    x = test.reshape(20, 6) - pca.mean_
+    nats = 0.5 * (np.einsum("ij,jk,ik->i", x, np.linalg.inv(cov), x) + np.linalg.slogdet(cov)[1]
+                  + 6 * math.log(2 * math.pi))
+    assert ppca_bits_per_dim(pca, test) == pytest.approx(nats.mean() / (6 * math.log(2)) + 8, rel=1e-4)
 
 
 def test_unknown_loss_lists_known_ones():

@@ -203,8 +203,8 @@ def test_early_stopping_with_patience_survives_resume_and_is_final(tmp_path):
 
 
 def test_early_stopping_metric_must_exist(tmp_path):
-    with pytest.raises(UsageError, match="early_stopping_metric='psnr' is not a validation metric.*known: bce"):
-        train.train_and_evaluate(early(**{"train.early_stopping_metric": "psnr"}), str(tmp_path / "w"))
+    with pytest.raises(UsageError, match="early_stopping_metric='ssim' is not a validation metric.*known: bce"):
+        train.train_and_evaluate(early(**{"train.early_stopping_metric": "ssim"}), str(tmp_path / "w"))
     assert not (tmp_path / "w").exists()
 
 

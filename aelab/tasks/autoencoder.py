@@ -228,8 +228,7 @@ class AutoencoderTask(ReconstructionTask):
         metrics = {"loss": self.loss.per_example(raw, x) + per_example,
                    **losses.recon_metrics(raw, x, self.loss), **terms}
         if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
-            metrics["psnr_noisy"] = corruption.psnr(x_in, x)
-            metrics["psnr"] = corruption.psnr(self.loss.link(raw), x)
+            metrics["psnr_noisy"] = losses.psnr(x_in, x)
         p = self.config.penalty
         if p.l1 or p.kl_sparsity:
             metrics["mean_activation"] = jnp.mean(jnp.abs(z), axis=-1)

@@ -243,7 +243,7 @@ class VAETask(ReconstructionTask):
         s = self._sample(model, x, rng, training=False)
         mean_reconstruction = model.decode(model.encode(x))
         metrics = {"neg_elbo": s.recon + s.kl, "recon": s.recon, "kl": s.kl,
-                   "recon_sse": losses.sse(mean_reconstruction, x)}
+                   "recon_sse": losses.sse(mean_reconstruction, x), "psnr": losses.psnr(mean_reconstruction, x)}
         if s.kl_dims is not None:
             metrics["active_units"] = s.kl_dims  # summarized: dimensions with mean KL > 0.01 nats
         if final:

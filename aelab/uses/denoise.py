@@ -8,7 +8,7 @@ import jax
 import numpy as np
 from skimage.metrics import structural_similarity
 
-from aelab import corruption, plots
+from aelab import corruption, losses, plots
 from aelab.errors import UsageError
 from aelab.restore import load
 from aelab.uses import batched, uses_dir
@@ -51,8 +51,8 @@ def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None =
             noisy = corruption.corrupt(batch["image"], key, kind, level)
             denoised = m.reconstruct(noisy)
             return {"noisy": noisy, "denoised": denoised,
-                    "psnr_noisy": corruption.psnr(noisy, batch["image"]),
-                    "psnr_denoised": corruption.psnr(denoised, batch["image"])}
+                    "psnr_noisy": losses.psnr(noisy, batch["image"]),
+                    "psnr_denoised": losses.psnr(denoised, batch["image"])}
         out = batched(model, fn, clean, run.policy, rng=jax.random.key(seed))
         record = {"noise": kind, "level": level,
                   "psnr_noisy": float(out["psnr_noisy"].mean()),
