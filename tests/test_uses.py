@@ -8,7 +8,7 @@ import pytest
 from aelab import restore, train
 from aelab.errors import UsageError
 from aelab.main import main
-from aelab.uses.anomaly import detection_scores, threshold_for_fpr
+from aelab.uses.anomaly import detection_scores, one_class_table, threshold_for_fpr
 from aelab.uses.denoise import parse_spec, ssim
 from conftest import tiny_config
 
@@ -121,7 +121,27 @@ def test_anomaly_detection_one_class(one_class):
     assert report["val_normal"] == len(run.dataset.val) == int((every_class.labels == 0).sum())
     assert report["val_normal"] + report["val_anomalous"] == len(every_class)
     assert set(report["val_auroc_by_score"]) == set(report["auroc_by_score"])
+    assert "psnr" not in report["auroc_by_score"]  # a similarity, not an anomaly score
     assert report["val_auroc_by_score"]["loss"] > 0.8
+
+
+def test_one_class_table_chooses_the_score_on_validation_and_reads_test_for_it_only():
+    # "l1" is better on test but worse on validation: the validation choice is "mse".
+    def row(cls, seed, val_mse, val_l1, test_mse, test_l1):
+        return {"class": cls, "seed": seed, "val_auroc_by_score": {"mse": val_mse, "l1": val_l1},
+                "auroc_by_score": {"mse": test_mse, "l1": test_l1}, "pca_auroc": 0.5}
+
+    rows = [row(0, 0, 0.9, 0.8, 0.70, 0.99), row(1, 0, 0.7, 0.6, 0.60, 0.99),
+            row(0, 1, 0.9, 0.8, 0.80, 0.99), row(1, 1, 0.7, 0.6, 0.70, 0.99)]
+    table = one_class_table(rows)
+    assert table["chosen_score"] == "mse"
+    assert table["val_mean_auroc_by_score"] == pytest.approx({"mse": 0.8, "l1": 0.7})
+    # seed means 65 and 75 (percent): mean 70, sample standard deviation 7.07
+    assert table["test_mean_auroc"] == pytest.approx(70.0)
+    assert table["test_std_auroc"] == pytest.approx(50 ** 0.5)
+    assert table["val_mean_auroc"] == pytest.approx(80.0)
+    assert table["test_auroc_by_class"] == pytest.approx({0: 75.0, 1: 65.0})
+    assert table["pca_mean_auroc"] == pytest.approx(50.0) and table["seeds"] == [0, 1]
 
 
 @pytest.mark.parametrize("argv,message", [
