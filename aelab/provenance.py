@@ -82,23 +82,35 @@ def over_seeds(values: list[float]) -> dict[str, Any]:
             "values": values}
 
 
+def experiment_config(config_file: str, arg: str | None = None, *, data: str | None = None, seed: int = 0,
+                      steps: int = 0, overrides: list[str] = (), values: dict[str, Any] | None = None):
+    """configs/`config_file`[:arg] as an experiment runs it: `data` replaces data.name, `seed` the
+    seed, `steps` (when not 0) the step count; `overrides` are command-line KEY=VALUE strings
+    (type-checked) and `values` flattened keys set as they are (tuples included); no progress bar."""
+    from aelab import sweep
+    from aelab.config import from_file
+
+    config = from_file(os.path.join(REPO, "configs", config_file), arg)
+    config.seed = seed
+    config.train.progress = False
+    if data:
+        config.data.name = data
+    if steps:
+        config.train.num_steps = steps
+    config.update_from_flattened_dict(values or {})
+    return sweep.with_overrides(config, list(overrides))
+
+
 def train_seeds(config_file: str, seeds: list[int], workdir: str, arg: str | None = None,
                 data: str | None = None, steps: int = 0) -> list[tuple[str, dict]]:
     """Trains `config_file[:arg]` once per seed in `workdir/seed{S}` (finished runs are read back,
     interrupted ones resume); `data` replaces data.name, `steps` (smoke tests) the step count.
     Returns each seed's (workdir, summary)."""
     from aelab import train
-    from aelab.config import from_file
 
     runs = []
     for seed in seeds:
-        config = from_file(os.path.join(REPO, "configs", config_file), arg)
-        config.seed = seed
-        config.train.progress = False
-        if data:
-            config.data.name = data
-        if steps:
-            config.train.num_steps = steps
         path = os.path.join(workdir, f"seed{seed}")
+        config = experiment_config(config_file, arg, data=data, seed=seed, steps=steps)
         runs.append((path, train.train_and_evaluate(config, path)))
     return runs

@@ -67,3 +67,17 @@ def test_the_commit_is_marked_changed_by_code_not_by_results(tmp_path):
     assert "+" not in provenance.commit(str(tmp_path))
     (tmp_path / "experiments/a/run.py").write_text("1\n")
     assert provenance.commit(str(tmp_path)).endswith("+changes")
+
+
+def test_experiment_config_applies_data_seed_steps_and_both_kinds_of_override():
+    from aelab import provenance
+
+    config = provenance.experiment_config(
+        "cifar10_vae.py", "width=16", data="images:elsewhere", seed=3, steps=7,
+        overrides=["optimizer.learning_rate=0.01"], values={"model.arch": "conv", "model.strides": (2, 2, 2)})
+    assert config.model.channels == (16, 32, 64)  # the config's own argument
+    assert (config.data.name, config.seed, config.train.num_steps) == ("images:elsewhere", 3, 7)
+    assert config.optimizer.learning_rate == 0.01 and not config.train.progress
+    assert config.model.arch == "conv" and tuple(config.model.strides) == (2, 2, 2)
+    untouched = provenance.experiment_config("cifar10_vae.py")
+    assert untouched.train.num_steps == 50000 and untouched.data.name == "images:../shared/data/cifar10"

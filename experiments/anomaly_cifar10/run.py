@@ -19,11 +19,9 @@ import pathlib
 
 import numpy as np
 
-from aelab import provenance, sweep
-from aelab.config import from_file
+from aelab import provenance
 from aelab.uses import anomaly
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = pathlib.Path(__file__).with_name("results.json")
 CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck"]
 # Ruff et al. 2018 (ICML), Table 1, CIFAR-10 AUROC (%): One-Class Deep SVDD per class; the mean
@@ -31,14 +29,6 @@ CLASSES = ["airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "hors
 DEEP_SVDD = [61.7, 65.9, 50.8, 59.1, 60.9, 65.7, 67.7, 67.3, 75.9, 73.1]
 DCAE_MEAN = 59.7
 STEPS = 2000
-
-
-def config_for(normal: int, data: str, steps: int, seed: int, overrides: list[str]):
-    config = from_file(REPO / "configs" / "cifar10_anomaly.py", f"normal={normal},steps={steps}")
-    config.data.name = data
-    config.seed = seed
-    config.train.progress = False
-    return sweep.with_overrides(config, overrides)
 
 
 def main() -> None:
@@ -52,8 +42,12 @@ def main() -> None:
                         help="config override for every class, e.g. --set model.latent_dim=32")
     args = parser.parse_args()
     begun = provenance.start()
-    rows = anomaly.one_class_runs(lambda normal, seed: config_for(normal, args.data, args.steps, seed, args.set),
-                                  args.classes, args.seeds, args.workdir)
+
+    def config_for(normal: int, seed: int):
+        return provenance.experiment_config("cifar10_anomaly.py", f"normal={normal}", data=args.data, seed=seed,
+                                            steps=args.steps, overrides=args.set)
+
+    rows = anomaly.one_class_runs(config_for, args.classes, args.seeds, args.workdir)
     result = {**anomaly.one_class_table(rows), "class_names": CLASSES,
               "deep_svdd_auroc_by_class": dict(enumerate(DEEP_SVDD)),
               "deep_svdd_mean_auroc": float(np.mean(DEEP_SVDD)), "dcae_mean_auroc": DCAE_MEAN,

@@ -19,21 +19,11 @@ import pathlib
 
 import numpy as np
 
-from aelab import provenance, sweep
-from aelab.config import from_file
+from aelab import provenance
 from aelab.uses import anomaly
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 RESULTS = pathlib.Path(__file__).with_name("results.json")
 DEEP_SVDD = [98.0, 99.7, 91.7, 91.9, 94.9, 88.5, 98.3, 94.6, 93.9, 96.5]  # Ruff et al. 2018, one-class
-
-
-def config_for(digit: int, data: str, steps: int, seed: int, overrides: list[str]):
-    config = from_file(REPO / "configs" / "mnist_anomaly.py", f"digit={digit},steps={steps}")
-    config.data.name = data
-    config.seed = seed
-    config.train.progress = False
-    return sweep.with_overrides(config, overrides)
 
 
 def main() -> None:
@@ -46,8 +36,12 @@ def main() -> None:
                         help="config override for every digit, e.g. --set loss=mse")
     args = parser.parse_args()
     begun = provenance.start()
-    rows = anomaly.one_class_runs(lambda digit, seed: config_for(digit, args.data, args.steps, seed, args.set),
-                                  list(range(10)), args.seeds, args.workdir, name="digit")
+
+    def config_for(digit: int, seed: int):
+        return provenance.experiment_config("mnist_anomaly.py", f"digit={digit}", data=args.data, seed=seed,
+                                            steps=args.steps, overrides=args.set)
+
+    rows = anomaly.one_class_runs(config_for, list(range(10)), args.seeds, args.workdir, name="digit")
     result = {**anomaly.one_class_table(rows, name="digit"),
               "deep_svdd_mean_auroc": float(np.mean(DEEP_SVDD)), "overrides": args.set, "steps": args.steps,
               "runs": rows}

@@ -23,10 +23,8 @@ import pathlib
 import shutil
 
 from aelab import baselines, data, provenance, train
-from aelab.config import from_file
 from aelab.writer import training_seconds
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).parent
 RESULTS = HERE / "results.json"
 STEPS = 5000
@@ -42,14 +40,9 @@ METRICS = ("bits_per_dim", "nll_bits_per_dim", "neg_elbo", "nll", "psnr", "recon
 
 
 def config_for(model: str, data_name: str, steps: int, seed: int):
-    _, arg, overrides = RUNS[model]
-    config = from_file(REPO / "configs" / "cifar10_vae.py", f"{arg},steps={steps}")
-    config.data.name = data_name
-    config.seed = seed
-    config.train.progress = False
-    config.vae.iw_samples = config.vae.iw_chunk = IW_SAMPLES
-    config.update_from_flattened_dict(overrides)
-    return config
+    _, arg, values = RUNS[model]
+    return provenance.experiment_config("cifar10_vae.py", arg, data=data_name, seed=seed, steps=steps,
+                                        values={"vae.iw_samples": IW_SAMPLES, "vae.iw_chunk": IW_SAMPLES, **values})
 
 
 def pca_row(config) -> dict:

@@ -25,10 +25,8 @@ import pathlib
 import shutil
 
 from aelab import provenance, train
-from aelab.config import from_file
 from aelab.writer import training_seconds
 
-REPO = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).parent
 RESULTS = HERE / "results.json"
 STEPS = 100000
@@ -47,13 +45,8 @@ TEST = ("neg_elbo", "nll", "recon", "kl", "active_units")
 
 
 def config_for(model: str, data: str, steps: int, seed: int):
-    _, config_file, arg, overrides = RUNS[model]
-    config = from_file(REPO / "configs" / config_file, ",".join(filter(None, [arg, f"steps={steps}"])))
-    config.data.name = data
-    config.seed = seed
-    config.train.progress = False
-    config.update_from_flattened_dict(overrides)
-    return config
+    _, config_file, arg, values = RUNS[model]
+    return provenance.experiment_config(config_file, arg or None, data=data, seed=seed, steps=steps, values=values)
 
 
 def main() -> None:
