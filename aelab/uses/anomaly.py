@@ -12,13 +12,14 @@ Choosing among scores (or models) must not look at test: `val_auroc_by_score`
 scores the validation split with every class kept (the same held-out examples
 whose normal ones set the threshold, anomalies included), so a choice can be
 made on it and the test AUROC read once, for the choice. `one_class_runs` and
-`choose_score` do that over every class and seed of a data set.
+`one_class_table` do that over every class and seed of a data set.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import time
 from typing import Callable
 
 import ml_collections
@@ -113,8 +114,6 @@ def one_class_runs(config_for: Callable[[int, int], ml_collections.ConfigDict], 
     """Trains `config_for(normal_class, seed)` in workdir/seed{S}/{name}{K} for every class and
     seed (finished runs are read back, interrupted ones resume), runs `anomaly` on each, and
     returns a row per run: its validation and test AUROC by score and PCA's test AUROC."""
-    import time
-
     rows = []
     for seed in seeds:
         for normal in classes:
