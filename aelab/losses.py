@@ -85,7 +85,11 @@ def sse(prediction: jax.Array, target: jax.Array) -> jax.Array:
 
 def psnr(prediction: jax.Array, target: jax.Array) -> jax.Array:
     """Peak signal-to-noise ratio per example in dB, for pixels in [0, 1]."""
-    mse = jnp.mean(jnp.square(prediction - target).reshape(target.shape[0], -1), axis=1)
+    return psnr_of_mse(jnp.mean(jnp.square(prediction - target).reshape(target.shape[0], -1), axis=1))
+
+
+def psnr_of_mse(mse: jax.Array) -> jax.Array:
+    """PSNR in dB of per-example mean squared errors of pixels in [0, 1]."""
     return 10.0 * jnp.log10(1.0 / jnp.maximum(mse, 1e-10))
 
 
