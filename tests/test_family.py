@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from flax import nnx
 
-from aelab import corruption, data, losses, steps, train
+from aelab import baselines, corruption, data, losses, steps, train
 from aelab.evaluate import evaluate_split
 from aelab.errors import UsageError
 from aelab.models.vq import VectorQuantizer
@@ -293,6 +293,10 @@ def test_a_discretized_logistic_vae_learns_8_bit_images_and_reports_bits_per_dim
     assert ev["bits_per_dim"] == pytest.approx(ev["neg_elbo"] / (64 * math.log(2)), rel=1e-6)
     assert ev["nll_bits_per_dim"] == pytest.approx(ev["nll"] / (64 * math.log(2)), rel=1e-6)
     assert ev["nll_bits_per_dim"] < 8.0 and summary["val"]["bits_per_dim"] > 0
+    # probabilistic PCA at the code size, in the same bits: the likelihood baseline beside them
+    pca = baselines.fit_pca(run.dataset.train, run.task.code_size, config.seed)
+    assert summary["baselines"]["pca"]["bits_per_dim"] == pytest.approx(
+        baselines.ppca_bits_per_dim(pca, run.dataset.test.images), rel=1e-6)
     # PSNR of the mean reconstruction, per image then averaged: at least that of the mean squared error
     assert 10 * math.log10(64 / ev["recon_sse"]) - 1e-4 <= ev["psnr"] < 60
     assert (tmp_path / "w" / "figures" / "samples.png").exists()
