@@ -48,11 +48,21 @@ def pca_errors(pca: PCA, images: np.ndarray) -> np.ndarray:
     return np.concatenate([errors(x) for _, x in row_chunks(images)])
 
 
+def ppca_has_density(pca: PCA) -> bool:
+    """Whether probabilistic PCA is a density: its components must leave some of the training
+    data's variance outside them (fewer components than the centred data's rank)."""
+    return pca.n_components_ < min(pca.n_samples_ - 1, pca.n_features_in_)
+
+
 def ppca_bits_per_dim(pca: PCA, images: np.ndarray) -> float:
     """Probabilistic PCA's (Tipping & Bishop 1999, sklearn's `score_samples`) mean negative
     log-density of `images` in bits per dimension, plus 8 as for `loss=mse`: a density on [0, 1]
     of 8-bit values, whose bins are 1/256 wide. A likelihood baseline for a VAE of the same code size."""
     from aelab.losses import bits_per_dim
+
+    if not ppca_has_density(pca):
+        raise ValueError(f"probabilistic PCA with {pca.n_components_} components of {pca.n_samples_} "
+                         f"training examples leaves no variance outside them: no density")
 
     nats = np.concatenate([-pca.score_samples(x.reshape(len(x), -1)) for _, x in row_chunks(images)])
     return float(bits_per_dim(float(nats.mean()), images[0].size, continuous=True))

@@ -120,6 +120,9 @@ def test_ppca_bits_per_dim_is_the_gaussian_density_of_tipping_and_bishop():
     nats = 0.5 * (np.einsum("ij,jk,ik->i", x, np.linalg.inv(cov), x) + np.linalg.slogdet(cov)[1]
                   + 6 * math.log(2 * math.pi))
     assert ppca_bits_per_dim(pca, test) == pytest.approx(nats.mean() / (6 * math.log(2)) + 8, rel=1e-4)
+    # As many components as the centred data's rank leave no noise variance: no density, refused.
+    with pytest.raises(ValueError, match="3 components of 4 training examples leaves no variance"):
+        ppca_bits_per_dim(fit_pca(Split(train[:4]), 3), test)
 
 
 def test_unknown_loss_lists_known_ones():

@@ -28,7 +28,7 @@ import numpy as np
 from flax import nnx
 
 from aelab import losses, models, plots
-from aelab.baselines import ppca_bits_per_dim
+from aelab.baselines import ppca_bits_per_dim, ppca_has_density
 from aelab.data import Dataset, Split
 from aelab.errors import UsageError, choose
 from aelab.tasks.autoencoder import ReconstructionTask
@@ -271,9 +271,9 @@ class VAETask(ReconstructionTask):
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         """PCA's reconstruction at the code size and, where the VAE reports bits/dim of 8-bit
         pixels, probabilistic PCA's density in the same bits: the linear model of each."""
-        out = super().baselines(dataset)
-        if self.config.loss in ("dlogistic", "mse") and not self.config.vae.binarize:
-            out["pca"]["bits_per_dim"] = ppca_bits_per_dim(self._pca(dataset), dataset.test.images)
+        out, pca = super().baselines(dataset), self._pca(dataset)
+        if self.config.loss in ("dlogistic", "mse") and not self.config.vae.binarize and ppca_has_density(pca):
+            out["pca"]["bits_per_dim"] = ppca_bits_per_dim(pca, dataset.test.images)
         return out
 
     def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
