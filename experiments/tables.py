@@ -99,6 +99,14 @@ def _hvae(rows):
             f"one layer, IWAE-trained {one['test']['nll']:.2f}")
 
 
+def _cifar10(rows):
+    resnet, conv, pca = rows["resnet"], rows["conv"], rows["pca"]
+    return (f"**{resnet['test']['bits_per_dim']:.3f} bits/dim** (IWAE k=10 {resnet['test']['nll_bits_per_dim']:.3f}; "
+            f"PSNR {resnet['test']['psnr']:.1f} dB; validation {resnet['val']['bits_per_dim']:.3f})",
+            f"plain conv VAE {conv['test']['bits_per_dim']:.3f}; PPCA-128 {pca['bits_per_dim']:.3f} "
+            f"(PCA PSNR {pca['psnr']:.1f} dB)")
+
+
 def _dae(r):
     [n] = [n for n in r["noises"] if (n["noise"], n["level"]) == ("gaussian", 0.3)]
     return (f"{n['noisy']['psnr']['mean']:.1f} dB noisy → **{_pm(n['denoising_ae']['psnr'], 1)} dB**",
@@ -123,6 +131,7 @@ ROWS = {
     "linear probe on mnist_ae's 30-d codes": ("mnist_ae", "probe", _probe),
     "MNIST VAE 784-500-500-20, binarized": ("mnist_vae", "mnist_vae", _vae),
     "MNIST hierarchical VAE, 2 stochastic layers, IWAE-trained": ("hvae_mnist", None, _hvae),
+    "CIFAR-10 residual conv VAE, 128-d code": ("cifar10", None, _cifar10),
     "denoising, Gaussian sigma 0.3": ("mnist_dae", "mnist_dae", _dae),
     "Hinton & Salakhutdinov 2006, no pretraining": ("hinton2006", "hinton2006", _hinton),
     "one-class anomaly detection, mean AUROC over the 10 MNIST digits": ("anomaly_mnist", "one_class_mnist",
