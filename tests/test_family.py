@@ -330,6 +330,16 @@ def test_bad_family_values_are_rejected(tmp_path, overrides, message):
     assert not (tmp_path / "w").exists()
 
 
+def test_tcvae_refuses_to_train_before_it_knows_the_training_set_size():
+    """The minibatch-weighted estimate needs N: a task used from the library without `prepare` says so."""
+    from aelab.tasks import get_task
+
+    task = get_task(tiny_config(**FAMILY["beta_tcvae"]))
+    model = task.build_model((8, 8, 1), nnx.Rngs(0))
+    with pytest.raises(UsageError, match="vae.objective=tcvae needs the training split's size"):
+        task.loss_fn(model, {"image": jnp.zeros((4, 8, 8, 1))}, jax.random.key(0), 0)
+
+
 @pytest.mark.parametrize("task", ["autoencoder", "vae", "vqvae"])
 def test_train_only_corruption_evaluates_on_clean_inputs(task):
     """corruption.train_only: noise regularizes training, and evaluation sees the clean input,
