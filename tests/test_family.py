@@ -297,6 +297,8 @@ def test_a_discretized_logistic_vae_learns_8_bit_images_and_reports_bits_per_dim
     pca = baselines.fit_pca(run.dataset.train, run.task.code_size, config.seed)
     assert summary["baselines"]["pca"]["bits_per_dim"] == pytest.approx(
         baselines.ppca_bits_per_dim(pca, run.dataset.test.images), rel=1e-6)
+    assert summary["baselines"]["pca"]["val_bits_per_dim"] == pytest.approx(
+        baselines.ppca_bits_per_dim(pca, run.dataset.val.images), rel=1e-6)
     # PSNR of the mean reconstruction, per image then averaged: at least that of the mean squared error
     assert 10 * math.log10(64 / ev["recon_sse"]) - 1e-4 <= ev["psnr"] < 60
     assert (tmp_path / "w" / "figures" / "samples.png").exists()

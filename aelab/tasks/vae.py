@@ -270,10 +270,12 @@ class VAETask(ReconstructionTask):
 
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         """PCA's reconstruction at the code size and, where the VAE reports bits/dim of 8-bit
-        pixels, probabilistic PCA's density in the same bits: the linear model of each."""
+        pixels, probabilistic PCA's density in the same bits (test, and validation for choices):
+        the linear model of each."""
         out, pca = super().baselines(dataset), self._pca(dataset)
         if self.config.loss in ("dlogistic", "mse") and not self.config.vae.binarize and ppca_has_density(pca):
             out["pca"]["bits_per_dim"] = ppca_bits_per_dim(pca, dataset.test.images)
+            out["pca"]["val_bits_per_dim"] = ppca_bits_per_dim(pca, dataset.val.images)
         return out
 
     def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
