@@ -85,6 +85,23 @@ def _one_class(r):
             f"PCA {r['pca_mean_auroc']:.1f}; Deep SVDD (published) {r['deep_svdd_mean_auroc']:.1f}")
 
 
+def _one_class_cifar10(r):
+    seeds = len(r["seeds"])
+    spread = f" ± {r['test_std_auroc']:.1f}" if seeds > 1 else ""
+    return (f"**{r['test_mean_auroc']:.1f}{spread}** (validation {r['val_mean_auroc']:.1f}; score "
+            f"`{r['chosen_score']}` chosen on validation; {seeds} seed{'s' * (seeds > 1)})",
+            f"PCA {r['pca_mean_auroc']:.1f}; Deep SVDD {r['deep_svdd_mean_auroc']:.1f}, DCAE "
+            f"{r['dcae_mean_auroc']:.1f} (published)")
+
+
+def _disentangle(r):
+    runs = r["objectives"]
+    return (f"beta-TCVAE MIG **{_pm(runs['beta_tcvae']['mig'], 3)}** (DCI disentanglement "
+            f"{_pm(runs['beta_tcvae']['disentanglement'], 2)})",
+            f"VAE {_pm(runs['vae']['mig'], 3)} ({_pm(runs['vae']['disentanglement'], 2)}); beta-VAE "
+            f"{_pm(runs['beta_vae']['mig'], 3)} ({_pm(runs['beta_vae']['disentanglement'], 2)})")
+
+
 def _vae(r):
     test = r["test"]
     return (f"neg_elbo **{_figure(test['neg_elbo'], 2)}**, IWAE nll (k=1000) **{_figure(test['nll'], 2)}** "
@@ -136,6 +153,11 @@ ROWS = {
     "Hinton & Salakhutdinov 2006, no pretraining": ("hinton2006", "hinton2006", _hinton),
     "one-class anomaly detection, mean AUROC over the 10 MNIST digits": ("anomaly_mnist", "one_class_mnist",
                                                                          _one_class),
+    "one-class anomaly detection, mean AUROC over the 10 CIFAR-10 classes": ("anomaly_cifar10",
+                                                                             "one_class_cifar10",
+                                                                             _one_class_cifar10),
+    "disentanglement on generated shapes (dsprites:small), 10-d code": ("disentangle", "disentangle",
+                                                                         _disentangle),
     "Spanish → English, Transformer 2+2": ("translation", "transformer", _translation),
     "Spanish → English, attention GRU": ("translation", "rnn", _translation),
     "ISBI 2012 membranes, U-Net": ("segmentation", "isbi_unet", _isbi),
