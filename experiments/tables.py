@@ -95,11 +95,11 @@ def _one_class_cifar10(r):
 
 
 def _disentangle(r):
-    runs = r["objectives"]
-    return (f"beta-TCVAE MIG **{_pm(runs['beta_tcvae']['mig'], 3)}** (DCI disentanglement "
-            f"{_pm(runs['beta_tcvae']['disentanglement'], 2)})",
-            f"VAE {_pm(runs['vae']['mig'], 3)} ({_pm(runs['vae']['disentanglement'], 2)}); beta-VAE "
-            f"{_pm(runs['beta_vae']['mig'], 3)} ({_pm(runs['beta_vae']['disentanglement'], 2)})")
+    def scores(name, bold=""):  # MIG (DCI disentanglement)
+        run = r["objectives"][name]
+        return f"{bold}{_pm(run['mig'], 3)}{bold} (DCI disentanglement {_pm(run['disentanglement'], 2)})"
+
+    return f"beta-TCVAE MIG {scores('beta_tcvae', '**')}", f"VAE {scores('vae')}; beta-VAE {scores('beta_vae')}"
 
 
 def _vae(r):
