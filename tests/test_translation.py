@@ -259,6 +259,20 @@ def test_dropout_drops_at_its_rate_and_keeps_the_mean():
     np.testing.assert_array_equal(out, np.asarray(dropout(x, 0.1, jax.random.key(0))))
 
 
+def test_dropout_masks_are_independent_across_sites_units_and_bits():
+    from aelab.models.seq2seq import dropout, dropout_bits
+
+    p, n = 0.25, 200_000
+    key = jax.random.key(3)
+    first, second = (np.asarray(dropout(jnp.ones(n), p, jax.random.fold_in(key, i))) == 0 for i in (1, 2))
+    tolerance = 4 * np.sqrt(p * p * (1 - p * p) / n)  # 4 standard errors of a fraction near p^2
+    assert abs((first & second).mean() - p * p) < tolerance  # two sites of one step
+    assert abs((first[0::2] & first[1::2]).mean() - p * p) < 2 * tolerance  # the two halves of a word
+    assert abs((first[:-1] & first[1:]).mean() - p * p) < 2 * tolerance  # neighbours
+    bits = np.unpackbits(np.asarray(dropout_bits(key, n)).view(np.uint8))
+    assert abs(bits.mean() - 0.5) < 4 * np.sqrt(0.25 / bits.size)
+
+
 # Losses and scores.
 def test_label_smoothed_loss_by_hand_and_padding_masked():
     logits = jnp.log(jnp.array([[[0.7, 0.1, 0.1, 0.1], [0.25, 0.25, 0.25, 0.25]]]))
@@ -269,6 +283,8 @@ def test_label_smoothed_loss_by_hand_and_padding_masked():
     np.testing.assert_allclose(smoothed[0, 0], expected, rtol=1e-5)
     np.testing.assert_allclose(nll[0, 0], -np.log(0.1), rtol=1e-5)
     assert real.tolist() == [[1.0, 0.0]] and correct[0, 0] == 0.0
+    _, _, correct, _ = token_losses(logits, jnp.array([[0, 3]]), 0.1)
+    assert correct.tolist() == [[1.0, 1.0]]  # the most likely token, and a token tied for most likely
     np.testing.assert_array_equal(shift_right(jnp.array([[7, 8, tok.EOS]])), [[tok.BOS, 7, 8]])
 
 

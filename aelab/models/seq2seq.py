@@ -40,16 +40,31 @@ NEG = -1e9  # a finite "minus infinity": a row with every key masked stays finit
 DROPOUT_LEVELS = 2 ** 16
 
 
+def _mix32(h: jax.Array) -> jax.Array:
+    """murmur3's 32-bit finalizer: a bijection of uint32 in which every output bit depends on
+    every input bit."""
+    h = (h ^ (h >> 16)) * jnp.uint32(0x85EBCA6B)
+    h = (h ^ (h >> 13)) * jnp.uint32(0xC2B2AE35)
+    return h ^ (h >> 16)
+
+
+def dropout_bits(key: jax.Array, n: int) -> jax.Array:
+    """n random uint32 words for one dropout mask: a counter hashed twice under two words that
+    threefry draws from `key`. A mask needs independent-looking bits, not threefry's twenty
+    rounds per word, which were most of what dropout cost on a CPU."""
+    seed = jax.random.bits(key, (2,), jnp.uint32)
+    return _mix32(_mix32(jax.lax.iota(jnp.uint32, n) ^ seed[0]) + seed[1])
+
+
 def dropout(x: jax.Array, rate: float, rng: jax.Array | None) -> jax.Array:
     """Inverted dropout; the identity at evaluation (rng None) or rate 0.
 
     A unit is dropped with probability round(rate * 2^16) / 2^16 (within 8e-6 of `rate`): its
-    draw is a 16-bit number, two from each 32-bit word of random bits, since making those
-    words is most of what dropout costs on a CPU."""
+    draw is a 16-bit number, two from each 32-bit word of `dropout_bits`."""
     threshold = round(rate * DROPOUT_LEVELS)
     if rng is None or threshold == 0:
         return x
-    words = jax.random.bits(rng, ((x.size + 1) // 2,), jnp.uint32)
+    words = dropout_bits(rng, (x.size + 1) // 2)
     draws = jax.lax.bitcast_convert_type(words, jnp.uint16).reshape(-1)[: x.size].reshape(x.shape)
     return jnp.where(draws >= threshold, x * (DROPOUT_LEVELS / (DROPOUT_LEVELS - threshold)), 0.0)
 

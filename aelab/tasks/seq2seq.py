@@ -48,9 +48,12 @@ def token_losses(logits, target, label_smoothing: float):
     # One log-softmax serves both: against the smoothed labels (1 - e) onehot + e / V the
     # cross-entropy is (1 - e) nll + e mean(-log p), no one-hot over the vocabulary needed.
     log_p = jax.nn.log_softmax(logits)
-    nll = -jnp.take_along_axis(log_p, target[..., None], axis=-1)[..., 0]
+    target_log_p = jnp.take_along_axis(log_p, target[..., None], axis=-1)[..., 0]
+    nll = -target_log_p
     smoothed = (1.0 - label_smoothing) * nll - label_smoothing * log_p.mean(-1)
-    correct = (jnp.argmax(logits, -1) == target).astype(jnp.float32)
+    # Correct: the target is a most likely token (a tie counts). A max, not an argmax: XLA:CPU's
+    # argmax over the vocabulary is a slow two-operand reduction.
+    correct = (target_log_p >= log_p.max(-1)).astype(jnp.float32)
     return smoothed, nll, correct, (target != tok.PAD).astype(jnp.float32)
 
 
