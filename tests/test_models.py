@@ -110,3 +110,20 @@ def test_subpixel_transposed_convolution_equals_the_native_one():
     np.testing.assert_allclose(fast_out, native_out, atol=1e-5)
     for a, b in zip(jax.tree.leaves(fast_grads), jax.tree.leaves(native_grads), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+def test_dense_is_nnx_linear_over_rows_with_the_same_parameters_and_gradients():
+    from aelab.models.layers import Dense
+
+    dense, linear = Dense(5, 3, rngs=nnx.Rngs(0)), nnx.Linear(5, 3, rngs=nnx.Rngs(0))
+    assert jax.tree.map(np.shape, nnx.state(dense)) == jax.tree.map(np.shape, nnx.state(linear))  # checkpoints
+    x = jax.random.normal(jax.random.key(1), (2, 4, 6, 5))
+    np.testing.assert_allclose(dense(x), linear(x), rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(dense(x[0, 0]), linear(x[0, 0]), rtol=1e-5, atol=1e-6)
+
+    def loss(model):
+        return jnp.sum(jnp.tanh(model(x)))
+
+    ours, theirs = nnx.grad(loss)(dense), nnx.grad(loss)(linear)
+    np.testing.assert_allclose(ours["kernel"][...], theirs["kernel"][...], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(ours["bias"][...], theirs["bias"][...], rtol=1e-5, atol=1e-5)

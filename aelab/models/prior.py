@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aelab.models.layers import Dense
 from aelab.models.seq2seq import EncoderLayer, Rng, causal_mask, dropout
 
 
@@ -23,7 +24,7 @@ class CodePrior(nnx.Module):
         self.positions = nnx.Param(init(rngs.params(), (length, dim)))
         self.layers = nnx.List([EncoderLayer(dim, heads, hidden, rngs=rngs) for _ in range(layers)])
         self.norm = nnx.LayerNorm(dim, rngs=rngs)
-        self.out = nnx.Linear(dim, codebook_size, rngs=rngs)
+        self.out = Dense(dim, codebook_size, rngs=rngs)
 
     def __call__(self, codes: jax.Array, dropout_rng: jax.Array | None = None) -> jax.Array:
         """Logits (B, T, K) of each code given the ones before it; codes (B, T) integers."""

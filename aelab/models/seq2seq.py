@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 from aelab.models.conv import feature_shape
+from aelab.models.layers import Dense, on_rows
 from aelab.text.tokenizer import PAD
 
 NEG = -1e9  # a finite "minus infinity": a row with every key masked stays finite
@@ -107,7 +108,7 @@ class MultiHeadAttention(nnx.Module):
         if dim % heads:
             raise ValueError(f"model.embed_dim={dim} must be divisible by model.num_heads={heads}")
         self.heads = heads
-        self.query, self.key, self.value, self.out = (nnx.Linear(dim, dim, rngs=rngs) for _ in range(4))
+        self.query, self.key, self.value, self.out = (Dense(dim, dim, rngs=rngs) for _ in range(4))
 
     def _heads(self, y: jax.Array) -> jax.Array:
         b, n, d = y.shape
@@ -146,7 +147,7 @@ class ImageEncoder(nnx.Module):
         self.convs = nnx.List([nnx.Conv(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs)
                                for a, b in zip(widths[:-1], widths[1:])])
         height, width, _ = feature_shape(image_shape, channels, (2,) * len(channels))
-        self.project = nnx.Linear(widths[-1], dim, rngs=rngs)
+        self.project = Dense(widths[-1], dim, rngs=rngs)
         self.positions = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (height * width, dim)))
 
     def __call__(self, images: jax.Array) -> jax.Array:
@@ -163,7 +164,7 @@ def all_valid(features: jax.Array) -> jax.Array:
 
 class FeedForward(nnx.Module):
     def __init__(self, dim: int, hidden: int, *, rngs: nnx.Rngs):
-        self.up, self.down = nnx.Linear(dim, hidden, rngs=rngs), nnx.Linear(hidden, dim, rngs=rngs)
+        self.up, self.down = Dense(dim, hidden, rngs=rngs), Dense(hidden, dim, rngs=rngs)
 
     def __call__(self, x, rate, rng: Rng):
         return self.down(dropout(jax.nn.relu(self.up(x)), rate, rng()))
@@ -231,7 +232,7 @@ class Transformer(nnx.Module):
         self.source_embed = nnx.Embed(vocab_size, dim, embedding_init=init, rngs=rngs)
         if not share_embeddings:
             self.target_embed = nnx.Embed(vocab_size, dim, embedding_init=init, rngs=rngs)
-            self.project = nnx.Linear(dim, vocab_size, rngs=rngs)
+            self.project = Dense(dim, vocab_size, rngs=rngs)
         if positions == "learned":
             self.positions = nnx.Param(nnx.initializers.normal(0.02)(rngs.params(), (max_length, dim)))
         else:
@@ -260,7 +261,7 @@ class Transformer(nnx.Module):
 
     def _logits(self, y):
         y = self.decoder_norm(y)
-        return self._target_embed().attend(y) if self.share else self.project(y)
+        return on_rows(self._target_embed().attend, y) if self.share else self.project(y)
 
     def _decode(self, memory: dict, target_in, rng: Rng):
         self_mask = causal_mask(target_in.shape[1]) & key_mask(target_in)
@@ -319,15 +320,15 @@ class AttentionRNN(nnx.Module):
         scan = lambda i: nnx.RNN(make(embed_dim if i == 0 else 2 * hidden, hidden, rngs=rngs), rngs=False)
         self.encoder = nnx.List([nnx.Bidirectional(scan(i), scan(i), rngs=False)
                                  for i in range(0 if image_encoder else layers)])
-        self.memory_proj = nnx.Linear(2 * hidden, hidden, rngs=rngs)
-        self.init_proj = nnx.Linear(hidden, hidden, rngs=rngs)
-        self.query_proj = nnx.Linear(hidden, hidden, use_bias=False, rngs=rngs)
+        self.memory_proj = Dense(2 * hidden, hidden, rngs=rngs)
+        self.init_proj = Dense(hidden, hidden, rngs=rngs)
+        self.query_proj = Dense(hidden, hidden, use_bias=False, rngs=rngs)
         if attention == "additive":
-            self.key_proj = nnx.Linear(hidden, hidden, rngs=rngs)
-            self.score = nnx.Linear(hidden, 1, use_bias=False, rngs=rngs)
+            self.key_proj = Dense(hidden, hidden, rngs=rngs)
+            self.score = Dense(hidden, 1, use_bias=False, rngs=rngs)
         self.cell = make(embed_dim + hidden, hidden, rngs=rngs)
-        self.output_proj = nnx.Linear(2 * hidden + embed_dim, embed_dim, rngs=rngs)
-        self.project = nnx.Linear(embed_dim, vocab_size, rngs=rngs)
+        self.output_proj = Dense(2 * hidden + embed_dim, embed_dim, rngs=rngs)
+        self.project = Dense(embed_dim, vocab_size, rngs=rngs)
 
     def _target_embed(self) -> nnx.Embed:
         return self.source_embed if self.share else self.target_embed
