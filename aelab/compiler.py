@@ -13,7 +13,7 @@ every method below answers "XLA's default". On XLA:CPU it chooses
 - update ordering (`order_updates`): each dense kernel's update waits for
   the whole backward pass, so XLA updates donated kernels in place instead of
   copying them first;
-- sub-pixel transposed convolutions (`subpixel_transpose`) in conv decoders;
+- sub-pixel upsampling (`subpixel_upsampling`) in conv and residual decoders;
 - the softplus of the Bernoulli loss (`softplus`): an exp-and-series form
   instead of XLA:CPU's slow log expansion.
 
@@ -123,9 +123,10 @@ class CompilePolicy:
         return self.cpu
 
     @property
-    def subpixel_transpose(self) -> bool:
-        """Whether conv decoders compute stride-2 3x3 transposed convolutions (into 8 or more
-        channels) as a convolution and depth-to-space (`models.conv`)."""
+    def subpixel_upsampling(self) -> bool:
+        """Whether conv and residual decoders compute their x2 upsampling layers into 8 or more
+        channels (stride-2 3x3 transposed convolutions, nearest x2 then a 3x3 convolution) as a
+        convolution at the input's resolution and depth-to-space (`models.conv`)."""
         return self.cpu
 
     @property

@@ -47,7 +47,7 @@ def test_no_cpu_trick_is_applied_on_another_backend(backend, monkeypatch):
     for policy in (CompilePolicy(backend), CompilePolicy(backend, convolutions=True)):
         assert all(policy.options(program) is None for program in compiler.PROGRAMS)
         assert policy.steps_per_dispatch(10) == 10
-        assert not policy.order_updates and not policy.subpixel_transpose
+        assert not policy.order_updates and not policy.subpixel_upsampling
         assert policy.softplus is jax.nn.softplus
     config = bench.workload_config("conv_ae")
     task = tasks.get_task(config, CompilePolicy(backend))

@@ -90,7 +90,7 @@ def test_bad_architecture_names_are_rejected():
         build("conv", (8, 8, 1), 2, channels=(8, 16), strides=(2,))
 
 
-def test_subpixel_transposed_convolution_equals_the_native_one():
+def test_subpixel_upsamplingd_convolution_equals_the_native_one():
     """Where the compile policy asks for it, the conv decoder computes its stride-2 transposed
     convolutions as a stride-1 conv and depth-to-space; values and gradients must equal the native
     op's from the same parameters."""
@@ -107,6 +107,32 @@ def test_subpixel_transposed_convolution_equals_the_native_one():
 
     (fast_out, fast_grads), (native_out, native_grads) = output_and_grads(True), output_and_grads(False)
     assert fast_out.shape == native_out.shape == (4, 28, 28, 1)
+    np.testing.assert_allclose(fast_out, native_out, atol=1e-5)
+    for a, b in zip(jax.tree.leaves(fast_grads), jax.tree.leaves(native_grads), strict=True):
+        np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)
+
+
+@pytest.mark.parametrize("arch,upsample", [("conv", "resize"), ("resnet", "resize"), ("resnet", "transpose")])
+def test_subpixel_upsampling_equals_the_native_layers(arch, upsample):
+    """The sub-pixel forms of nearest x2 + 3x3 convolution and of the stride-2 transposed
+    convolution give the native layers' values and gradients from the same parameters, in every
+    decoder the compile policy asks them of (odd sizes included: 5x7 -> 3x4 -> 6x8, cropped)."""
+    from aelab.models.conv import ConvDecoder
+    from aelab.models.resnet import ResNetDecoder
+
+    if arch == "conv":
+        decoder = ConvDecoder((5, 7, 3), 6, (16, 8), (2, 1), 3, "relu", upsample, rngs=nnx.Rngs(0))
+    else:
+        decoder = ResNetDecoder((5, 7, 3), 6, (8, 16), 1, 4, upsample, rngs=nnx.Rngs(0))
+    z = jax.random.normal(jax.random.key(1), (2, 6))
+
+    def output_and_grads(fast):
+        decoder.subpixel = fast
+        loss = lambda d: jnp.sum(jnp.sin(d(z)))  # noqa: E731
+        return decoder(z), nnx.grad(loss)(decoder)
+
+    (fast_out, fast_grads), (native_out, native_grads) = output_and_grads(True), output_and_grads(False)
+    assert fast_out.shape == native_out.shape == (2, 5, 7, 3)
     np.testing.assert_allclose(fast_out, native_out, atol=1e-5)
     for a, b in zip(jax.tree.leaves(fast_grads), jax.tree.leaves(native_grads), strict=True):
         np.testing.assert_allclose(a, b, atol=1e-4, rtol=1e-4)

@@ -39,7 +39,8 @@ def _conv(m: ml_collections.ConfigDict, image_shape, output_shape, code_size, rn
 def _resnet(m: ml_collections.ConfigDict, image_shape, output_shape, code_size, rngs, subpixel):
     kwargs = dict(channels=tuple(m.channels), blocks=m.blocks, groups=m.groups, rngs=rngs)
     return (ResNetEncoder(image_shape=image_shape, latent_dim=code_size, **kwargs),
-            ResNetDecoder(image_shape=output_shape, latent_dim=m.latent_dim, upsample=m.upsample, **kwargs))
+            ResNetDecoder(image_shape=output_shape, latent_dim=m.latent_dim, upsample=m.upsample,
+                          subpixel=subpixel, **kwargs))
 
 
 ARCHITECTURES = {"mlp": _mlp, "conv": _conv, "resnet": _resnet}

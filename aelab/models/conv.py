@@ -18,6 +18,7 @@ import math
 from typing import Sequence
 
 import jax
+import numpy as np
 import jax.numpy as jnp
 from flax import nnx
 
@@ -49,21 +50,50 @@ def subpixel_kernel(kernel: jax.Array) -> jax.Array:
     return jnp.stack(rows)
 
 
+def depth_to_space(y: jax.Array) -> jax.Array:
+    """(B, H, W, 4 * C), channels ordered (row parity, column parity, C) -> (B, 2H, 2W, C)."""
+    b, h, w, c4 = y.shape
+    return y.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c4 // 4)
+
+
 def conv_transpose_subpixel(layer: nnx.ConvTranspose, x: jax.Array) -> jax.Array:
     """`layer(x)` for a 3x3, stride-2, 'SAME' transposed convolution, computed as a stride-1 2x2
     convolution and depth-to-space (sub-pixel upsampling, Shi et al. 2016): the same numbers
     from the same parameters."""
-    y = jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (1, 0), (1, 0), (0, 0))),
-                                     subpixel_kernel(layer.kernel[...]), (1, 1), "VALID",
-                                     dimension_numbers=("NHWC", "HWIO", "NHWC"))
-    b, h, w, c4 = y.shape
-    y = y.reshape(b, h, w, 2, 2, c4 // 4).transpose(0, 1, 3, 2, 4, 5).reshape(b, 2 * h, 2 * w, c4 // 4)
+    y = depth_to_space(jax.lax.conv_general_dilated(jnp.pad(x, ((0, 0), (1, 0), (1, 0), (0, 0))),
+                                                    subpixel_kernel(layer.kernel[...]), (1, 1), "VALID",
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC")))
     return y + layer.bias[...] if layer.bias is not None else y
 
 
-def subpixel_applies(layer: nnx.ConvTranspose, stride: int) -> bool:
-    """Whether the sub-pixel form covers this layer (3x3, stride 2) and pays (8 or more output
-    channels: into one channel the native op's gradient is the faster one on CPU)."""
+# Nearest-neighbour x2, then a 3-tap 'SAME' convolution: output 2m + parity reads inputs m - 1,
+# m, m + 1 (rows) through these sums of the kernel's taps (columns).
+_RESIZE_TAPS = np.array([[[1, 0, 0], [0, 1, 1], [0, 0, 0]],  # parity 0
+                         [[0, 0, 0], [1, 1, 0], [0, 0, 1]]],  # parity 1
+                        np.float32)
+
+
+def resize_conv_subpixel(layer: nnx.Conv, x: jax.Array) -> jax.Array:
+    """`layer(nearest x2 of x)` for a 3x3, stride-1, 'SAME' convolution, computed as a 3x3
+    convolution of x itself into 4 * Cout channels and depth-to-space: the same numbers from the
+    same parameters, without the upsampled copy or the convolutions at twice the resolution."""
+    kernel = layer.kernel[...]
+    cin, cout = kernel.shape[2:]
+    kernel = jnp.einsum("pst,qru,tuio->sripqo", _RESIZE_TAPS, _RESIZE_TAPS, kernel).reshape(3, 3, cin, 4 * cout)
+    y = depth_to_space(jax.lax.conv_general_dilated(x, kernel, (1, 1), "SAME",
+                                                    dimension_numbers=("NHWC", "HWIO", "NHWC")))
+    return y + layer.bias[...] if layer.bias is not None else y
+
+
+def nearest_x2(x: jax.Array) -> jax.Array:
+    """(B, H, W, C) -> (B, 2H, 2W, C), each pixel repeated 2x2."""
+    return jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
+
+
+def subpixel_applies(layer: nnx.ConvTranspose | nnx.Conv, stride: int) -> bool:
+    """Whether a sub-pixel form covers this upsampling layer (3x3, stride 2, or a 3x3 convolution
+    after nearest x2) and pays (8 or more output channels: into one channel the native transposed
+    op's gradient is the faster one on CPU)."""
     return stride == 2 and tuple(layer.kernel_size) == (3, 3) and layer.out_features >= 8
 
 
@@ -120,12 +150,15 @@ class ConvDecoder(nnx.Module):
     def __call__(self, z: jax.Array) -> jax.Array:
         x = self.dense(z).reshape(z.shape[0], *self.start_shape)
         for i, (layer, s) in enumerate(zip(self.ups, self.strides)):
-            if self.upsample == "resize" and s > 1:
-                b, h, w, c = x.shape
-                x = jax.image.resize(x, (b, h * s, w * s, c), method="nearest")
-            if self.upsample == "transpose" and self.subpixel and subpixel_applies(layer, s):
-                x = conv_transpose_subpixel(layer, x)
+            fast = self.subpixel and subpixel_applies(layer, s)
+            if self.upsample == "transpose":
+                x = conv_transpose_subpixel(layer, x) if fast else layer(x)
+            elif fast:
+                x = resize_conv_subpixel(layer, x)
             else:
+                if s > 1:
+                    b, h, w, c = x.shape
+                    x = jax.image.resize(x, (b, h * s, w * s, c), method="nearest")
                 x = layer(x)
             if i < len(self.ups) - 1:
                 x = self.act(x)

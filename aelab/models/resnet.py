@@ -14,8 +14,9 @@ import math
 from typing import Sequence
 
 import jax
-import jax.numpy as jnp
 from flax import nnx
+
+from aelab.models.conv import conv_transpose_subpixel, nearest_x2, resize_conv_subpixel, subpixel_applies
 
 UPSAMPLE_MODES = ("resize", "transpose")
 
@@ -61,7 +62,7 @@ class ResNetEncoder(nnx.Module):
 
 class ResNetDecoder(nnx.Module):
     def __init__(self, image_shape: Sequence[int], latent_dim: int, channels: Sequence[int], blocks: int,
-                 groups: int, upsample: str, *, rngs: nnx.Rngs):
+                 groups: int, upsample: str, subpixel: bool = False, *, rngs: nnx.Rngs):
         self.image_shape = tuple(image_shape)
         self.start_shape = feature_shape(image_shape, channels)
         self.dense = nnx.Linear(latent_dim, math.prod(self.start_shape), rngs=rngs)
@@ -75,6 +76,7 @@ class ResNetDecoder(nnx.Module):
             self.ups = nnx.List([nnx.Conv(a, b, (3, 3), padding="SAME", rngs=rngs)
                                  for a, b in zip(widths[:-1], widths[1:])])
         self.upsample = upsample
+        self.subpixel = subpixel  # the compile policy's choice (aelab.compiler); same numbers either way
         self.out = nnx.Conv(widths[-1], image_shape[-1], (3, 3), padding="SAME", rngs=rngs)
 
     def __call__(self, z: jax.Array) -> jax.Array:
@@ -83,11 +85,15 @@ class ResNetDecoder(nnx.Module):
             for block in stage:
                 x = block(x)
             if i < len(self.ups):
-                if self.upsample == "resize":  # nearest neighbour x2
-                    x = jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2)
-                x = self.ups[i](x)
+                x = self._upsample(self.ups[i], x)
         h, w = self.image_shape[:2]
         return self.out(x)[:, :h, :w, :]
+
+    def _upsample(self, layer: nnx.Conv | nnx.ConvTranspose, x: jax.Array) -> jax.Array:
+        fast = self.subpixel and subpixel_applies(layer, 2)
+        if self.upsample == "transpose":
+            return conv_transpose_subpixel(layer, x) if fast else layer(x)
+        return resize_conv_subpixel(layer, x) if fast else layer(nearest_x2(x))
 
 
 def groups_fit(channels: Sequence[int], groups: int) -> bool:

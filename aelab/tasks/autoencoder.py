@@ -116,7 +116,7 @@ class ReconstructionTask(Task):
 
     def _encoder_decoder(self, image_shape, code_size: int, rngs: nnx.Rngs):
         return models.encoder_decoder(self.config.model, image_shape, code_size, rngs,
-                                      self.policy.subpixel_transpose, self.loss.out_channels(image_shape[-1]))
+                                      self.policy.subpixel_upsampling, self.loss.out_channels(image_shape[-1]))
 
     @property
     def code_size(self) -> int:
