@@ -25,7 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aelab import bench, provenance
-from aelab.models.resnet import ResBlock
+from aelab.models.resnet import ResBlock, ResNetDecoder
 from aelab.steps import train_step_fn
 
 HERE = pathlib.Path(__file__).resolve().parent
@@ -100,18 +100,23 @@ class NormSiLU(nnx.Module):
 
 
 class Up(nnx.Module):
-    def __init__(self, a: int, b: int, *, rngs: nnx.Rngs):
+    """ResNetDecoder's `resize` upsampling, in the form the compile policy picks."""
+
+    upsample = "resize"
+
+    def __init__(self, a: int, b: int, subpixel: bool, *, rngs: nnx.Rngs):
         self.conv = nnx.Conv(a, b, (3, 3), padding="SAME", rngs=rngs)
+        self.subpixel = subpixel
 
-    def __call__(self, x):  # as ResNetDecoder's `resize` upsampling
-        return self.conv(jnp.repeat(jnp.repeat(x, 2, axis=1), 2, axis=2))
+    def __call__(self, x):
+        return ResNetDecoder._upsample(self, self.conv, x)
 
 
-def layer(kind: str, a: int, b: int, rngs: nnx.Rngs) -> nnx.Module:
+def layer(kind: str, a: int, b: int, rngs: nnx.Rngs, subpixel: bool) -> nnx.Module:
     return {"conv": lambda: nnx.Conv(a, b, (3, 3), padding="SAME", rngs=rngs),
             "block": lambda: ResBlock(a, 8, rngs=rngs), "norm": lambda: NormSiLU(a, rngs=rngs),
             "down": lambda: nnx.Conv(a, b, (3, 3), strides=2, padding="SAME", rngs=rngs),
-            "dense": lambda: nnx.Linear(a, b, rngs=rngs), "up": lambda: Up(a, b, rngs=rngs)}[kind]()
+            "dense": lambda: nnx.Linear(a, b, rngs=rngs), "up": lambda: Up(a, b, subpixel, rngs=rngs)}[kind]()
 
 
 def per_call(f) -> float:
@@ -128,7 +133,7 @@ def aelab_parts() -> dict[str, float]:
     out = {"step": per_call(lambda: step(state, batch, rng))}
     rngs = nnx.Rngs(0)
     for name, (_, kind, a, b, side) in PARTS.items():
-        module_graph, params = nnx.split(layer(kind, a, b, rngs))
+        module_graph, params = nnx.split(layer(kind, a, b, rngs, policy.subpixel_upsampling))
         x = jax.random.normal(rng, (B, side, side, a) if side else (B, a))
         g = jax.random.normal(rng, nnx.merge(module_graph, params)(x).shape)
 
