@@ -18,8 +18,8 @@ import math
 from typing import Sequence
 
 import jax
-import numpy as np
 import jax.numpy as jnp
+import numpy as np
 from flax import nnx
 
 from aelab.errors import choose

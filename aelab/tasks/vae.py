@@ -154,7 +154,8 @@ class VAETask(ReconstructionTask):
         if v.latents:  # the factory's encoder gives features, its decoder reads z_1
             m = ml_collections.ConfigDict(self.config.model.to_dict())
             m.latent_dim = v.latents[0]
-            encoder, decoder = models.encoder_decoder(m, image_shape, v.layer_width, rngs, self.policy.subpixel_upsampling,
+            encoder, decoder = models.encoder_decoder(m, image_shape, v.layer_width, rngs,
+                                                      self.policy.subpixel_upsampling,
                                                       self.loss.out_channels(image_shape[-1]))
             return models.HierarchicalVAE(encoder, decoder, self.loss.link, v.latents, v.layer_width, m.activation,
                                           v.temperature, rngs=rngs)
