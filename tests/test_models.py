@@ -141,3 +141,37 @@ def test_dense_is_nnx_linear_over_rows_with_the_same_parameters_and_gradients():
     ours, theirs = nnx.grad(loss)(dense), nnx.grad(loss)(linear)
     np.testing.assert_allclose(ours["kernel"][...], theirs["kernel"][...], rtol=1e-5, atol=1e-5)
     np.testing.assert_allclose(ours["bias"][...], theirs["bias"][...], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("shape,groups", [((4, 8, 8, 32), 8), ((3, 5, 16), 4), ((2, 4, 4, 3, 12), 3)])
+def test_group_norm_is_nnx_group_norm_with_the_same_parameters_and_gradients(shape, groups):
+    from aelab.models.layers import GroupNorm
+
+    ours = GroupNorm(shape[-1], num_groups=groups, epsilon=1e-5, rngs=nnx.Rngs(0))
+    theirs = nnx.GroupNorm(shape[-1], num_groups=groups, epsilon=1e-5, rngs=nnx.Rngs(0))
+    assert jax.tree.map(np.shape, nnx.state(ours)) == jax.tree.map(np.shape, nnx.state(theirs))  # checkpoints
+    keys = jax.random.split(jax.random.key(1), 3)
+    for norm in (ours, theirs):  # not the initial ones and zeros, so both parameters matter
+        norm.scale[...] = jax.random.normal(keys[0], (shape[-1],))
+        norm.bias[...] = jax.random.normal(keys[1], (shape[-1],))
+    x = 3.0 * jax.random.normal(keys[2], shape) + 1.0  # a mean far from 0, as E[x^2] - E[x]^2 must cope
+    np.testing.assert_allclose(ours(x), theirs(x), rtol=1e-5, atol=1e-5)
+
+    def loss(norm, x):
+        return jnp.sum(jnp.sin(norm(x)))
+
+    (ours_p, ours_x), (theirs_p, theirs_x) = (nnx.grad(loss, argnums=(0, 1))(n, x) for n in (ours, theirs))
+    np.testing.assert_allclose(ours_x, theirs_x, rtol=1e-4, atol=1e-5)
+    for name in ("scale", "bias"):
+        np.testing.assert_allclose(ours_p[name][...], theirs_p[name][...], rtol=1e-4, atol=1e-4)
+
+
+def test_group_norm_with_flax_options_it_does_not_specialize_is_flax_group_norm():
+    from aelab.models.layers import GroupNorm
+
+    x = jax.random.normal(jax.random.key(0), (2, 4, 4, 8))
+    mask = jnp.arange(4)[None, :, None, None] < 3 * jnp.ones((2, 4, 4, 8), bool)
+    for options, call in (({"reduction_axes": (1, -1)}, {}), ({"use_fast_variance": False}, {}), ({}, {"mask": mask})):
+        ours = GroupNorm(8, num_groups=2, rngs=nnx.Rngs(0), **options)
+        theirs = nnx.GroupNorm(8, num_groups=2, rngs=nnx.Rngs(0), **options)
+        np.testing.assert_array_equal(ours(x, **call), theirs(x, **call))

@@ -17,15 +17,16 @@ import jax
 from flax import nnx
 
 from aelab.models.conv import conv_transpose_subpixel, nearest_x2, resize_conv_subpixel, subpixel_applies
+from aelab.models.layers import GroupNorm
 
 UPSAMPLE_MODES = ("resize", "transpose")
 
 
 class ResBlock(nnx.Module):
     def __init__(self, channels: int, groups: int, *, rngs: nnx.Rngs):
-        self.norm1 = nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=rngs)
+        self.norm1 = GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=rngs)
         self.conv1 = nnx.Conv(channels, channels, (3, 3), padding="SAME", rngs=rngs)
-        self.norm2 = nnx.GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=rngs)
+        self.norm2 = GroupNorm(channels, num_groups=groups, epsilon=1e-5, rngs=rngs)
         self.conv2 = nnx.Conv(channels, channels, (3, 3), padding="SAME", rngs=rngs)
 
     def __call__(self, x: jax.Array) -> jax.Array:

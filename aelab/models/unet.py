@@ -47,7 +47,7 @@ class ConvBlock(nnx.Module):
         self.convs = nnx.List([nnx.Conv(a, out_channels, (3, 3), padding="SAME", rngs=rngs)
                                for a in (in_channels, out_channels)])
         groups = min(8, out_channels)
-        self.norms = nnx.List([nnx.GroupNorm(out_channels, num_groups=groups, rngs=rngs)
+        self.norms = nnx.List([layers.GroupNorm(out_channels, num_groups=groups, rngs=rngs)
                                if norm == "group" else None for _ in range(2)])
         self.act = layers.activation(activation)
 

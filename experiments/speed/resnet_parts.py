@@ -25,6 +25,7 @@ import jax.numpy as jnp
 from flax import nnx
 
 from aelab import bench, provenance
+from aelab.models.layers import GroupNorm
 from aelab.models.resnet import ResBlock, ResNetDecoder
 from aelab.steps import train_step_fn
 
@@ -93,7 +94,7 @@ print(json.dumps(out))
 
 class NormSiLU(nnx.Module):
     def __init__(self, channels: int, *, rngs: nnx.Rngs):
-        self.norm = nnx.GroupNorm(channels, num_groups=8, epsilon=1e-5, rngs=rngs)
+        self.norm = GroupNorm(channels, num_groups=8, epsilon=1e-5, rngs=rngs)
 
     def __call__(self, x):
         return jax.nn.silu(self.norm(x))
