@@ -7,7 +7,8 @@ every method below answers "XLA's default". On XLA:CPU it chooses
 
 - the matmul library per program (`options`): YNNPACK, XLA's default, in the
   train steps and decoders of models without convolutions; XLA's Eigen
-  matmuls everywhere else; `train.cpu_ynn_dots` True / False overrides it;
+  matmuls everywhere else, where YNNPACK still computes reductions;
+  `train.cpu_ynn_dots` True / False overrides it;
 - steps per dispatch (`steps_per_dispatch`): one for models with
   convolutions, whose gradients run far slower inside a device loop there;
 - update ordering (`order_updates`): each dense kernel's update waits for
@@ -29,7 +30,8 @@ import jax
 import ml_collections
 from flax import nnx
 
-NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": ""}
+# Eigen's matmuls and convolutions, YNNPACK's reductions (XLA:CPU's own are slower: GroupNorm's statistics).
+NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
 PROGRAMS = ("train", "evaluate", "decode", "other")
 
 # JAX's persistent-cache events: each compilation that asks the cache, each one it serves, and

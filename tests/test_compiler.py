@@ -13,7 +13,7 @@ from aelab.compiler import CompilePolicy
 
 def test_cpu_options_turn_ynn_dots_off_unless_asked():
     policy = CompilePolicy("cpu")
-    assert policy.options("evaluate") == {"xla_cpu_experimental_ynn_fusion_type": ""}
+    assert policy.options("evaluate") == compiler.NO_YNN_DOTS
     assert CompilePolicy("cpu", cpu_ynn_dots=True).options("evaluate") is None
     if jax.default_backend() != "cpu":
         pytest.skip(f"compiled code is checked on CPU; this backend is {jax.default_backend()}")
