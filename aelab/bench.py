@@ -60,8 +60,8 @@ def workload_config(name: str, cpu_ynn_dots: bool | None = None):
     choose("--workload", name, WORKLOADS)
     if name == "transformer_mt":
         config = config_lib.base_config("translation")
-        m = config.model
-        m.arch, m.embed_dim, m.num_layers, m.num_heads, m.mlp_dim, m.dropout = "transformer", 256, 2, 4, 1024, 0.1
+        config.model.arch, m = "transformer", config.model.transformer
+        m.embed_dim, m.num_layers, m.num_heads, m.mlp_dim, m.dropout = 256, 2, 4, 1024, 0.1
         m.positions, m.share_embeddings = "sinusoidal", False
         config.text.vocab_size, config.text.max_length, config.text.label_smoothing = VOCAB, SEQ_LEN, 0.1
         config.optimizer.name, config.optimizer.learning_rate, config.optimizer.schedule = "adamw", 1e-3, "constant"
@@ -71,17 +71,18 @@ def workload_config(name: str, cpu_ynn_dots: bool | None = None):
     config = config_lib.base_config("vae" if name in ("mlp_vae", "resnet_vae") else "autoencoder")
     config.loss = "bce"
     config.optimizer.name, config.optimizer.learning_rate, config.optimizer.schedule = "adam", 1e-3, "constant"
+    m = config.model
     if name == "mlp_ae":
-        config.model.hidden, config.model.latent_dim, config.train.batch_size = (1000, 500, 250), 30, 256
+        m.mlp.hidden, m.latent_dim, config.train.batch_size = (1000, 500, 250), 30, 256
     elif name == "conv_ae":
-        config.model.arch, config.model.channels, config.model.strides = "conv", (32, 64), (2, 2)
-        config.model.kernel_size, config.model.latent_dim, config.model.upsample = 3, 16, "transpose"
+        m.arch, m.conv.channels, m.conv.strides = "conv", (32, 64), (2, 2)
+        m.conv.kernel_size, m.latent_dim, m.conv.upsample = 3, 16, "transpose"
         config.train.batch_size = 128
     elif name == "resnet_vae":
-        config.model.arch, config.model.channels, config.model.blocks, config.model.groups = "resnet", (32, 64, 128), 1, 8
-        config.model.latent_dim, config.model.upsample, config.train.batch_size = 64, "resize", 64
+        m.arch, m.resnet.channels, m.resnet.blocks, m.resnet.groups = "resnet", (32, 64, 128), 1, 8
+        m.latent_dim, m.resnet.upsample, config.train.batch_size = 64, "resize", 64
     else:
-        config.model.hidden, config.model.latent_dim, config.train.batch_size = (512, 256), 20, 128
+        m.mlp.hidden, m.latent_dim, config.train.batch_size = (512, 256), 20, 128
     config.train.cpu_ynn_dots = cpu_ynn_dots
     return config_lib.resolve(config)
 

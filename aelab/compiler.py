@@ -24,11 +24,14 @@ Why each pays, with the figures: experiments/speed/README.md.
 from __future__ import annotations
 
 import dataclasses
+import os
 from typing import Callable
 
 import jax
 import ml_collections
 from flax import nnx
+
+from aelab import losses
 
 # Eigen's matmuls and convolutions, YNNPACK's reductions (XLA:CPU's own are slower: GroupNorm's statistics).
 NO_YNN_DOTS = {"xla_cpu_experimental_ynn_fusion_type": "LIBRARY_FUSION_TYPE_REDUCE"}
@@ -55,6 +58,17 @@ def cache_counts() -> dict[str, int]:
     served, and how many it stored: a repeated run is served every program the first one stored,
     and stores nothing new."""
     return dict(_cache_counts)
+
+
+def enable_compile_cache(directory: str) -> None:
+    """JAX's persistent compilation cache in `directory` ("" = off), so a resumed or repeated run
+    skips compiling; a cache already chosen (JAX_COMPILATION_CACHE_DIR, or in code) wins.
+    Programs that compile in 0.2 s or more are kept (JAX's default, 1 s, left the evaluation
+    and decoding steps out), unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise."""
+    if directory and not jax.config.jax_compilation_cache_dir:
+        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
+        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
+            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def has_convolutions(model: nnx.Module) -> bool:
@@ -134,8 +148,6 @@ class CompilePolicy:
     @property
     def softplus(self) -> Callable[[jax.Array], jax.Array]:
         """The softplus of the Bernoulli loss: `losses.softplus_series` on CPU, else jax's."""
-        from aelab import losses
-
         return losses.softplus_series if self.cpu else jax.nn.softplus
 
 

@@ -4,37 +4,31 @@ from __future__ import annotations
 
 import os
 
-import jax
-import numpy as np
-
 from aelab import plots
-from aelab.models import VAE
-from aelab.tasks import CodePriorTask
 from aelab.errors import UsageError
 from aelab.restore import load
 from aelab.uses import uses_dir
 
 
 def sample(workdir: str, num_samples: int, seed: int, out_dir: str | None = None) -> list[str]:
-    """Writes DIR/uses/samples.png (prior samples) and DIR/uses/interpolation.png; returns their
-    paths. The run's own figures are left as training wrote them.
+    """Writes DIR/uses/samples.png (prior samples) and, for a model with a continuous code,
+    DIR/uses/interpolation.png; returns their paths. The run's own figures are left as training
+    wrote them.
 
-    Needs a generative model: a VAE, or a code prior (task=vqprior), whose samples its VQ-VAE
+    Needs a model that samples (`Trained.can("sample")`): a VAE, an autoencoder trained with a
+    prior-matching penalty (a Wasserstein autoencoder), or a code prior, whose samples its VQ-VAE
     decodes (no interpolation: the prior's codes are discrete).
     """
     run = load(workdir)
-    model, step = run.model, run.step
-    if isinstance(run.task, CodePriorTask):
-        path = os.path.join(uses_dir(workdir, out_dir), "samples.png")
-        plots.sample_grid(run.sample(num_samples, seed), path, title=f"{num_samples} samples: code prior at "
-                          f"step {step}, decoded by its VQ-VAE")
-        return [path]
-    if not isinstance(model, VAE):
-        raise UsageError(f"{workdir} holds task={run.config.task}, which has no prior to sample; "
-                         "train with --config.task=vae, or a prior over a VQ-VAE's codes (task=vqprior)")
+    if not run.can("sample"):
+        raise UsageError(f"{workdir} holds task={run.config.task} (model {type(run.model).__name__}), which has no "
+                         "prior to sample; train a VAE (task=vae), an autoencoder with a prior-matching penalty "
+                         "(penalty.mmd), or a prior over a VQ-VAE's codes (task=vqprior)")
     figures = uses_dir(workdir, out_dir)
-    samples = np.asarray(run.policy.jit_model(lambda m, key: m.sample(num_samples, key), model)(jax.random.key(seed)))
-    paths = [os.path.join(figures, "samples.png"), os.path.join(figures, "interpolation.png")]
-    plots.sample_grid(samples, paths[0], title=f"{num_samples} samples from the prior, step {step}")
-    plots.interpolation(model, run.dataset.test.images, paths[1], run.policy)
+    paths = [os.path.join(figures, "samples.png")]
+    plots.sample_grid(run.sample(num_samples, seed), paths[0],
+                      title=f"{num_samples} samples from the prior, step {run.step}")
+    if run.can("encode") and run.can("decode") and hasattr(run.model, "interpolate"):
+        paths.append(os.path.join(figures, "interpolation.png"))
+        plots.interpolation(run.model, run.dataset.test.images, paths[1], run.policy)
     return paths

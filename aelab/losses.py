@@ -234,10 +234,11 @@ def total_correlation_terms(z: jax.Array, mean: jax.Array, logvar: jax.Array,
             "dimension_kl": log_qz_product - log_pz}
 
 
-def mmd_imq(a: jax.Array, b: jax.Array) -> jax.Array:
+def mmd_imq(a: jax.Array, b: jax.Array, weights: jax.Array | None = None) -> jax.Array:
     """Unbiased squared maximum mean discrepancy between samples a (n, D) and b (m, D) with the
     inverse multiquadric kernel k(x, y) = C / (C + |x - y|^2), C = 2D (Tolstikhin et al. 2018,
-    WAE; the kernel InfoVAE uses too): sum over pairs i != j within each sample, all pairs across."""
+    WAE; the kernel InfoVAE uses too): sum over pairs i != j within each sample, all pairs across.
+    `weights` (n,) of 0 and 1 leave a's padding rows out (an evaluation's last batch)."""
     c = 2.0 * a.shape[-1]
 
     def kernel(x, y):
@@ -247,7 +248,12 @@ def mmd_imq(a: jax.Array, b: jax.Array) -> jax.Array:
         n = x.shape[0]
         return (jnp.sum(kernel(x, x)) - n) / (n * (n - 1))  # the diagonal is k(x, x) = 1
 
-    return within(a) + within(b) - 2.0 * jnp.mean(kernel(a, b))
+    if weights is None:
+        return within(a) + within(b) - 2.0 * jnp.mean(kernel(a, b))
+    w = weights.astype(a.dtype)
+    n, m = jnp.sum(w), b.shape[0]
+    within_a = (w @ kernel(a, a) @ w - jnp.sum(w)) / jnp.maximum(n * (n - 1), 1.0)
+    return within_a + within(b) - 2.0 * jnp.sum(w @ kernel(a, b)) / jnp.maximum(n * m, 1.0)
 
 
 def gaussian_nll(prediction: jax.Array, target: jax.Array, sigma: float) -> jax.Array:

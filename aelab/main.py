@@ -17,6 +17,7 @@ import logging
 import os
 import signal
 import sys
+import types
 from typing import Callable, Iterator
 
 from absl import flags
@@ -162,22 +163,35 @@ def _flags_of(command: Command) -> dict[str, Flag]:
     return {**{name: FLAGS[name] for name in command.flags}, **command.own}
 
 
-def parse(argv: list[str]) -> tuple[str, flags.FlagValues]:
+def split_config_args(argv: list[str]) -> tuple[list[str], str | None, list[str]]:
+    """(argv without its config flags, the --config=PATH[:ARG] value, the --config.KEY=VALUE overrides
+    as "KEY=VALUE"); `--config PATH` (a space) is read as --config=PATH."""
+    rest, path, overrides = [], None, []
+    items = iter(argv)
+    for item in items:
+        if item.startswith("--config="):
+            path = item[len("--config="):]
+        elif item == "--config":
+            path = next(items, "")
+        elif item.startswith("--config."):
+            overrides.append(item[len("--config."):])
+        else:
+            rest.append(item)
+    return rest, path, overrides
+
+
+def parse(argv: list[str]) -> tuple[str, types.SimpleNamespace]:
     """(command, its flag values) from `argv`; raises UsageError with one line. For a command that
-    takes --config, `values.config` is the loaded, overridden ConfigDict."""
+    takes --config, `values.config` is the resolved config of the launch (aelab.config.load) and
+    `values.keys` every declared key with the launch's values (what a sweep varies)."""
     name = next((a for a in argv[1:] if not a.startswith("-")), None)
     if name not in COMMANDS:
         given = f"subcommand {name!r} not understood" if name else "no subcommand given"
         raise UsageError(f"{given}; accepted: {', '.join(COMMANDS)} (aelab --help lists them)")
     command = COMMANDS[name]
-    values = flags.FlagValues()
     if command.config:
-        from ml_collections import config_flags
-
-        # sys_argv: ml-collections reads override names from it (default: sys.argv).
-        config_flags.DEFINE_config_file("config", None, "config file, path[:arg]",
-                                        flag_values=values, lock_config=True, sys_argv=argv)
-        _check_override_keys(argv)
+        argv, config_path, overrides = split_config_args(argv)
+    values = flags.FlagValues()
     for flag_name, flag in _flags_of(command).items():
         define = getattr(flags, f"DEFINE_{flag.kind}")
         kwargs = {"lower_bound": flag.lower_bound} if flag.lower_bound is not None else {}
@@ -188,64 +202,25 @@ def parse(argv: list[str]) -> tuple[str, flags.FlagValues]:
         message = _flag_error(str(e))
         hint = f" (aelab {name} --help lists its flags)" if "Unknown command line flag" in message else ""
         raise UsageError(message + hint) from None
-    except Exception as e:  # raised by the config file's own code
-        raise UsageError(f"cannot load --config: {type(e).__name__}: {e}".splitlines()[0]) from None
     if rest[1:] != [name]:
         raise UsageError(f"unexpected arguments {' '.join(rest[1:])!r}; usage: aelab {name} {command.usage}")
     for required in command.required:
-        given = any(a.startswith(f"--{required}=") for a in argv) if required == "config" else values[required].value
+        given = config_path if required == "config" else values[required].value
         if not given:
             raise UsageError(f"--{required} is required; usage: aelab {name} {command.usage}")
+    parsed = types.SimpleNamespace(**{flag_name: values[flag_name].value for flag_name in _flags_of(command)})
     if command.config:
-        _check_config_loaded(values.config)
-    return name, values
+        from aelab import config as config_lib  # start-up: the commands without a config never import the models
 
-
-def _check_config_loaded(config) -> None:
-    import ml_collections
-
-    if isinstance(config, ml_collections.ConfigDict):
-        return
-    try:  # ml-collections defers a file's load failure to the first attribute access
-        config.keys()
-    except OSError as e:
-        raise UsageError(f"cannot load --config: {str(e).strip().splitlines()[-1].strip()}") from None
-    except AttributeError:
-        pass
-    raise UsageError(f"--config: get_config returned {type(config).__name__}; expected a ConfigDict")
+        launch = config_lib.load(config_path, overrides, strict=name != "sweep")  # a sweep's points may read them
+        parsed.config, parsed.keys = launch.config, launch.keys
+    return name, parsed
 
 
 def _flag_error(message: str) -> str:
-    """One line for a flag error. ml-collections reports an error raised by a config file's
-    get_config as "Error whilst parsing config file:" and the traceback; its last line says why."""
+    """One line for a flag error."""
     lines = [line.strip() for line in message.splitlines() if line.strip()]
-    if len(lines) > 1 and "Error whilst parsing config file" in lines[0]:
-        kind, _, reason = lines[-1].partition(": ")
-        reason = reason if kind.endswith("UsageError") else lines[-1]
-        return f"{lines[0].split(': Error whilst')[0]}: {reason}"
     return lines[0] if lines else message
-
-
-def _check_override_keys(argv: list[str]) -> None:
-    """Unknown `--config.a.b` keys get a one-line error listing the valid keys at that level."""
-    from ml_collections import config_flags
-
-    from aelab import config as config_lib
-
-    path = next((a.partition("=")[2] for a in argv if a.startswith("--config=")), None)
-    overrides = [a[len("--config."):].partition("=")[0] for a in argv if a.startswith("--config.")]
-    if not path or not overrides:
-        return
-    values = flags.FlagValues()
-    config_flags.DEFINE_config_file("config", path, "", flag_values=values, sys_argv=["aelab"])
-    try:
-        values(["aelab"])
-        base = values.config
-    except Exception as e:  # a broken config file is reported by the main parse
-        del e
-        return
-    for key in overrides:
-        config_lib.lookup(base, key, f"unknown config key --config.{key}")
 
 
 @contextlib.contextmanager
@@ -300,7 +275,7 @@ def _sweep(values) -> int:
     from aelab import sweep
 
     with stop_on_signals() as should_stop:
-        record = sweep.run_sweep(values.config, values.workdir, values.sweep, should_stop)
+        record = sweep.run_sweep(values.keys, values.workdir, values.sweep, should_stop)
     statuses = [e["status"] for e in record["points"].values()]
     if record.get("stopped"):
         print(f"aelab: sweep stopped during point {record['stopped']}; its checkpoint is saved. "

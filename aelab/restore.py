@@ -5,7 +5,11 @@ A model is rebuilt from `config.json`, `model.json` (the example shape, written
 when the run started) and the task's assets (a tokenizer), never from the
 data. Nothing in the workdir is created, cleaned, moved or locked, so a run can
 be used while its trainer still writes checkpoints there (an unreadable
-checkpoint is reported and an older one used).
+checkpoint is reported and an older one used). The plugin modules a run names
+(`config.imports`) are imported first, and said so.
+
+What a run can do is what its model can: `encode`, `decode`, `sample`,
+`translate`, ... each checks the model has the method (`Trained.can`).
 """
 
 from __future__ import annotations
@@ -19,7 +23,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from aelab import checkpoint, config as config_lib, data, tasks, train
+from aelab import checkpoint, compiler, config as config_lib, data, plugins, steps, tasks
 from aelab import workdir as wd
 from aelab.compiler import CompilePolicy
 from aelab.errors import UsageError
@@ -29,7 +33,7 @@ from aelab.errors import UsageError
 class Trained:
     """A trained run's model, its resolved config, task and compile policy, and the step of the
     checkpoint it comes from. Its methods take and return numpy arrays, each computed by one
-    compiled program; a method the task has no use for raises UsageError."""
+    compiled program; a method the model has no use for raises UsageError."""
 
     workdir: str
     config: ml_collections.ConfigDict
@@ -50,65 +54,83 @@ class Trained:
             self._dataset = self.task.prepare(data.load(self.config.data, stream_above_mb=0, verify=False))
         return self._dataset
 
+    def can(self, capability: str) -> bool:
+        """Whether the run's model (or, for generation and decoding, its task) has `capability`:
+        encode, decode, reconstruct, sample, code_tokens, translate, caption, segment."""
+        return capability in capabilities(self.model, self.task)
+
     def _call(self, name: str, fn, *args) -> np.ndarray:
         if name not in self._programs:
             self._programs[name] = self.policy.jit_model(fn, self.model, "evaluate")
         return np.asarray(self._programs[name](*args))
 
-    def _needs(self, *kinds: type, what: str) -> None:
-        if not isinstance(self.task, kinds):
-            raise UsageError(f"{self.workdir} holds task={self.config.task}, which has no {what}")
+    def _needs(self, capability: str, what: str) -> None:
+        if not self.can(capability):
+            model = type(self.model).__name__
+            raise UsageError(f"{self.workdir} holds task={self.config.task} (model {model}), which has no {what}")
 
     def encode(self, images: np.ndarray) -> np.ndarray:
         """Codes (N, latent_dim) of images (N, H, W, C) in [0, 1] (a VAE's posterior means)."""
-        self._needs(tasks.ReconstructionTask, what="encoder to encode images with")
+        self._needs("encode", "encoder to encode images with")
         return self._call("encode", lambda m, x: m.encode(x), jnp.asarray(images, jnp.float32))
 
     def decode(self, codes: np.ndarray) -> np.ndarray:
         """Images (N, H, W, C) in [0, 1] decoded from codes (N, latent_dim)."""
-        self._needs(tasks.ReconstructionTask, what="decoder to decode codes with")
+        self._needs("decode", "decoder to decode codes with")
         return self._call("decode", lambda m, z: m.decode(z), jnp.asarray(codes, jnp.float32))
 
     def reconstruct(self, images: np.ndarray) -> np.ndarray:
-        self._needs(tasks.ReconstructionTask, what="reconstruction")
+        self._needs("reconstruct", "reconstruction")
         return self._call("reconstruct", lambda m, x: m.reconstruct(x), jnp.asarray(images, jnp.float32))
 
     def code_tokens(self, images: np.ndarray) -> np.ndarray:
         """A VQ-VAE's code tokens (N, latent_dim / embedding_dim): each its codebook index."""
-        self._needs(tasks.VQVAETask, what="codebook (train with --config.task=vqvae)")
-        return self._call("code_tokens", lambda m, x: m.quantizer.indices(m.encoder(x)),
-                          jnp.asarray(images, jnp.float32))
+        self._needs("code_tokens", "codebook (train with --config.task=vqvae)")
+        return self._call("code_tokens", lambda m, x: m.code_tokens(x), jnp.asarray(images, jnp.float32))
 
     def decode_tokens(self, tokens: np.ndarray) -> np.ndarray:
         """Images (N, H, W, C) in [0, 1] that a VQ-VAE decodes from code tokens (N, T)."""
-        self._needs(tasks.VQVAETask, what="codebook (train with --config.task=vqvae)")
-        return self._call("decode_tokens", lambda m, t: m.decode(m.quantizer.codebook[...][t].reshape(len(t), -1)),
-                          jnp.asarray(tokens, jnp.int32))
+        self._needs("code_tokens", "codebook (train with --config.task=vqvae)")
+        return self._call("decode_tokens", lambda m, t: m.decode_tokens(t), jnp.asarray(tokens, jnp.int32))
 
     def sample(self, num_samples: int, seed: int = 0) -> np.ndarray:
-        """Images drawn from a VAE's prior, or from a code prior through its VQ-VAE's decoder."""
-        if isinstance(self.task, tasks.CodePriorTask):
+        """Images drawn from the model's prior (a VAE, a Wasserstein autoencoder), or from a code
+        prior through its VQ-VAE's decoder."""
+        self._needs("sample", "prior to sample (a VAE, an autoencoder with a prior-matching penalty such as "
+                              "penalty.mmd, or a code prior over a VQ-VAE's codes: task=vqprior)")
+        if hasattr(self.task, "sample_images"):
             return self.task.sample_images(self.model, num_samples, seed)
-        self._needs(tasks.VAETask, what="prior to sample (train with --config.task=vae, or a code prior "
-                                        "over a VQ-VAE's codes with --config.task=vqprior)")
         return self._call(f"sample{num_samples}", lambda m, key: m.sample(num_samples, key), jax.random.key(seed))
 
     def translate(self, sentences: list[str], beam_size: int | None = None) -> list[str]:
         """Translations of sentences (one a string)."""
-        from aelab.uses.translate import translate_lines
-
-        self._needs(tasks.TranslationTask, what="translator")
-        return translate_lines(self.task, self.model, sentences, beam_size)
+        self._needs("translate", "translator")
+        return self.task.translate(self.model, sentences, beam_size)
 
     def caption(self, images: np.ndarray, beam_size: int | None = None) -> list[str]:
         """Captions of images (N, H, W, C) in [0, 1], of the size the model was trained on."""
-        self._needs(tasks.CaptioningTask, what="captioner")
+        self._needs("caption", "captioner")
         return self.task.captions(self.model, np.asarray(images, np.float32), beam_size)
 
     def segment(self, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
         """Class ids (N, H, W) of images (N, H, W, C) in [0, 1]."""
-        self._needs(tasks.SegmentationTask, what="segmenter")
+        self._needs("segment", "segmenter")
         return self.task.predictor(self.model)(np.asarray(images, np.float32), batch_size)
+
+
+# Capabilities that are a method of the model, and those that are a method of its task.
+MODEL_CAPABILITIES = ("encode", "decode", "reconstruct", "sample", "code_tokens")
+TASK_CAPABILITIES = {"translate": "translate", "caption": "captions", "segment": "predictor",
+                     "sample": "sample_images"}
+
+
+def capabilities(model: nnx.Module, task: tasks.Task) -> set[str]:
+    """What a run can do: the model's methods among MODEL_CAPABILITIES (a model may withhold one by
+    `can_<name>` being False: an autoencoder without a prior cannot sample), and its task's."""
+    found = {name for name in MODEL_CAPABILITIES
+             if callable(getattr(model, name, None)) and getattr(model, f"can_{name}", True)}
+    found |= {name for name, method in TASK_CAPABILITIES.items() if callable(getattr(task, method, None))}
+    return found
 
 
 def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
@@ -118,48 +140,55 @@ def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
     anything is built. Runs of versions that wrote no model.json are rebuilt from their data.
     """
     config = saved_config(workdir, task, use)
-    model_path = os.path.join(workdir, wd.MODEL)
-    if not os.path.exists(model_path):  # a run of an older version: its data gives the shape
-        run, model, step = load_trained(workdir, task, use)
-        return Trained(workdir, run.config, run.task, run.policy, model, step, run.dataset.image_shape,
-                       run.dataset)
-    train.enable_compile_cache(config.train.compile_cache)
+    compiler.enable_compile_cache(config.train.compile_cache)
     policy = CompilePolicy.for_config(config)
-    trained_task = tasks.get_task(config, policy)
+    trained_task = tasks.get_task(config, policy, RUNS)
     trained_task.load_assets(workdir)
-    example_shape = tuple(wd.read_json(model_path)["example_shape"])
-    model, optimizer = train.model_and_optimizer(config, trained_task, example_shape, jax.random.key(config.seed))
+    model_path, dataset = os.path.join(workdir, wd.MODEL), None
+    if os.path.exists(model_path):
+        example_shape = tuple(wd.read_json(model_path)["example_shape"])
+    else:  # a run of an older version: its data gives the shape
+        dataset = trained_task.prepare(data.load(config.data, stream_above_mb=0, verify=False))
+        example_shape = tuple(dataset.image_shape)
+    model, optimizer = steps.model_and_optimizer(config, trained_task, example_shape, jax.random.key(config.seed))
     graphdef, state = nnx.split((model, optimizer))
-    step, state = _restore(workdir, state)
+    step, state = restore_state(workdir, state)
     model, _ = nnx.merge(graphdef, state)
-    return Trained(workdir, config, trained_task, policy.with_model(model), model, step, example_shape)
-
-
-def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[train.Run, nnx.Module, int]:
-    """(run, model, step): the model of a workdir's newest checkpoint with the run's data set, for
-    the uses that score the model on a split."""
-    config = saved_config(workdir, task, use)
-    run = train.build(config, workdir)
-    step, state = _restore(workdir, run.state)
-    model, _ = nnx.merge(run.graphdef, state)
-    return run, model, step
+    return Trained(workdir, config, trained_task, policy.with_model(model), model, step, example_shape, dataset)
 
 
 def saved_config(workdir: str, task: str | None, use: str) -> ml_collections.ConfigDict:
-    """A trained workdir's resolved config, checked to hold checkpoints and (given) `task`."""
+    """A trained workdir's resolved config, checked to hold checkpoints and (given) `task`; the
+    plugin modules it names are imported first."""
     config_path = os.path.join(workdir, wd.CONFIG)
     if not os.path.exists(config_path):
         raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
     if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
         raise UsageError(f"{workdir}: no checkpoints yet; train first")
-    config = config_lib.from_saved(wd.read_json(config_path))
+    saved = wd.read_json(config_path)
+    plugins.import_modules(tuple(saved.get("imports", ())), config_path, workdir=workdir, announce=True)
+    config = config_lib.from_saved(saved, config_path)
     if task is not None and config.task != task:
         raise UsageError(f"{workdir}: {use} needs a {task} run, but this one trained task={config.task!r}")
     config.mesh.data = 1  # using a model needs one device, whatever the run trained on
     return config
 
 
-def _restore(workdir: str, state):
+class _Runs:
+    """The run loader tasks are given (tasks.RunLoader): a code prior reaches its VQ-VAE through it."""
+
+    def config(self, workdir: str, task: str | None, use: str) -> ml_collections.ConfigDict:
+        return saved_config(workdir, task, use)
+
+    def load(self, workdir: str, task: str | None, use: str) -> Trained:
+        return load(workdir, task, use)
+
+
+RUNS = _Runs()
+
+
+def restore_state(workdir: str, state):
+    """(step, state) of the workdir's newest checkpoint that restores onto `state`, read-only."""
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), read_only=True)
     try:
         step, state = ckpt.restore_latest(state)
@@ -168,4 +197,3 @@ def _restore(workdir: str, state):
     if step == 0:
         raise UsageError(f"{workdir}: no checkpoint restores; train first")
     return step, state
-

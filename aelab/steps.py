@@ -35,6 +35,16 @@ def init_model_and_optimizer(task: Task, example_shape, tx: optax.GradientTransf
     return nnx.jit(create)(key)
 
 
+def model_and_optimizer(config: ml_collections.ConfigDict, task: Task, example_shape,
+                        key: jax.Array) -> tuple[nnx.Module, nnx.Optimizer]:
+    """The task's model for examples of `example_shape`, parameters drawn from `key`, and the
+    optimizer of `config.optimizer` (what a checkpoint holds the state of)."""
+    tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
+    if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
+        tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
+    return init_model_and_optimizer(task, example_shape, tx, key)
+
+
 def in_compute_dtype(loss_fn: Callable, dtype) -> Callable:
     """Mixed precision: `loss_fn` run on a copy of the model and batch cast to `dtype`, its
     loss and metrics returned in float32. Gradients flow back through the cast, so they

@@ -20,11 +20,10 @@ from typing import Any, Callable, Iterator
 import jax
 import ml_collections
 import numpy as np
-import optax
 from flax import nnx
 from tqdm.auto import tqdm
 
-from aelab import checkpoint, compiler, config as config_lib, data, optim, parallel, steps, tasks
+from aelab import checkpoint, compiler, config as config_lib, data, models, parallel, restore, resume, steps, tasks
 from aelab import workdir as wd
 from aelab.compiler import CompilePolicy
 from aelab.data.lazy import LazyImages
@@ -52,11 +51,13 @@ class Run:
 
 def check_config(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, tasks.Task]:
     """(the resolved config, its task): everything about a config that can be checked without
-    reading its data: values, names (task, model, loss, data prefix) and local data paths.
-    Raises UsageError."""
-    config_lib.validate(config)
+    reading its data: declared keys, values, names (task, model, loss, data prefix), the
+    architecture's own check and local data paths. Raises UsageError."""
     resolved = config_lib.resolve(config)
-    task = tasks.get_task(resolved, CompilePolicy.for_config(resolved))
+    config_lib.validate(resolved)
+    task = tasks.get_task(resolved, CompilePolicy.for_config(resolved), restore.RUNS)
+    if task.family:
+        models.check(task.family, resolved.model)
     data.check_name(resolved.data)
     return resolved, task
 
@@ -68,7 +69,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     Raises UsageError on any bad input; writes no file.
     """
     config, task = check_config(config)
-    enable_compile_cache(config.train.compile_cache)
+    compiler.enable_compile_cache(config.train.compile_cache)
     cache_counts = compiler.cache_counts()
     mesh = parallel.make_mesh(config)
     if workdir:
@@ -76,7 +77,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     dataset = task.prepare(data.load(config.data, stream_above_mb=config.train.device_data_mb))
     batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed, task.bucket_lengths)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
-    model, optimizer = model_and_optimizer(config, task, dataset.image_shape, init_key)
+    model, optimizer = steps.model_and_optimizer(config, task, dataset.image_shape, init_key)
     if config.train.early_stopping_patience:
         _check_metric(task, model, dataset, config.train.early_stopping_metric)
     graphdef, state = nnx.split((model, optimizer))
@@ -84,27 +85,6 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     state, train_key, eval_key = parallel.put_replicated((state, train_key, eval_key), mesh)
     return Run(config, dataset, task, task.policy.with_model(model), graphdef, state, batches,
                train_key, eval_key, mesh, cache_counts)
-
-
-def model_and_optimizer(config: ml_collections.ConfigDict, task: tasks.Task, example_shape,
-                        key: jax.Array) -> tuple[nnx.Module, nnx.Optimizer]:
-    """The task's model for examples of `example_shape`, parameters drawn from `key`, and the
-    optimizer of `config.optimizer` (what a checkpoint holds the state of)."""
-    tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
-    if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
-        tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
-    return steps.init_model_and_optimizer(task, example_shape, tx, key)
-
-
-def enable_compile_cache(directory: str) -> None:
-    """JAX's persistent compilation cache in `directory` ("" = off), so a resumed or repeated run
-    skips compiling; a cache already chosen (JAX_COMPILATION_CACHE_DIR, or in code) wins.
-    Programs that compile in 0.2 s or more are kept (JAX's default, 1 s, left the evaluation
-    and decoding steps out), unless JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS says otherwise."""
-    if directory and not jax.config.jax_compilation_cache_dir:
-        jax.config.update("jax_compilation_cache_dir", os.path.expanduser(directory))
-        if "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS" not in os.environ:
-            jax.config.update("jax_persistent_cache_min_compile_time_secs", 0.2)
 
 
 def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
@@ -300,7 +280,7 @@ def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, 
             started: float) -> dict[str, Any]:
     """Checks the workdir's earlier run against this config, restores it and trains on."""
     saved = ckpt.saved_config()
-    changes = wd.check_resume(workdir, run.config.to_dict(), saved) if is_chief else []
+    changes = resume.check_resume(workdir, run.config.to_dict(), saved) if is_chief else []
     step, state = ckpt.restore_latest(run.state)
     summary_path = os.path.join(workdir, wd.SUMMARY)
     if os.path.exists(summary_path):  # already complete (or stopped early): nothing to redo
@@ -462,3 +442,13 @@ def finish(run: Run, state, step: int, workdir: str, writer: MetricWriter,
                          os.path.join(workdir, wd.FIGURES), summary["baselines"])
         wd.write_json(os.path.join(workdir, wd.SUMMARY), summary)
     return summary
+
+
+def load_trained(workdir: str, task: str | None = None, use: str = "") -> tuple[Run, nnx.Module, int]:
+    """(run, model, step): the model of a workdir's newest checkpoint with the run built from its
+    config and data (`build`), for code that scores it as training does."""
+    config = restore.saved_config(workdir, task, use)
+    run = build(config, workdir)
+    step, state = restore.restore_state(workdir, run.state)
+    model, _ = nnx.merge(run.graphdef, state)
+    return run, model, step

@@ -32,11 +32,8 @@ def get_config(arg: str | None = None) -> ml_collections.ConfigDict:
             for key, value in json.load(f)["data"].items():
                 if key in config.data:
                     config.data[key] = tuple(value) if isinstance(value, list) else value
-    config.model.embed_dim = 128
-    config.model.num_layers = 2
-    config.model.num_heads = 4
-    config.model.mlp_dim = 512
-    config.model.dropout = 0.1
+    t = config.model.transformer
+    t.embed_dim, t.num_layers, t.num_heads, t.mlp_dim, t.dropout = 128, 2, 4, 512, 0.1
     config.optimizer.name = "adam"
     config.optimizer.learning_rate = 1e-3
     config.optimizer.schedule = "warmup_cosine"

@@ -28,11 +28,11 @@ def get_config(arg=None):
     config.augment.hflip = config.augment.vflip = True
     config.model.arch = "unet"
     config.model.num_classes = 2
-    config.model.depth = 4
-    config.model.width = args.width  # 8-16-32-64-128 channels
-    config.model.skips = args.skips
-    config.model.upsample = "depth_to_space"
-    config.model.norm = "group"  # GroupNorm: val accuracy 0.909 vs 0.881 without, 600 steps in
+    config.model.unet.depth = 4
+    config.model.unet.width = args.width  # 8-16-32-64-128 channels
+    config.model.unet.skips = args.skips
+    config.model.unet.upsample = "depth_to_space"
+    config.model.unet.norm = "group"  # GroupNorm: val accuracy 0.909 vs 0.881 without, 600 steps in
     config.optimizer.learning_rate = 2e-3
     config.optimizer.schedule = "warmup_cosine"
     config.optimizer.warmup_steps = 100

@@ -34,7 +34,7 @@ def tiny_config(**overrides):
     """A digits MLP autoencoder that trains in a second or two."""
     config = base_config()
     config.model.latent_dim = 4
-    config.model.hidden = (32,)
+    config.model.mlp.hidden = (32,)
     config.train.num_steps = 40
     config.train.batch_size = 32
     config.train.eval_batch_size = 256

@@ -12,7 +12,7 @@ from test_data import _save_png, make_idx_dir, write_idx
 CONFIG = str(REPO / "configs" / "digits_ae.py")
 FAST = ["--config.train.num_steps=20", "--config.train.log_every=10", "--config.train.eval_every=10",
         "--config.train.checkpoint_every=10", "--config.train.progress=False",
-        "--config.model.hidden=(16,)"]
+        "--config.model.mlp.hidden=(16,)"]
 
 
 def snapshot(directory):
@@ -139,7 +139,7 @@ def test_a_segmentation_class_id_error_names_the_mask_file(tmp_path, capsys):
     from PIL import Image
     Image.fromarray(np.full((10, 12), 7, np.uint8)).save(tmp_path / "seg" / "masks" / "4.png")
     seg = str(REPO / "configs" / "seg_mnist_scenes.py")
-    code = main(["aelab", "train", f"--config={seg}", f"--workdir={tmp_path / 'w'}", *FAST,
+    code = main(["aelab", "train", f"--config={seg}", f"--workdir={tmp_path / 'w'}", *FAST[:-1],
                  f"--config.data.name=segfolder:{tmp_path / 'seg'}", "--config.model.num_classes=2",
                  "--config.train.batch_size=2", "--config.data.val_fraction=0.2",
                  "--config.data.test_fraction=0.2"])

@@ -15,7 +15,7 @@ from conftest import REPO
 CONFIG = str(REPO / "configs" / "digits_ae.py")
 FAST = ["--config.train.num_steps=30", "--config.train.log_every=10", "--config.train.eval_every=10",
         "--config.train.checkpoint_every=10", "--config.train.progress=False",
-        "--config.model.hidden=(16,)"]
+        "--config.model.mlp.hidden=(16,)"]
 
 
 def run_main(workdir, *flags, config=CONFIG):
@@ -27,19 +27,19 @@ def test_train_with_overrides_and_config_arg(tmp_path, capsys):
     assert run_main(workdir, *FAST, "--config.seed=3", config=CONFIG + ":latent=3") == 0
     config = json.loads((workdir / "config.json").read_text())
     assert config["seed"] == 3 and config["model"]["latent_dim"] == 3
-    assert config["model"]["hidden"] == [16] and config["train"]["num_steps"] == 30
+    assert config["model"]["mlp"]["hidden"] == [16] and config["train"]["num_steps"] == 30
     out = capsys.readouterr().out
     assert "eval recon_sse" in out and "PCA-3" in out
 
 
 @pytest.mark.parametrize("flags,message", [
-    (["--config.model.latent_dimx=3"], "unknown config key --config.model.latent_dimx; keys under model:"),
+    (["--config.model.latent_dimx=3"], "unknown config key --config.model.latent_dimx; did you mean model.latent_dim?"),
     (["--config.train.num_steps=ten"], "--config.train.num_steps=ten: invalid literal for int()"),
     (["--config.model.latent_dim=0"], "model.latent_dim=0 must be > 0"),
     (["--config.model.latent_dim=-4"], "model.latent_dim=-4 must be > 0"),
-    (["--config.model.arch=transformer"], "unknown model.arch 'transformer'; known: conv, mlp"),
+    (["--config.model.arch=transformer"], "unknown model.arch 'transformer' for task autoencoder (autoencoder models); known: conv, mlp, resnet"),
     (["--config.loss=huber"], "unknown loss 'huber'; known: bce, dlogistic, l1, mse"),
-    (["--config.model.activation=swishy"], "unknown model.activation 'swishy'"),
+    (["--config.model.mlp.activation=swishy"], "unknown model.mlp.activation 'swishy'"),
     (["--config.optimizer.name=lion"], "unknown optimizer.name 'lion'; known: adam, adamw, sgd"),
     (["--config.data.name=idx:/no/such/dir"], "idx:/no/such/dir: no such directory"),
     (["--config.data.name=npz:/no/such/file.npz"], "npz:/no/such/file.npz: no such file"),
@@ -134,7 +134,7 @@ def test_sample_refuses_models_without_a_prior_and_missing_workdirs(tmp_path, ca
     workdir = tmp_path / "ae"
     assert run_main(workdir, *FAST) == 0
     assert main(["aelab", "sample", f"--workdir={workdir}"]) == 2
-    assert "has no prior to sample; train with --config.task=vae" in capsys.readouterr().err
+    assert "which has no prior to sample; train a VAE (task=vae)" in capsys.readouterr().err
     assert main(["aelab", "sample", f"--workdir={tmp_path}/nothing"]) == 2
     assert "no config.json" in capsys.readouterr().err
 
@@ -220,7 +220,7 @@ def test_config_prints_the_resolved_config_and_refuses_bad_ones(tmp_path, capsys
     mt = str(REPO / "configs" / "mt_spa_eng_transformer.py")
     assert main(["aelab", "config", f"--config={mt}"]) == 0
     printed = json.loads(capsys.readouterr().out)
-    assert printed["task"] == "translation" and "penalty" not in printed and "hidden" not in printed["model"]
+    assert printed["task"] == "translation" and "penalty" not in printed and "mlp" not in printed["model"]
     assert main(["aelab", "config", f"--config={CONFIG}", "--config.model.latent_dim=0"]) == 2
     err = capsys.readouterr().err.strip()
     assert err == "aelab: error: model.latent_dim=0 must be > 0"

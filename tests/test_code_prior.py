@@ -24,8 +24,9 @@ VQVAE = {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.emb
 
 def prior_config(vqvae: str, **overrides):
     return tiny_config(**{"task": "vqprior", "loss": "cross_entropy", "model.arch": "transformer", "prior.vqvae": vqvae,
-                           "model.embed_dim": 32, "model.num_heads": 2,
-                          "model.num_layers": 1, "model.mlp_dim": 64, "model.dropout": 0.0,
+                          "model.transformer.embed_dim": 32, "model.transformer.num_heads": 2,
+                          "model.transformer.num_layers": 1, "model.transformer.mlp_dim": 64,
+                          "model.transformer.dropout": 0.0,
                           "train.num_steps": 200, "train.eval_every": 100, "train.checkpoint_every": 100,
                           "optimizer.learning_rate": 3e-3, **overrides})
 
@@ -88,7 +89,7 @@ def test_bad_prior_configs_are_one_line_before_anything_is_written(tmp_path, vqv
              ({"prior.vqvae": str(tmp_path / "nothing")}, "no config.json"),
              ({"data.split_seed": 3}, "trained on other data: data.split_seed=0"),
              ({"prior.temperature": 0.0}, "prior.temperature=0.0 must be > 0"),
-             ({"model.num_heads": 3}, "must be divisible by model.num_heads=3")]
+             ({"model.transformer.num_heads": 3}, "must be divisible by model.transformer.num_heads=3")]
     for overrides, message in cases:
         with pytest.raises(UsageError, match=message):
             train.train_and_evaluate(prior_config(vqvae_run, **overrides), str(tmp_path / "w"))

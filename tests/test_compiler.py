@@ -133,7 +133,7 @@ def test_a_repeated_run_compiles_nothing(tmp_path):
         workdir = tmp_path / name
         subprocess.run([sys.executable, "-m", "aelab.main", "train", f"--config={REPO / 'configs' / 'digits_ae.py'}",
                         f"--workdir={workdir}", f"--config.train.compile_cache={tmp_path / 'cache'}",
-                        "--config.model.hidden=(16,)", "--config.train.num_steps=20",
+                        "--config.model.mlp.hidden=(16,)", "--config.train.num_steps=20",
                         "--config.train.eval_every=10", "--config.train.progress=False"],
                        env=env, check=True, capture_output=True)
         counts.append(json.loads((workdir / "summary.json").read_text())["compile_cache"])

@@ -7,7 +7,7 @@ import ml_collections
 import pytest
 
 from aelab import config as config_lib
-from aelab import tasks
+from aelab import models, restore, tasks
 from conftest import REPO
 
 CONFIGS = sorted((REPO / "configs").glob("*.py"))
@@ -37,8 +37,10 @@ def test_config_is_valid_and_documents_its_launch(path, tmp_path):
     module = load(path)
     config = module.get_config(config_arg(path, tmp_path))
     assert isinstance(config, ml_collections.ConfigDict)
-    config_lib.validate(config)
-    tasks.get_task(config)
+    resolved = config_lib.resolve(config, path.name)  # every key it sets is declared
+    config_lib.validate(resolved)
+    task = tasks.get_task(resolved, runs=restore.RUNS)
+    models.check(task.family, resolved.model)
     assert f"aelab train --config=configs/{path.name}" in module.__doc__
     assert config.model.latent_dim > 0
 

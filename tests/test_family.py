@@ -235,7 +235,7 @@ FAMILY = {
     "vqvae": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2},
     "iwae": {"task": "vae", "vae.objective": "iwae", "vae.train_samples": 4, "vae.iw_samples": 10, "vae.iw_chunk": 5},
     "beta_tcvae": {"task": "vae", "vae.objective": "tcvae", "vae.beta": 6.0, "vae.iw_samples": 10, "vae.iw_chunk": 5},
-    "resnet_vae": {"task": "vae", "model.arch": "resnet", "model.channels": (8, 16), "model.upsample": "resize",
+    "resnet_vae": {"task": "vae", "model.arch": "resnet", "model.resnet.channels": (8, 16), "model.resnet.upsample": "resize",
                    "vae.iw_samples": 10, "vae.iw_chunk": 5},
     "vqvae_ema": {"task": "vqvae", "model.latent_dim": 8, "vq.codebook_size": 16, "vq.embedding_dim": 2,
                   "vq.ema_decay": 0.9, "vq.restart_below": 0.01},

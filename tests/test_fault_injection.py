@@ -30,7 +30,7 @@ from aelab import checkpoint
 from conftest import REPO
 from test_reliability import truncate_largest_array_file
 
-FLAGS = ["--config.model.hidden=(32,)", "--config.model.latent_dim=4",
+FLAGS = ["--config.model.mlp.hidden=(32,)", "--config.model.latent_dim=4",
          "--config.train.num_steps=6000", "--config.train.batch_size=32",
          "--config.train.checkpoint_every=100", "--config.train.log_every=50",
          "--config.train.eval_every=1000", "--config.train.keep_checkpoints=2",

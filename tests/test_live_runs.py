@@ -16,7 +16,7 @@ from aelab import workdir as wd
 from conftest import REPO, tiny_config
 
 CONFIG = str(REPO / "configs" / "digits_ae.py")
-QUIET = ["--config.train.progress=False", "--config.train.tensorboard=False", "--config.model.hidden=(32,)"]
+QUIET = ["--config.train.progress=False", "--config.train.tensorboard=False", "--config.model.mlp.hidden=(32,)"]
 NOISE = ("Traceback", "Exception ignored", "Event loop is closed", "ERROR")
 
 

@@ -16,7 +16,7 @@ def build(arch, image_shape, latent_dim, loss="bce", **model):
     config.model.arch = arch
     config.model.latent_dim = latent_dim
     for k, v in model.items():
-        config.model[k] = v
+        config.model[arch][k] = v
     return get_task(resolve(config)).build_model(image_shape, nnx.Rngs(params=0))
 
 
@@ -55,11 +55,11 @@ def test_resnet_is_the_reference_w4_layer_for_layer():
     """Stages 32/64/128 of one block, a 64-d Gaussian latent on 32x32x3: the PyTorch reference's
     ResNetVAE (../shared/bench/torch_ref.py) has 2,544,387 parameters, counted there."""
     config = base_config("vae")
-    config.model.arch, config.model.channels, config.model.latent_dim, config.model.upsample = (
+    config.model.arch, config.model.resnet.channels, config.model.latent_dim, config.model.resnet.upsample = (
         "resnet", (32, 64, 128), 64, "resize")
     model = get_task(resolve(config)).build_model((32, 32, 3), nnx.Rngs(params=0))
     assert sum(x.size for x in jax.tree.leaves(nnx.state(model, nnx.Param))) == 2_544_387
-    with pytest.raises(ValueError, match=r"model.groups=8 dividing every width"):
+    with pytest.raises(ValueError, match=r"model.resnet.groups=8 dividing every width"):
         build("resnet", (8, 8, 1), 2, channels=(8, 12))
 
 
@@ -82,9 +82,9 @@ def test_mlp_widths_follow_config_and_mirror():
 
 
 def test_bad_architecture_names_are_rejected():
-    with pytest.raises(ValueError, match="unknown model.arch 'rnn'"):
+    with pytest.raises(ValueError, match="unknown model.arch 'rnn' for task autoencoder"):
         build("rnn", (8, 8, 1), 2)
-    with pytest.raises(ValueError, match="unknown model.activation 'swishy'"):
+    with pytest.raises(ValueError, match="unknown model.mlp.activation 'swishy'"):
         build("mlp", (8, 8, 1), 2, activation="swishy")
     with pytest.raises(ValueError, match="same length"):
         build("conv", (8, 8, 1), 2, channels=(8, 16), strides=(2,))

@@ -14,7 +14,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from aelab import checkpoint, restore, train
+from aelab import checkpoint, restore, steps, train
 from aelab import workdir as wd
 from aelab.errors import UsageError, WriteError
 from aelab.main import main
@@ -82,7 +82,7 @@ def test_divergence_stops_with_the_step_and_keeps_good_checkpoints(tmp_path, mon
 
     train.train_and_evaluate(tiny_config(), str(tmp_path), should_stop=lambda s: s == 10)
     # Same config, but the optimizer now blows up: the run must stop, not save garbage.
-    monkeypatch.setattr(train.optim, "make_optimizer", lambda opt, n: optax.adam(optax.constant_schedule(1e12)))
+    monkeypatch.setattr(steps.optim, "make_optimizer", lambda opt, n: optax.adam(optax.constant_schedule(1e12)))
     with pytest.raises(train.NonFiniteError, match=r"non-finite \w+=(nan|inf) at step (\d+)") as info:
         train.train_and_evaluate(tiny_config(**{"train.log_every": 1}), str(tmp_path))
     assert info.value.step > 10
@@ -233,7 +233,7 @@ def test_lowering_num_steps_below_the_checkpoint_is_refused(tmp_path):
 def test_divergence_before_any_checkpoint_says_so(tmp_path, monkeypatch):
     import optax
 
-    monkeypatch.setattr(train.optim, "make_optimizer", lambda opt, n: optax.adam(optax.constant_schedule(1e12)))
+    monkeypatch.setattr(steps.optim, "make_optimizer", lambda opt, n: optax.adam(optax.constant_schedule(1e12)))
     with pytest.raises(train.NonFiniteError) as info:
         train.train_and_evaluate(tiny_config(**{"train.log_every": 1}), str(tmp_path))
     assert "no checkpoint had been written" in str(info.value)
@@ -355,7 +355,7 @@ def test_using_a_run_reads_it_without_writing(tmp_path):
     (in_flight / "state").mkdir(parents=True)
     with wd.exclusive(str(tmp_path)):  # as if a trainer held the workdir
         before = {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")}
-        run, model, step = restore.load_trained(str(tmp_path))
+        run, model, step = train.load_trained(str(tmp_path))
         assert {p: p.stat().st_mtime_ns for p in tmp_path.rglob("*")} == before
     assert step == 40 and in_flight.exists()
 

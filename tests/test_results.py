@@ -74,10 +74,10 @@ def test_experiment_config_applies_data_seed_steps_and_both_kinds_of_override():
 
     config = provenance.experiment_config(
         "cifar10_vae.py", "width=16", data="images:elsewhere", seed=3, steps=7,
-        overrides=["optimizer.learning_rate=0.01"], values={"model.arch": "conv", "model.strides": (2, 2, 2)})
-    assert config.model.channels == (16, 32, 64)  # the config's own argument
+        overrides=["optimizer.learning_rate=0.01"], values={"model.arch": "conv", "model.conv.strides": (2, 2, 2)})
+    assert config.model.resnet.channels == (16, 32, 64)  # the config's own argument
     assert (config.data.name, config.seed, config.train.num_steps) == ("images:elsewhere", 3, 7)
     assert config.optimizer.learning_rate == 0.01 and not config.train.progress
-    assert config.model.arch == "conv" and tuple(config.model.strides) == (2, 2, 2)
+    assert config.model.arch == "conv" and tuple(config.model.conv.strides) == (2, 2, 2)
     untouched = provenance.experiment_config("cifar10_vae.py")
     assert untouched.train.num_steps == 50000 and untouched.data.name == "images:../shared/data/cifar10"

@@ -28,8 +28,8 @@ def seg_config(**overrides):
     config.loss = "cross_entropy+dice"
     config.model.arch = "unet"
     config.model.num_classes = 11
-    config.model.depth = 2
-    config.model.width = 8
+    config.model.unet.depth = 2
+    config.model.unet.width = 8
     config.data.name = "scenes:digits"
     config.data.scenes.canvas = 24
     config.data.scenes.num_train = 600
@@ -308,13 +308,13 @@ def test_skips_add_parameters_only_in_the_decoder():
 def test_bad_segmentation_configs():
     for overrides, message in [
         ({"loss": "bce"}, "unknown loss 'bce'; known: cross_entropy, cross_entropy"),
-        ({"model.arch": "mlp"}, "unknown model.arch 'mlp'; known: unet"),
+        ({"model.arch": "mlp"}, "unknown model.arch 'mlp' for task segmentation \\(segmentation models\\); known: unet"),
         ({"model.num_classes": 1}, "model.num_classes=1 must be >= 2"),
         ({"segmentation.class_weights": (1.0, 2.0)}, r"must hold 11 positive weights"),
         ({"augment.crop": 30}, "augment.crop=30 is larger than the 24x24 images"),
         ({"data.name": "digits"}, "task=segmentation needs masks, but digits has none"),
         ({"data.image_size": -1}, "data.image_size=-1 must be >= 0"),
-        ({"model.upsample": "bilinear"}, "unknown model.upsample 'bilinear'; known: depth_to_space, resize"),
+        ({"model.unet.upsample": "bilinear"}, "unknown model.unet.upsample 'bilinear'; known: depth_to_space, resize"),
     ]:
         with pytest.raises(UsageError, match=message):
             train.build(seg_config(**overrides))

@@ -15,7 +15,7 @@ from conftest import REPO
 CONFIG = str(REPO / "configs" / "digits_ae.py")
 FAST = ["--config.train.num_steps=60", "--config.train.log_every=20", "--config.train.eval_every=60",
         "--config.train.checkpoint_every=20", "--config.train.progress=False",
-        "--config.model.hidden=(16,)", "--config.train.tensorboard=False"]
+        "--config.model.mlp.hidden=(16,)", "--config.train.tensorboard=False"]
 
 
 def sweep(workdir, *flags):
@@ -72,7 +72,7 @@ def test_killed_sweep_resumes_without_retraining_finished_points(tmp_path):
     (["--sweep=model.latent_dim="], "has no values"),
     (["--sweep=model.latent_dim=2,four"], "sweep value model.latent_dim='four' is not a int"),
     (["--sweep=seed=0,1", "--sweep=seed=2"], "axis 'seed' is given twice"),
-    (["--sweep=model.hidden=1,2"], "is not a single value"),
+    (["--sweep=model.mlp.hidden=1,2"], "is not a single value"),
     (["--sweep=model.latent_dim=2,0"], "model.latent_dim=0 must be > 0"),
     ([], "--sweep is required; usage: aelab sweep"),
 ])

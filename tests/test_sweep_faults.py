@@ -19,7 +19,7 @@ from test_fault_injection import environment
 
 CONFIG = str(REPO / "configs" / "digits_ae.py")
 STEPS = 300
-FLAGS = ["--config.model.hidden=(16,)", f"--config.train.num_steps={STEPS}", "--config.train.batch_size=32",
+FLAGS = ["--config.model.mlp.hidden=(16,)", f"--config.train.num_steps={STEPS}", "--config.train.batch_size=32",
          "--config.train.checkpoint_every=50", "--config.train.log_every=25", "--config.train.eval_every=150",
          "--config.train.progress=False", "--config.train.tensorboard=False",
          "--sweep=model.latent_dim=2,3"]

@@ -28,7 +28,7 @@ def test_tiny_autoencoder_learns_and_beats_pca(tmp_path):
     config = tiny_config(**{"train.num_steps": 800, "train.eval_every": 400,
                             "train.checkpoint_every": 400, "train.log_every": 100,
                             "optimizer.learning_rate": 3e-3,
-                            "train.tensorboard": True, "model.hidden": (64,)})
+                            "train.tensorboard": True, "model.mlp.hidden": (64,)})
     summary = train.train_and_evaluate(config, str(tmp_path))
     for name in CONTRACT:
         assert (tmp_path / name).exists(), name
@@ -52,7 +52,7 @@ def test_interrupted_and_resumed_run_is_bitwise_identical(tmp_path, arch):
     # mlp: 4 steps a dispatch, [0, 1), [1, 5), ... [24, 28); the resumed run groups them otherwise
     # ([28, 29), [29, 30), ...), which must change no number. conv: 1 a dispatch on CPU (as mlp
     # elsewhere).
-    overrides = {"model.arch": arch, "model.channels": (4, 8), "optimizer.schedule": "cosine",
+    overrides = {"model.arch": arch, "model.conv.channels": (4, 8), "optimizer.schedule": "cosine",
                  "optimizer.grad_clip_norm": 1.0, "train.steps_per_dispatch": 4}
     straight = tmp_path / "straight"
     train.train_and_evaluate(tiny_config(**overrides), str(straight))
@@ -145,7 +145,7 @@ def test_workdirs_from_before_a_config_key_existed_still_resume_and_load(tmp_pat
     saved = json.loads((tmp_path / "config.json").read_text())
     del saved["anomaly"], saved["data"]["normal_classes"]
     (tmp_path / "config.json").write_text(json.dumps(saved))
-    run, model, step = restore.load_trained(str(tmp_path))
+    run, model, step = train.load_trained(str(tmp_path))
     assert step == 20 and run.config.anomaly.target_fpr == 0.05
     assert train.train_and_evaluate(tiny_config(), str(tmp_path))["step"] == 40
 
@@ -162,7 +162,7 @@ def test_config_json_holds_only_what_the_task_reads_and_old_full_configs_still_l
         saved = json.loads((workdir / "config.json").read_text())
         assert own <= set(saved) and not foreign & set(saved)
         assert set(common_config()) <= set(saved)
-        assert "hidden" in saved["model"] and "embed_dim" not in saved["model"]
+        assert "mlp" in saved["model"] and not {"conv", "transformer"} & set(saved["model"])
     old = base_config().to_dict()  # every task's keys, as older versions wrote them
     saved = json.loads((tmp_path / "autoencoder" / "config.json").read_text())
     for group, values in saved.items():
@@ -170,7 +170,7 @@ def test_config_json_holds_only_what_the_task_reads_and_old_full_configs_still_l
     (tmp_path / "autoencoder" / "config.json").write_text(json.dumps(old))
     for item in (tmp_path / "autoencoder" / "checkpoints").glob("*/config"):
         shutil.rmtree(item)  # checkpoints of a version that did not store the config
-    run, model, step = restore.load_trained(str(tmp_path / "autoencoder"))
+    run, model, step = train.load_trained(str(tmp_path / "autoencoder"))
     assert step == 20 and "text" not in run.config
     assert train.train_and_evaluate(tiny_config(), str(tmp_path / "autoencoder"))["step"] == 40
 
@@ -238,7 +238,7 @@ def test_models_with_convolutions_run_one_step_per_dispatch_on_cpu():
     def per_dispatch(**overrides):
         return train.build(tiny_config(**overrides)).policy.steps_per_dispatch(10)
     on_cpu = jax.default_backend() == "cpu"  # GPU/TPU keep the loop
-    assert per_dispatch(**{"model.arch": "conv", "model.channels": (4, 8)}) == (1 if on_cpu else 10)
+    assert per_dispatch(**{"model.arch": "conv", "model.conv.channels": (4, 8)}) == (1 if on_cpu else 10)
     assert per_dispatch() == 10
 
 

@@ -313,8 +313,10 @@ def mt_config(path, arch="transformer", **overrides):
     config.data.name = f"textpairs:{path}"
     config.data.test_fraction, config.data.val_fraction = 0.1, 0.1
     config.model.arch = arch
-    config.model.embed_dim, config.model.hidden_dim, config.model.num_layers = 32, 64, 2
-    config.model.num_heads, config.model.mlp_dim, config.model.dropout = 4, 64, 0.0
+    rnn, transformer = config.model.rnn, config.model.transformer
+    rnn.embed_dim, rnn.hidden_dim, rnn.num_layers, rnn.dropout = 32, 64, 2, 0.0
+    transformer.embed_dim, transformer.num_layers, transformer.num_heads = 32, 2, 4
+    transformer.mlp_dim, transformer.dropout = 64, 0.0
     config.text.vocab_size, config.text.max_length, config.text.buckets = 20, 12, (8,)
     config.text.label_smoothing = 0.0
     config.optimizer.learning_rate = 3e-3
@@ -409,12 +411,13 @@ def test_bad_translation_configs_fail_before_anything_is_written(tmp_path):
     for key, value, message in [("text.max_length", 1, "max_length"),
                                 ("text.buckets", (4, 50), "buckets"),
                                 ("model.arch", "mlp", "model.arch"),
-                                ("model.cell", "rnn", "model.cell"),
+                                ("model.rnn.cell", "rnn", "model.rnn.cell"),
                                 ("decode.beam_size", 0, "beam_size"),
-                                ("model.num_heads", 5, "divisible")]:
+                                ("model.transformer.num_heads", 5, "divisible")]:
         workdir = tmp_path / f"bad_{key}"
         with pytest.raises(UsageError, match=message):
-            train.train_and_evaluate(mt_config(path, **{key: value}), str(workdir))
+            arch = "rnn" if key.startswith("model.rnn.") else "transformer"
+            train.train_and_evaluate(mt_config(path, arch, **{key: value}), str(workdir))
         assert not workdir.exists()
     config = mt_config(path)
     config.data.name = "digits"

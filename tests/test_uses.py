@@ -116,7 +116,7 @@ def test_anomaly_detection_one_class(one_class):
     assert (one_class / "uses" / "anomaly_scores.png").exists()
     # Validation AUROC, for choosing a score without test: the normal validation examples (those
     # that set the threshold) plus the other classes' validation examples, none from test.
-    run = restore.load_trained(str(one_class))[0]
+    run = train.load_trained(str(one_class))[0]
     every_class = train.build(tiny_config(**{"train.num_steps": 1})).dataset.val
     assert report["val_normal"] == len(run.dataset.val) == int((every_class.labels == 0).sum())
     assert report["val_normal"] + report["val_anomalous"] == len(every_class)

@@ -19,6 +19,7 @@ from aelab.data import captions, factors, files, records, segmentation, sources,
 from aelab.data.pipeline import TrainBatches, eval_batches, in_processes, prefetched
 from aelab.data.splits import Dataset, Split, carve
 from aelab.errors import UsageError
+from aelab.registry import READERS, register_reader
 
 # Data keys that only some tasks read (each task's config_defaults), and what they mean where
 # a task's config has no such key.
@@ -38,52 +39,71 @@ def _scenes(data: ml_collections.ConfigDict) -> ml_collections.ConfigDict:
     return data.scenes
 
 
-LOCAL_READERS = {
-    "idx": lambda path, data: sources.read_idx(path),
-    "npz": lambda path, data: sources.read_npz(path),
-    "csv": lambda path, data: files.read_csv(path, data.label_column),
-    "images": lambda path, data: files.read_images(path, _get(data, "image_size")),
-    "segfolder": lambda path, data: segmentation.read_segfolder(path, _get(data, "image_size")),
-    "scenes": lambda name, data: segmentation.read_scenes(
-        read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
-    "textpairs": lambda path, data: text.read_textpairs(path, _get(data, "reverse"), data.split_seed,
-                                                        _get(data, "source_lang"), _get(data, "target_lang")),
-    "captions": lambda path, data: captions.read_captions_dir(path, _get(data, "image_size")),
-    "records": lambda path, data: records.read_records(path),
-    "dsprites": lambda variant, data: factors.read_dsprites(variant),
-    "digitcaptions": lambda name, data: captions.read_digit_captions(
-        read_splits(_with_name(data, name)), _scenes(data), data.split_seed, data.test_fraction),
-}
-NAMED_READERS = {"digits": sources.read_digits, "dsprites": factors.read_dsprites}
+def _scenes_from(read):
+    """A reader of scenes generated from another data set's digits (scenes:NAME, digitcaptions:NAME)."""
+    return lambda name, data: read(read_splits(_with_name(data, name)), _scenes(data), data.split_seed,
+                                   data.test_fraction)
+
+
+# The built-in readers, registered as a plugin's are: prefix, what follows it, the reader.
+register_reader("digits", lambda _, data: sources.read_digits(), path="none")
+register_reader("dsprites", lambda variant, data: factors.read_dsprites(variant), path="variant")
+register_reader("idx", lambda path, data: sources.read_idx(path), path="folder")
+register_reader("npz", lambda path, data: sources.read_npz(path), path="file")
+register_reader("csv", lambda path, data: files.read_csv(path, data.label_column), path="file")
+register_reader("images", lambda path, data: files.read_images(path, _get(data, "image_size")), path="folder")
+register_reader("segfolder", lambda path, data: segmentation.read_segfolder(path, _get(data, "image_size")),
+                path="folder")
+register_reader("captions", lambda path, data: captions.read_captions_dir(path, _get(data, "image_size")),
+                path="folder")
+register_reader("records", lambda path, data: records.read_records(path), path="folder")
+register_reader("textpairs", lambda path, data: text.read_textpairs(
+    path, _get(data, "reverse"), data.split_seed, _get(data, "source_lang"), _get(data, "target_lang")),
+    path="file_or_folder")
+register_reader("scenes", _scenes_from(segmentation.read_scenes), path="name")
+register_reader("digitcaptions", _scenes_from(captions.read_digit_captions), path="name")
 
 __all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "in_processes", "load", "prefetched",
-           "read_splits"]
+           "read_splits", "reader_of"]
 
-# Local sources whose path must name an existing file, or folder, or either; the others name a data set.
-FILE_PREFIXES, FOLDER_PREFIXES = ("npz", "csv"), ("idx", "images", "segfolder", "captions", "records")
-PATH_PREFIXES = ("textpairs",)
+
+def reader_of(name: str):
+    """(the registered reader of data name `name`, what follows its prefix), or (None, name) for a
+    TFDS name."""
+    prefix, sep, path = name.partition(":")
+    entry = READERS.find(prefix)
+    if entry is None or (not sep and entry.options["path"] not in ("none", "variant")):
+        return None, name
+    return entry, path
 
 
 def check_name(data: ml_collections.ConfigDict) -> None:
-    """What can be checked of `data.name` without reading data: a known prefix, a path after it,
-    and that the path exists (raises UsageError). TFDS names are checked when they are read."""
+    """What can be checked of `data.name` without reading data: a known prefix, the path after
+    it as the reader declared it (an existing file or folder, a data set name), and the reader's
+    own check (raises UsageError). TFDS names are checked when they are read."""
     name = data.name
     prefix, sep, path = name.partition(":")
-    if not sep or name in NAMED_READERS:
+    entry, path = reader_of(name)
+    if entry is None:
+        if sep:
+            raise UsageError(f"unknown data prefix {prefix!r} in {name!r}; accepted: " + ", ".join(
+                f"{p}:PATH" for p in sorted(READERS.names()) if READERS.get(p).options["path"] != "none"))
         return
-    if prefix not in LOCAL_READERS:
-        raise UsageError(f"unknown data prefix {prefix!r} in {name!r}; accepted: "
-                         + ", ".join(f"{p}:PATH" for p in sorted(LOCAL_READERS)))
-    if not path:
+    kind = entry.options["path"]
+    if kind == "none" and sep:
+        raise UsageError(f"data name {name!r}: {prefix} takes nothing after it; use data.name={prefix}")
+    if kind in ("file", "folder", "file_or_folder", "name") and not path:
         raise UsageError(f"data name {name!r} has no path after '{prefix}:'")
-    if prefix in FILE_PREFIXES and not os.path.isfile(path):
+    if kind == "file" and not os.path.isfile(path):
         raise UsageError(f"{prefix}:{path}: no such file")
-    if prefix in FOLDER_PREFIXES and not os.path.isdir(path):
+    if kind == "folder" and not os.path.isdir(path):
         raise UsageError(f"{prefix}:{path}: no such directory")
-    if prefix in PATH_PREFIXES and not os.path.exists(path):
+    if kind == "file_or_folder" and not os.path.exists(path):
         raise UsageError(f"{prefix}:{path}: no such file or directory")
-    if prefix in ("scenes", "digitcaptions"):
+    if kind == "name":
         check_name(_with_name(data, path))
+    if entry.check is not None:
+        entry.check(path, data)
 
 
 def read_splits(data: ml_collections.ConfigDict, stream: bool = False) -> sources.Splits:
@@ -100,12 +120,10 @@ def read_splits(data: ml_collections.ConfigDict, stream: bool = False) -> source
 
 def _read(data: ml_collections.ConfigDict):
     name = data.name
-    if name in NAMED_READERS:
-        return NAMED_READERS[name]()
-    prefix, sep, path = name.partition(":")
-    if sep:
-        check_name(data)
-        return LOCAL_READERS[prefix](path, data)
+    check_name(data)
+    entry, path = reader_of(name)
+    if entry is not None:
+        return entry.target(path, data)
     read_split = None
     if _get(data, "mask_key"):  # a segmentation set: images and masks, resized to one size
         read_split = lambda source, ds_name, split: segmentation.read_tfds_examples(

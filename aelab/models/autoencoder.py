@@ -19,17 +19,31 @@ CODE_ACTIVATIONS = {"none": lambda z: z, "sigmoid": jax.nn.sigmoid, "relu": jax.
 
 
 class Autoencoder(nnx.Module):
-    """A deterministic autoencoder; `code_activation` bounds the code (sigmoid for KL sparsity)."""
+    """A deterministic autoencoder; `code_activation` bounds the code (sigmoid for KL sparsity).
+    With `prior="standard_normal"` (its codes were pulled toward N(0, I): a Wasserstein
+    autoencoder) it also samples, decoding draws from that prior."""
 
     def __init__(self, encoder: nnx.Module, decoder: nnx.Module,
                  link: Callable[[jax.Array], jax.Array], latent_dim: int,
-                 code_activation: str = "none"):
+                 code_activation: str = "none", prior: str | None = None):
         choose("model.code_activation", code_activation, CODE_ACTIVATIONS)
         self.latent_dim = latent_dim
         self.encoder = encoder
         self.decoder = decoder
         self.link = link
         self.code_activation = CODE_ACTIVATIONS[code_activation]
+        self.latent_prior = prior
+
+    @property
+    def can_sample(self) -> bool:
+        return self.latent_prior is not None
+
+    def sample(self, n: int, rng: jax.Array) -> jax.Array:
+        """`n` images decoded from draws of the prior its codes were pulled toward."""
+        if self.latent_prior is None:
+            raise ValueError("this autoencoder has no prior to sample from (train it with a penalty that "
+                             "declares one, e.g. penalty.mmd)")
+        return self.decode(jax.random.normal(rng, (n, self.latent_dim)))
 
     def encode(self, x: jax.Array) -> jax.Array:
         return self.code_activation(self.encoder(x))
@@ -58,6 +72,8 @@ class VAE(Autoencoder):
     The encoder emits 2 * latent_dim numbers: the mean and the log-variance.
     `encode` gives the posterior mean (the code used downstream).
     """
+
+    can_sample = True
 
     def __init__(self, encoder: nnx.Module, decoder: nnx.Module, link, latent_dim: int,
                  pseudo_inputs: jax.Array | None = None):

@@ -22,8 +22,10 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from aelab.errors import choose
+from aelab.errors import UsageError, choose
 from aelab.models import layers
+from aelab.models.architectures import AutoencoderSpec
+from aelab.registry import register_architecture
 
 UPSAMPLE_MODES = ("transpose", "resize")
 
@@ -165,3 +167,36 @@ class ConvDecoder(nnx.Module):
         h, w = self.image_shape[:2]
         return x[:, :h, :w, :]
 
+
+
+def positive_ints(key: str, values) -> None:
+    """Raises a UsageError unless `values` is a non-empty sequence of positive integers."""
+    if not values or any(not isinstance(v, int) or v <= 0 for v in values):
+        raise UsageError(f"{key}={tuple(values)} must hold positive integers (at least one)")
+
+
+def check(cfg, example_shape) -> None:
+    positive_ints("model.conv.channels", cfg.channels)
+    positive_ints("model.conv.strides", cfg.strides)
+    if len(cfg.channels) != len(cfg.strides):
+        raise UsageError(f"model.conv.channels={tuple(cfg.channels)} and model.conv.strides={tuple(cfg.strides)} "
+                         "must be of the same length (one stride per conv layer)")
+    if cfg.kernel_size <= 0:
+        raise UsageError(f"model.conv.kernel_size={cfg.kernel_size} must be > 0")
+    choose("model.conv.upsample", cfg.upsample, UPSAMPLE_MODES)
+    choose("model.conv.activation", cfg.activation, layers.ACTIVATIONS)
+
+
+@register_architecture("conv", family="autoencoder", check=check, config={
+    "channels": (32, 64),  # channels per layer
+    "strides": (2, 2),  # one stride per layer
+    "kernel_size": 3,
+    "activation": "relu",
+    "upsample": "transpose",  # the decoder: transpose | resize (nearest, then a conv)
+})
+def build(cfg, spec: AutoencoderSpec) -> tuple[ConvEncoder, ConvDecoder]:
+    kwargs = dict(channels=tuple(cfg.channels), strides=tuple(cfg.strides), kernel_size=cfg.kernel_size,
+                  activation=cfg.activation, rngs=spec.rngs)
+    return (ConvEncoder(image_shape=spec.example_shape, latent_dim=spec.code_size, **kwargs),
+            ConvDecoder(image_shape=spec.output_shape, latent_dim=spec.latent_dim, upsample=cfg.upsample,
+                        subpixel=spec.subpixel, **kwargs))

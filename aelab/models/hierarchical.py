@@ -28,6 +28,8 @@ def gaussian_kl_between(q_mean, q_logvar, p_mean, p_logvar) -> jax.Array:
 
 
 class HierarchicalVAE(Autoencoder):
+    can_sample = True
+
     def __init__(self, encoder: nnx.Module, decoder: nnx.Module, link, latents: Sequence[int], hidden: int,
                  activation: str, temperature: float = 1.0, *, rngs: nnx.Rngs):
         super().__init__(encoder, decoder, link, sum(latents))

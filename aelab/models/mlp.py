@@ -8,7 +8,10 @@ from typing import Sequence
 import jax
 from flax import nnx
 
+from aelab.errors import UsageError, choose
 from aelab.models import layers
+from aelab.models.architectures import AutoencoderSpec
+from aelab.registry import register_architecture
 
 
 class MLP(nnx.Module):
@@ -47,3 +50,19 @@ class MLPDecoder(nnx.Module):
 
     def __call__(self, z: jax.Array) -> jax.Array:
         return self.mlp(z).reshape(z.shape[0], *self.image_shape)
+
+
+def check(cfg, example_shape) -> None:
+    if any(not isinstance(v, int) or v <= 0 for v in cfg.hidden):
+        raise UsageError(f"model.mlp.hidden={tuple(cfg.hidden)} must hold positive integers")
+    choose("model.mlp.activation", cfg.activation, layers.ACTIVATIONS)
+
+
+@register_architecture("mlp", family="autoencoder", check=check, config={
+    "hidden": (256, 128),  # encoder widths, mirrored in the decoder
+    "activation": "relu",
+})
+def build(cfg, spec: AutoencoderSpec) -> tuple[MLPEncoder, MLPDecoder]:
+    kwargs = dict(hidden=tuple(cfg.hidden), activation=cfg.activation, rngs=spec.rngs)
+    return (MLPEncoder(image_shape=spec.example_shape, latent_dim=spec.code_size, **kwargs),
+            MLPDecoder(image_shape=spec.output_shape, latent_dim=spec.latent_dim, **kwargs))

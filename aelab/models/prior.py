@@ -8,7 +8,10 @@ import jax
 import jax.numpy as jnp
 from flax import nnx
 
+from aelab.errors import UsageError
+from aelab.models.architectures import CodePriorSpec
 from aelab.models.layers import Dense
+from aelab.registry import register_architecture
 from aelab.models.seq2seq import EncoderLayer, Rng, causal_mask, dropout
 
 
@@ -49,3 +52,22 @@ class CodePrior(nnx.Module):
 
         codes = jnp.zeros((num_samples, self.length), jnp.int32)
         return jax.lax.fori_loop(0, self.length, draw, (codes, key))[0]
+
+
+def check(cfg, example_shape) -> None:
+    if cfg.embed_dim % cfg.num_heads or cfg.num_layers < 1 or not 0 <= cfg.dropout < 1:
+        raise UsageError(f"model.transformer.embed_dim={cfg.embed_dim} must be divisible by model.transformer.num_heads="
+                         f"{cfg.num_heads}, model.transformer.num_layers={cfg.num_layers} >= 1 and "
+                         f"model.transformer.dropout={cfg.dropout} in [0, 1)")
+
+
+@register_architecture("transformer", family="code_prior", check=check, config={
+    "embed_dim": 128,  # the Transformer's width
+    "num_layers": 2,
+    "num_heads": 4,
+    "mlp_dim": 512,
+    "dropout": 0.1,
+})
+def build(cfg, spec: CodePriorSpec) -> CodePrior:
+    return CodePrior(spec.codebook_size, spec.length, cfg.embed_dim, cfg.num_heads, cfg.num_layers, cfg.mlp_dim,
+                     cfg.dropout, rngs=spec.rngs)

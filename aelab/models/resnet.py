@@ -4,7 +4,7 @@ A stage is `model.blocks` residual blocks x + Conv3x3(SiLU(GN(Conv3x3(SiLU(GN(x)
 resolution, GroupNorm in `model.groups` groups; stages are joined by a stride-2 3x3
 convolution (encoder) and by nearest-neighbour x2 upsampling and a 3x3 convolution
 (`model.upsample=resize`) or a stride-2 transposed convolution (`transpose`) (decoder).
-With `model.channels=(32, 64, 128)` and one block a stage this is the W4 `resnet_vae` of
+With `model.resnet.channels=(32, 64, 128)` and one block a stage this is the W4 `resnet_vae` of
 ../shared/bench/torch_ref.py, layer for layer.
 """
 
@@ -16,8 +16,12 @@ from typing import Sequence
 import jax
 from flax import nnx
 
-from aelab.models.conv import conv_transpose_subpixel, nearest_x2, resize_conv_subpixel, subpixel_applies
+from aelab.errors import UsageError, choose
+from aelab.models.architectures import AutoencoderSpec
+from aelab.models.conv import (conv_transpose_subpixel, nearest_x2, positive_ints, resize_conv_subpixel,
+                               subpixel_applies)
 from aelab.models.layers import GroupNorm
+from aelab.registry import register_architecture
 
 UPSAMPLE_MODES = ("resize", "transpose")
 
@@ -100,3 +104,24 @@ class ResNetDecoder(nnx.Module):
 def groups_fit(channels: Sequence[int], groups: int) -> bool:
     return groups > 0 and all(c % groups == 0 for c in channels)
 
+
+
+def check(cfg, example_shape) -> None:
+    positive_ints("model.resnet.channels", cfg.channels)
+    choose("model.resnet.upsample", cfg.upsample, UPSAMPLE_MODES)
+    if cfg.blocks < 1 or not groups_fit(cfg.channels, cfg.groups):
+        raise UsageError(f"model.arch=resnet needs model.resnet.blocks={cfg.blocks} >= 1 and model.resnet.groups="
+                         f"{cfg.groups} dividing every width of model.resnet.channels={tuple(cfg.channels)}")
+
+
+@register_architecture("resnet", family="autoencoder", check=check, config={
+    "channels": (32, 64),  # widths per stage; each stage halves the size
+    "blocks": 1,  # residual blocks per stage
+    "groups": 8,  # GroupNorm groups
+    "upsample": "transpose",  # the decoder: transpose | resize (nearest, then a conv)
+})
+def build(cfg, spec: AutoencoderSpec) -> tuple[ResNetEncoder, ResNetDecoder]:
+    kwargs = dict(channels=tuple(cfg.channels), blocks=cfg.blocks, groups=cfg.groups, rngs=spec.rngs)
+    return (ResNetEncoder(image_shape=spec.example_shape, latent_dim=spec.code_size, **kwargs),
+            ResNetDecoder(image_shape=spec.output_shape, latent_dim=spec.latent_dim, upsample=cfg.upsample,
+                          subpixel=spec.subpixel, **kwargs))

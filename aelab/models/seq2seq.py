@@ -33,8 +33,11 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from aelab.errors import UsageError, choose
+from aelab.models.architectures import Seq2SeqSpec
 from aelab.models.conv import feature_shape
 from aelab.models.layers import Dense, on_rows
+from aelab.registry import register_architecture
 from aelab.text.tokenizer import PAD
 
 NEG = -1e9  # a finite "minus infinity": a row with every key masked stays finite
@@ -409,14 +412,51 @@ class AttentionRNN(nnx.Module):
         return logits, cache
 
 
-def build(m, vocab_size: int, max_length: int, rngs: nnx.Rngs,
-          image_shape: tuple[int, ...] | None = None) -> nnx.Module:
-    """The sequence models' one factory: the Transformer or attention RNN of `config.model` `m`;
-    with `image_shape`, an `ImageEncoder` of `m.channels` reads images instead of tokens."""
-    if m.arch == "transformer":
-        encoder = ImageEncoder(image_shape, m.channels, m.embed_dim, rngs=rngs) if image_shape else None
-        return Transformer(vocab_size, max_length + 1, m.embed_dim, m.num_heads, m.num_layers, m.mlp_dim,
-                           m.dropout, m.positions, m.share_embeddings, encoder, rngs=rngs)
-    encoder = ImageEncoder(image_shape, m.channels, 2 * m.hidden_dim, rngs=rngs) if image_shape else None
-    return AttentionRNN(vocab_size, m.embed_dim, m.hidden_dim, m.num_layers, m.cell, m.attention, m.dropout,
-                        m.share_embeddings, encoder, rngs=rngs)
+def check_transformer(cfg, example_shape) -> None:
+    if cfg.embed_dim < 1 or cfg.num_heads < 1 or cfg.embed_dim % cfg.num_heads:
+        raise UsageError(f"model.transformer.embed_dim={cfg.embed_dim} must be divisible by "
+                         f"model.transformer.num_heads={cfg.num_heads}")
+    if cfg.num_layers < 1 or cfg.mlp_dim < 1 or not 0 <= cfg.dropout < 1:
+        raise UsageError(f"model.transformer.num_layers={cfg.num_layers} and mlp_dim={cfg.mlp_dim} must be >= 1, "
+                         f"dropout={cfg.dropout} in [0, 1)")
+    choose("model.transformer.positions", cfg.positions, ("sinusoidal", "learned"))
+
+
+@register_architecture("transformer", family="seq2seq", check=check_transformer, config={
+    "embed_dim": 256,  # token embeddings and the model width
+    "num_layers": 3,  # layers of the encoder and of the decoder
+    "num_heads": 4,
+    "mlp_dim": 1024,  # feed-forward width
+    "dropout": 0.1,
+    "positions": "sinusoidal",  # sinusoidal | learned
+    "share_embeddings": True,  # one embedding for source, target and the output projection
+})
+def build_transformer(cfg, spec: Seq2SeqSpec) -> Transformer:
+    encoder = (ImageEncoder(spec.image_shape, spec.image_channels, cfg.embed_dim, rngs=spec.rngs)
+               if spec.image_shape else None)
+    return Transformer(spec.vocab_size, spec.max_length + 1, cfg.embed_dim, cfg.num_heads, cfg.num_layers,
+                       cfg.mlp_dim, cfg.dropout, cfg.positions, cfg.share_embeddings, encoder, rngs=spec.rngs)
+
+
+def check_rnn(cfg, example_shape) -> None:
+    if cfg.embed_dim < 1 or cfg.hidden_dim < 1 or cfg.num_layers < 1 or not 0 <= cfg.dropout < 1:
+        raise UsageError(f"model.rnn.embed_dim={cfg.embed_dim}, hidden_dim={cfg.hidden_dim} and num_layers="
+                         f"{cfg.num_layers} must be >= 1, dropout={cfg.dropout} in [0, 1)")
+    choose("model.rnn.cell", cfg.cell, ("gru", "lstm"))
+    choose("model.rnn.attention", cfg.attention, ("additive", "dot"))
+
+
+@register_architecture("rnn", family="seq2seq", check=check_rnn, config={
+    "embed_dim": 256,  # token embeddings
+    "hidden_dim": 512,  # GRU/LSTM state size
+    "num_layers": 3,  # encoder layers
+    "dropout": 0.1,
+    "cell": "gru",  # gru | lstm
+    "attention": "additive",  # additive (Bahdanau) | dot (Luong, scaled)
+    "share_embeddings": True,  # one embedding for source and target
+})
+def build_rnn(cfg, spec: Seq2SeqSpec) -> AttentionRNN:
+    encoder = (ImageEncoder(spec.image_shape, spec.image_channels, 2 * cfg.hidden_dim, rngs=spec.rngs)
+               if spec.image_shape else None)
+    return AttentionRNN(spec.vocab_size, cfg.embed_dim, cfg.hidden_dim, cfg.num_layers, cfg.cell, cfg.attention,
+                        cfg.dropout, cfg.share_embeddings, encoder, rngs=spec.rngs)

@@ -16,6 +16,8 @@ from flax import nnx
 
 from aelab.errors import UsageError, choose
 from aelab.models import layers
+from aelab.models.architectures import SegmenterSpec
+from aelab.registry import register_architecture
 
 # transpose: 2x2 stride-2 transposed convolution; resize: nearest-neighbour upsampling then a
 # 3x3 convolution; depth_to_space: a 3x3 convolution to 4x the channels, then sub-pixel
@@ -88,10 +90,10 @@ class UNet(nnx.Module):
     def __init__(self, in_channels: int, num_classes: int, depth: int, width: int,
                  upsample: str = "transpose", skips: bool = True, activation: str = "relu",
                  norm: str = "none", *, rngs: nnx.Rngs):
-        choose("model.upsample", upsample, UPSAMPLE_MODES)
-        choose("model.norm", norm, NORMS)
+        choose("model.unet.upsample", upsample, UPSAMPLE_MODES)
+        choose("model.unet.norm", norm, NORMS)
         if depth < 1 or width < 1 or num_classes < 2:
-            raise UsageError(f"U-Net needs model.depth >= 1 (got {depth}), model.width >= 1 "
+            raise UsageError(f"U-Net needs model.unet.depth >= 1 (got {depth}), model.unet.width >= 1 "
                              f"(got {width}) and model.num_classes >= 2 (got {num_classes})")
         widths = [width * 2 ** i for i in range(depth + 1)]
         self.depth, self.skips = depth, skips
@@ -120,3 +122,24 @@ class UNet(nnx.Module):
                 x = jnp.concatenate([x, skip], axis=-1)
             x = block(x)
         return self.head(x)[:, :h, :w, :]
+
+
+def check(cfg, example_shape) -> None:
+    choose("model.unet.upsample", cfg.upsample, UPSAMPLE_MODES)
+    choose("model.unet.norm", cfg.norm, NORMS)
+    choose("model.unet.activation", cfg.activation, layers.ACTIVATIONS)
+    if cfg.depth < 1 or cfg.width < 1:
+        raise UsageError(f"model.unet.depth={cfg.depth} and model.unet.width={cfg.width} must be >= 1")
+
+
+@register_architecture("unet", family="segmentation", check=check, config={
+    "depth": 3,  # poolings; level i has width * 2**i channels
+    "width": 16,
+    "skips": True,  # False: the same encoder-decoder without skip connections
+    "norm": "none",  # none | group (GroupNorm after every convolution)
+    "upsample": "transpose",  # transpose | resize | depth_to_space
+    "activation": "relu",
+})
+def build(cfg, spec: SegmenterSpec) -> UNet:
+    return UNet(spec.example_shape[-1], spec.num_classes, cfg.depth, cfg.width, cfg.upsample, cfg.skips,
+                cfg.activation, cfg.norm, rngs=spec.rngs)

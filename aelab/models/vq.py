@@ -78,3 +78,11 @@ class VQVAE(Autoencoder):
 
     def encode(self, x: jax.Array) -> jax.Array:
         return self.quantizer.quantize(self.encoder(x))[0]
+
+    def code_tokens(self, x: jax.Array) -> jax.Array:
+        """Each image's code as tokens (B, latent_dim / embedding_dim): codebook indices."""
+        return self.quantizer.indices(self.encoder(x))
+
+    def decode_tokens(self, tokens: jax.Array) -> jax.Array:
+        """Images decoded from code tokens (B, T)."""
+        return self.decode(self.quantizer.codebook[...][tokens].reshape(len(tokens), -1))

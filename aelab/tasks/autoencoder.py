@@ -19,7 +19,7 @@ from flax import nnx
 from aelab import corruption, losses, models, plots
 from aelab.baselines import fit_pca, pca_baseline, pca_reconstruction
 from aelab.data import Dataset, Split
-from aelab.config import positive
+from aelab.configtree import positive
 from aelab.errors import UsageError, choose
 from aelab.tasks.base import Task
 
@@ -64,19 +64,15 @@ class ReconstructionTask(Task):
     the figures. Subclasses compose the model (`build_model`) and its losses."""
 
     label = "autoencoder"  # how figures name the model
+    family = "autoencoder"
 
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         m = config.model
         positive("model.mixtures", m.mixtures)
         self.loss = losses.recon_loss(config.loss, self.policy.softplus, m.mixtures)
         self._pca_fit_on, self._fitted_pca = None, None  # PCA of one training split, fit once
         positive("model.latent_dim", m.latent_dim)
-        positive("model.kernel_size", m.kernel_size)
-        for key in ("hidden", "channels", "strides"):
-            if any(not isinstance(v, int) or v <= 0 for v in m[key]):
-                raise UsageError(f"model.{key}={tuple(m[key])} must hold positive integers")
-        models.check_encoder_decoder(m)
         corruption.check(config.corruption.kind, config.corruption.level)
         if not 0.0 < config.anomaly.target_fpr < 1.0:
             raise UsageError(f"anomaly.target_fpr={config.anomaly.target_fpr} must lie strictly between 0 and 1")
@@ -91,16 +87,10 @@ class ReconstructionTask(Task):
             # images cut to their central square and resized to this size (0: as stored).
             "data": {"normal_classes": (), "image_size": 0},
             "model": {
-                "arch": "mlp",  # mlp | conv | resnet (residual stages, GroupNorm, SiLU: aelab/models/resnet.py)
+                # mlp | conv | resnet (residual stages, GroupNorm, SiLU) | a plugin's; its own keys
+                # are in config.model.<arch> (aelab/models/: mlp.py, conv.py, resnet.py)
+                "arch": "mlp",
                 "latent_dim": 16,
-                "activation": "relu",
-                "hidden": (256, 128),  # mlp: encoder widths, mirrored in the decoder
-                "channels": (32, 64),  # conv: channels per layer; resnet: per stage (each halves the size)
-                "strides": (2, 2),  # conv: one stride per layer
-                "blocks": 1,  # resnet: residual blocks per stage
-                "groups": 8,  # resnet: GroupNorm groups
-                "kernel_size": 3,
-                "upsample": "transpose",  # conv, resnet decoders: transpose | resize (nearest, then a conv)
                 "mixtures": 5,  # loss=dlogistic: logistic components per pixel
             },
             # Denoising: corrupt the input only, reconstruct the clean image.
@@ -114,9 +104,15 @@ class ReconstructionTask(Task):
             "anomaly": {"score": "", "target_fpr": 0.05},  # score "" = neg_elbo (VAE) or the loss
         }
 
-    def _encoder_decoder(self, image_shape, code_size: int, rngs: nnx.Rngs):
-        return models.encoder_decoder(self.config.model, image_shape, code_size, rngs,
-                                      self.policy.subpixel_upsampling, self.loss.out_channels(image_shape[-1]))
+    def _encoder_decoder(self, image_shape, code_size: int, rngs: nnx.Rngs, latent_dim: int | None = None):
+        """`model.arch`'s encoder (images -> `code_size` numbers) and decoder (`latent_dim`, by
+        default model.latent_dim, numbers -> the loss's raw output for each image)."""
+        image_shape = tuple(image_shape)
+        spec = models.AutoencoderSpec(
+            example_shape=image_shape, output_shape=(*image_shape[:-1], self.loss.out_channels(image_shape[-1])),
+            code_size=code_size, latent_dim=latent_dim or self.config.model.latent_dim, rngs=rngs,
+            subpixel=self.policy.subpixel_upsampling)
+        return models.build(self.family, self.config.model, spec)
 
     @property
     def code_size(self) -> int:
@@ -168,8 +164,8 @@ class ReconstructionTask(Task):
 class AutoencoderTask(ReconstructionTask):
     """The plain, denoising, sparse and contractive autoencoders."""
 
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         choose("model.code_activation", config.model.code_activation, models.CODE_ACTIVATIONS)
         p = config.penalty
         for key in ("l1", "kl_sparsity", "contractive"):

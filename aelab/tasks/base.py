@@ -7,7 +7,7 @@ so a task overrides what it has and the trainer never asks what a task is.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Protocol
 
 import jax
 import ml_collections
@@ -18,16 +18,32 @@ from aelab.compiler import CompilePolicy
 from aelab.data import Dataset
 
 
+class RunLoader(Protocol):
+    """How a task reaches another trained run (a code prior, its VQ-VAE), read-only: given to the
+    task by whoever builds it (aelab.restore.RUNS), so that tasks sit below the code that loads runs."""
+
+    def config(self, workdir: str, task: str | None, use: str) -> ml_collections.ConfigDict:
+        """The run's resolved config, checked to be of `task` (naming `use` where it is not)."""
+
+    def load(self, workdir: str, task: str | None, use: str) -> Any:
+        """The run's model (aelab.restore.Trained), from its newest checkpoint."""
+
+
 class Task:
     """One kind of encoder-decoder problem. Subclasses implement `build_model`, `loss_fn` and
     `eval_metrics`; everything else has a default that does nothing."""
 
     # Training batches cut to these lengths (text); () = one shape.
     bucket_lengths: tuple[int, ...] = ()
+    # The family of architectures `model.arch` picks from (aelab.models.architectures), or None
+    # for a task that builds its model itself.
+    family: str | None = None
 
-    def __init__(self, config: ml_collections.ConfigDict, policy: CompilePolicy | None = None):
+    def __init__(self, config: ml_collections.ConfigDict, policy: CompilePolicy | None = None,
+                 runs: RunLoader | None = None):
         self.config = config
         self.policy = policy or CompilePolicy.for_config(config)
+        self.runs = runs
 
     @classmethod
     def config_defaults(cls) -> dict[str, Any]:

@@ -74,8 +74,8 @@ def nearest_rows(train_images, test_images) -> np.ndarray:
     return nearest
 
 class CaptioningTask(Seq2SeqTask):
-    def __init__(self, config, policy=None):
-        super().__init__(config, policy)
+    def __init__(self, config, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         if config.data.image_size < 0:
             raise UsageError(f"data.image_size={config.data.image_size} must be >= 0 (0 = 128)")
 

@@ -23,7 +23,7 @@ import numpy as np
 import optax
 from flax import nnx
 
-from aelab import plots
+from aelab import models, plots
 from aelab import workdir as wd
 from aelab.data import Dataset, Split, eval_batches
 from aelab.errors import UsageError, choose
@@ -40,18 +40,18 @@ SPLIT_KEYS = ("name", "data_dir", "val_fraction", "test_fraction", "split_seed",
 
 class CodePriorTask(Task):
     label = "code prior"
+    family = "code_prior"
 
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         choose("loss", config.loss, ("cross_entropy",))
-        choose("model.arch", config.model.arch, ("transformer",))
-        m = config.model
-        if m.embed_dim % m.num_heads or m.num_layers < 1 or not 0 <= m.dropout < 1:
-            raise UsageError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}, "
-                             f"model.num_layers={m.num_layers} >= 1 and model.dropout={m.dropout} in [0, 1)")
         if config.prior.temperature <= 0:
             raise UsageError(f"prior.temperature={config.prior.temperature} must be > 0")
-        self.vqvae_config = _vqvae_config(config.prior.vqvae)
+        if not config.prior.vqvae:
+            raise UsageError("task=vqprior needs prior.vqvae: the workdir of a trained VQ-VAE (task=vqvae)")
+        if runs is None:
+            raise UsageError("task=vqprior reads its VQ-VAE run: build it with a run loader (aelab.restore.RUNS)")
+        self.vqvae_config = runs.config(config.prior.vqvae, "vqvae", "a code prior")
         differ = [k for k in SPLIT_KEYS if _value(config.data, k) != _value(self.vqvae_config.data, k)]
         if differ:
             raise UsageError(f"prior.vqvae={config.prior.vqvae} trained on other data: "
@@ -68,14 +68,8 @@ class CodePriorTask(Task):
         return {
             "loss": "cross_entropy",
             "data": {"normal_classes": (), "image_size": 0},  # as the VQ-VAE's (its images, its splits)
-            "model": {
-                "arch": "transformer",
-                "embed_dim": 128,  # the Transformer's width
-                "num_layers": 2,
-                "num_heads": 4,
-                "mlp_dim": 512,
-                "dropout": 0.1,
-            },
+            # A decoder-only Transformer over the code tokens (its keys in config.model.transformer).
+            "model": {"arch": "transformer"},
             "prior": {
                 "vqvae": "",  # the workdir of the trained VQ-VAE whose codes the prior models
                 "temperature": 1.0,  # sampling: logits are divided by it (< 1: safer, less varied)
@@ -97,9 +91,7 @@ class CodePriorTask(Task):
     def vqvae(self):
         """The frozen VQ-VAE (aelab.restore.Trained), loaded read-only on first use."""
         if self._frozen is None:
-            from aelab.restore import load  # restore imports the task registry
-
-            frozen = load(self.config.prior.vqvae, task="vqvae", use="a code prior")
+            frozen = self.runs.load(self.config.prior.vqvae, "vqvae", "a code prior")
             if self.vqvae_step is not None and frozen.step != self.vqvae_step:
                 raise UsageError(f"prior.vqvae={self.config.prior.vqvae} is now at step {frozen.step}, but this "
                                  f"prior models the codes of its step {self.vqvae_step}; train a new prior")
@@ -121,9 +113,8 @@ class CodePriorTask(Task):
         return Dataset(dataset.name, tokens(dataset.train), tokens(dataset.val), tokens(dataset.test), info)
 
     def build_model(self, example_shape, rngs: nnx.Rngs) -> CodePrior:
-        m = self.config.model
-        return CodePrior(self.codebook_size, self.length, m.embed_dim, m.num_heads, m.num_layers, m.mlp_dim,
-                         m.dropout, rngs=rngs)
+        return models.build(self.family, self.config.model, models.CodePriorSpec(self.codebook_size, self.length,
+                                                                                   rngs))
 
     # --- math ---------------------------------------------------------------------------------------
     def loss_fn(self, model, batch, rng: jax.Array, step):
@@ -182,11 +173,3 @@ class CodePriorTask(Task):
 def _value(data: ml_collections.ConfigDict, key: str):
     value = data.get(key)
     return tuple(value) if isinstance(value, (list, tuple)) else value
-
-
-def _vqvae_config(path: str) -> ml_collections.ConfigDict:
-    from aelab.restore import saved_config  # restore imports the task registry
-
-    if not path:
-        raise UsageError("task=vqprior needs prior.vqvae: the workdir of a trained VQ-VAE (task=vqvae)")
-    return saved_config(path, "vqvae", "a code prior")

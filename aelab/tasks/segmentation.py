@@ -17,26 +17,25 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
-from aelab import evaluate, losses, plots
+from aelab import evaluate, losses, models, plots
 from aelab.baselines import majority_baseline
 from aelab.data import Dataset, Split, eval_batches
 from aelab.data.augment import flip_and_crop
 from aelab.data.lazy import row_chunks
 from aelab.errors import UsageError, choose
-from aelab.models.unet import UNet
 from aelab.tasks.base import Task
 
 SEG_LOSSES = ("cross_entropy", "dice", "cross_entropy+dice")
-ARCHITECTURES = ("unet",)
 UNITS = {"loss": "per example: cross-entropy (nats per labelled pixel) and/or 1 - soft Dice",
          "cross_entropy": "nats per labelled pixel", "mean_iou": "fraction", "pixel_accuracy": "fraction"}
 
 
 class SegmentationTask(Task):
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    family = "segmentation"
+
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         choose("loss", config.loss, SEG_LOSSES)
-        choose("model.arch", config.model.arch, ARCHITECTURES)
         self.num_classes = k = config.model.num_classes
         if k < 2:
             raise UsageError(f"model.num_classes={k} must be >= 2")
@@ -68,17 +67,8 @@ class SegmentationTask(Task):
                     "ink_threshold": 0.5,  # a digit's pixels at least this bright carry its class
                 },
             },
-            # A U-Net, or with skips=False the same encoder-decoder without skip connections.
-            "model": {
-                "arch": "unet",
-                "num_classes": 2,
-                "depth": 3,  # poolings; level i has width * 2**i channels
-                "width": 16,
-                "skips": True,
-                "norm": "none",  # none | group (GroupNorm after every convolution)
-                "upsample": "transpose",  # transpose | resize | depth_to_space
-                "activation": "relu",
-            },
+            # A U-Net (aelab/models/unet.py; its keys in config.model.unet), or a plugin's architecture.
+            "model": {"arch": "unet", "num_classes": 2},
             "segmentation": {
                 "ignore_index": -1,  # mask value of unlabelled pixels (out of loss and metrics)
                 "class_weights": (),  # one positive weight per class; () = all 1
@@ -113,10 +103,9 @@ class SegmentationTask(Task):
                              f"{dataset.image_shape[1]} images")
         return dataset
 
-    def build_model(self, image_shape, rngs: nnx.Rngs) -> UNet:
-        m = self.config.model
-        return UNet(image_shape[-1], self.num_classes, m.depth, m.width, m.upsample, m.skips,
-                    m.activation, m.norm, rngs=rngs)
+    def build_model(self, image_shape, rngs: nnx.Rngs) -> nnx.Module:
+        return models.build(self.family, self.config.model,
+                            models.SegmenterSpec(tuple(image_shape), self.num_classes, rngs))
 
     def _losses(self, logits, targets, axes):
         valid = (targets != self.ignore_index).astype(jnp.float32)
@@ -127,7 +116,7 @@ class SegmentationTask(Task):
         loss = {"cross_entropy": ce, "dice": dice, "cross_entropy+dice": ce + dice}[self.config.loss]
         return loss, ce, dice, valid, targets
 
-    def loss_fn(self, model: UNet, batch, rng: jax.Array, step):
+    def loss_fn(self, model: nnx.Module, batch, rng: jax.Array, step):
         a = self.config.augment
         images, masks = flip_and_crop(batch["image"], batch["segmentation"], rng, a.hflip, a.vflip, a.crop)
         logits = model(images)
@@ -135,7 +124,7 @@ class SegmentationTask(Task):
         correct = jnp.sum((jnp.argmax(logits, -1) == targets) * valid) / jnp.maximum(valid.sum(), 1)
         return loss, {"loss": loss, "cross_entropy": ce, "dice_loss": dice, "pixel_accuracy": correct}
 
-    def eval_metrics(self, model: UNet, batch, rng: jax.Array, final: bool):
+    def eval_metrics(self, model: nnx.Module, batch, rng: jax.Array, final: bool):
         logits = model(batch["image"])
         loss, ce, dice, valid, targets = self._losses(logits, batch["segmentation"], axes=(1, 2))
         confusion = losses.confusion_matrices(jnp.argmax(logits, -1), targets, valid, self.num_classes)
@@ -152,7 +141,7 @@ class SegmentationTask(Task):
         return {"majority": majority_baseline(dataset.train.masks, dataset.test.masks,
                                                        self.num_classes, self.ignore_index)}
 
-    def predictor(self, model: UNet):
+    def predictor(self, model: nnx.Module):
         """`segment(images (N, H, W, C), batch_size) -> class ids (N, H, W)`, compiled once per
         image shape and run in fixed-shape batches."""
         forward = self.policy.jit_model(lambda m, x: jnp.argmax(m(x), -1), model, "evaluate")
@@ -168,7 +157,7 @@ class SegmentationTask(Task):
             return ["background", *map(str, range(10))]
         return [str(k) for k in range(self.num_classes)]
 
-    def figures(self, model: UNet, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
+    def figures(self, model: nnx.Module, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
         test, segment = dataset.test, self.predictor(model)
         confusion = np.zeros((self.num_classes, self.num_classes), np.int64)
         rows = test.figure_rows(8, self.config.seed)

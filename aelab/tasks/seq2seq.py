@@ -28,11 +28,10 @@ from flax import nnx
 from aelab import workdir as wd
 from aelab.data import Dataset, eval_batches
 from aelab.errors import UsageError, choose
-from aelab.models import seq2seq as models
+from aelab.models import Seq2SeqSpec, build as build_architecture
 from aelab.tasks.base import Task
 from aelab.text import decode, tokenizer as tok
 
-ARCHITECTURES = ("rnn", "transformer")
 TOKENIZER = "tokenizer.model"
 UNITS = {"loss": "nats per target token, label-smoothed", "nll": "nats per target token",
          "bleu": "sacreBLEU, 0-100", "chrf": "sacreBLEU chrF, 0-100", "token_accuracy": "fraction"}
@@ -60,11 +59,12 @@ def token_losses(logits, target, label_smoothing: float):
 class Seq2SeqTask(Task):
     """A sequence decoder over a tokenized target: translation and captioning."""
 
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    family = "seq2seq"
+
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         choose("loss", config.loss, ("cross_entropy",))
-        choose("model.arch", config.model.arch, ARCHITECTURES)
-        t, d, m = config.text, config.decode, config.model
+        t, d = config.text, config.decode
         if t.max_length < 2:
             raise UsageError(f"text.max_length={t.max_length} must be >= 2 (a token and EOS)")
         if t.vocab_size < 8:
@@ -74,11 +74,6 @@ class Seq2SeqTask(Task):
         if d.beam_size < 1 or d.eval_examples < 0:
             raise UsageError(f"decode.beam_size={d.beam_size} must be >= 1 and "
                              f"decode.eval_examples={d.eval_examples} >= 0")
-        if m.arch == "transformer" and m.embed_dim % m.num_heads:
-            raise UsageError(f"model.embed_dim={m.embed_dim} must be divisible by model.num_heads={m.num_heads}")
-        choose("model.cell", m.cell, ("gru", "lstm"))
-        choose("model.attention", m.attention, ("additive", "dot"))
-        choose("model.positions", m.positions, ("sinusoidal", "learned"))
         self.tokenizer: tok.Tokenizer | None = None
         self._decoders = {}  # beam size -> compiled decoder: evaluations reuse it, not recompile
 
@@ -86,19 +81,9 @@ class Seq2SeqTask(Task):
     def config_defaults(cls) -> dict:
         return {
             "loss": "cross_entropy",
-            "model": {
-                "arch": "transformer",  # rnn | transformer
-                "embed_dim": 256,  # token embeddings; the Transformer's model width
-                "hidden_dim": 512,  # rnn: GRU/LSTM state size
-                "num_layers": 3,  # transformer: layers of encoder and of decoder; rnn: encoder layers
-                "num_heads": 4,  # transformer
-                "mlp_dim": 1024,  # transformer: feed-forward width
-                "dropout": 0.1,
-                "cell": "gru",  # rnn: gru | lstm
-                "attention": "additive",  # rnn: additive (Bahdanau) | dot (Luong, scaled)
-                "positions": "sinusoidal",  # transformer: sinusoidal | learned
-                "share_embeddings": True,  # one embedding for source, target (and the transformer's output)
-            },
+            # transformer (pre-norm) | rnn (bidirectional GRU/LSTM encoder, attention decoder) | a
+            # plugin's; their keys in config.model.transformer, config.model.rnn (aelab/models/seq2seq.py)
+            "model": {"arch": "transformer"},
             "text": {
                 "vocab_size": 8000,  # SentencePiece vocabulary (shared by both languages)
                 "tokenizer": "unigram",  # unigram | bpe
@@ -145,8 +130,10 @@ class Seq2SeqTask(Task):
         return None
 
     def build_model(self, example_shape, rngs: nnx.Rngs):
-        return models.build(self.config.model, self.tokenizer.vocab_size, self.config.text.max_length, rngs,
-                            self.image_shape(example_shape))
+        image_shape = self.image_shape(example_shape)
+        spec = Seq2SeqSpec(self.tokenizer.vocab_size, self.config.text.max_length, rngs, image_shape,
+                           tuple(self.config.model.channels) if image_shape else ())
+        return build_architecture(self.family, self.config.model, spec)
 
     def teacher_forced_loss(self, model, source, target, rng: jax.Array):
         """The training loss and metrics of one target row per example, per target token."""

@@ -14,7 +14,7 @@ import ml_collections
 import numpy as np
 
 from aelab.data import Dataset
-from aelab.data.text import TextPairs, TextSplit, tokenize
+from aelab.data.text import TextPairs, TextSplit, pad_rows, tokenize
 from aelab.errors import UsageError
 from aelab.tasks.seq2seq import Seq2SeqTask, shift_right, token_losses
 
@@ -27,8 +27,8 @@ def corpus_scores(hypotheses: list[str], references: list[str]) -> dict[str, flo
 
 
 class TranslationTask(Seq2SeqTask):
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         t = config.text
         if any(b < 1 or b > t.max_length for b in t.buckets):
             raise UsageError(f"text.buckets={tuple(t.buckets)} must lie in 1..text.max_length={t.max_length}")
@@ -73,6 +73,24 @@ class TranslationTask(Seq2SeqTask):
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         """Copying the source as the translation: the floor any model must clear."""
         return {"copy_source": corpus_scores(list(dataset.test.source_text), list(dataset.test.target_text))}
+
+    def translate(self, model, lines: list[str], beam_size: int | None = None, batch_size: int = 64) -> list[str]:
+        """Translations of `lines` (empty lines stay empty); a line longer than text.max_length
+        tokens is refused, naming it, before anything is decoded."""
+        text = [line.strip() for line in lines]
+        index = [i for i, line in enumerate(text) if line]
+        max_length = self.config.text.max_length
+        ids = self.tokenizer.encode([text[i] for i in index])
+        for i, row in zip(index, ids):
+            if len(row) > max_length:
+                raise UsageError(f"line {i + 1} has {len(row)} tokens (EOS included); this model takes at most "
+                                 f"text.max_length={max_length}: split the sentence")
+        out = [""] * len(lines)
+        if index:  # the ids above, encoded once, are what the model reads
+            source = pad_rows(ids, max_length)
+            for i, translation in zip(index, self.generator(model, beam_size)(source, batch_size)):
+                out[i] = translation
+        return out
 
     def inputs(self, split: TextSplit) -> np.ndarray:
         return split.source

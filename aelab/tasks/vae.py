@@ -31,6 +31,7 @@ from aelab import losses, models, plots
 from aelab.baselines import ppca_bits_per_dim, ppca_has_density
 from aelab.data import Dataset, Split
 from aelab.errors import UsageError, choose
+from aelab.models.layers import ACTIVATIONS
 from aelab.tasks.autoencoder import ReconstructionTask
 
 
@@ -84,8 +85,8 @@ class VAETask(ReconstructionTask):
     label = "VAE"
     dataset_size: int | None = None  # the training split's, for tcvae (set by prepare)
 
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         v = config.vae
         if config.loss not in ("bce", "mse", "dlogistic"):
             raise UsageError(f"a VAE needs loss=bce (Bernoulli), loss=mse (Gaussian) or loss=dlogistic "
@@ -119,6 +120,7 @@ class VAETask(ReconstructionTask):
                           or any(not isinstance(d, int) or d < 1 for d in v.latents) or v.layer_width < 1):
             raise UsageError(f"vae.latents={tuple(v.latents)} (a hierarchy, sizes bottom to top) needs positive "
                              f"sizes, vae.layer_width >= 1, vae.objective elbo or iwae and vae.prior standard")
+        choose("vae.layer_activation", v.layer_activation, ACTIVATIONS)
         if v.temperature <= 0:
             raise UsageError(f"vae.temperature={v.temperature} must be > 0")
         if v.objective == "infovae" and (v.info_lambda < 0 or not 0 <= v.info_alpha <= 1):
@@ -145,20 +147,17 @@ class VAETask(ReconstructionTask):
             # () = one layer of model.latent_dim. The encoder of model.arch gives layer_width features.
             "latents": (),
             "layer_width": 256,
+            "layer_activation": "relu",  # of the hierarchy's own layers (between the stochastic layers)
             "temperature": 1.0,  # hierarchical samples: each layer's prior noise scaled by this
         }}
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VAE:
         self.dims = int(np.prod(image_shape))  # for bits per dimension
         v = self.config.vae
-        if v.latents:  # the factory's encoder gives features, its decoder reads z_1
-            m = ml_collections.ConfigDict(self.config.model.to_dict())
-            m.latent_dim = v.latents[0]
-            encoder, decoder = models.encoder_decoder(m, image_shape, v.layer_width, rngs,
-                                                      self.policy.subpixel_upsampling,
-                                                      self.loss.out_channels(image_shape[-1]))
-            return models.HierarchicalVAE(encoder, decoder, self.loss.link, v.latents, v.layer_width, m.activation,
-                                          v.temperature, rngs=rngs)
+        if v.latents:  # the architecture's encoder gives features, its decoder reads z_1
+            encoder, decoder = self._encoder_decoder(image_shape, v.layer_width, rngs, latent_dim=v.latents[0])
+            return models.HierarchicalVAE(encoder, decoder, self.loss.link, v.latents, v.layer_width,
+                                          v.layer_activation, v.temperature, rngs=rngs)
         latent = self.config.model.latent_dim
         encoder, decoder = self._encoder_decoder(image_shape, 2 * latent, rngs)  # mean and log-variance
         v = self.config.vae

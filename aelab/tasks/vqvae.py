@@ -24,8 +24,8 @@ from aelab.tasks.autoencoder import ReconstructionTask
 class VQVAETask(ReconstructionTask):
     label = "VQ-VAE"
 
-    def __init__(self, config: ml_collections.ConfigDict, policy=None):
-        super().__init__(config, policy)
+    def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
+        super().__init__(config, policy, runs)
         q = config.vq
         if q.codebook_size < 2:
             raise UsageError(f"vq.codebook_size={q.codebook_size} must be >= 2")

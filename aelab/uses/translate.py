@@ -16,10 +16,8 @@ from __future__ import annotations
 
 import sys
 
-from aelab.data.text import pad_rows
 from aelab.errors import UsageError
 from aelab.restore import load
-from aelab.tasks.translation import TranslationTask
 from aelab.uses import check_beam_size, write_text
 
 
@@ -33,25 +31,6 @@ def read_lines(input_path: str | None, flag: str = "--input") -> list[str]:
         raise UsageError(f"{flag}={input_path}: no such file") from None
     except UnicodeDecodeError as e:
         raise UsageError(f"{flag}={input_path}: not UTF-8 text ({e.reason} at byte {e.start})") from None
-
-
-def translate_lines(task: TranslationTask, model, lines: list[str], beam_size: int | None = None,
-                    batch_size: int = 64) -> list[str]:
-    """Translations of `lines` (empty lines stay empty)."""
-    text = [line.strip() for line in lines]
-    index = [i for i, line in enumerate(text) if line]
-    max_length = task.config.text.max_length
-    ids = task.tokenizer.encode([text[i] for i in index])
-    for i, row in zip(index, ids):
-        if len(row) > max_length:
-            raise UsageError(f"line {i + 1} has {len(row)} tokens (EOS included); this model takes at most "
-                             f"text.max_length={max_length}: split the sentence")
-    out = [""] * len(lines)
-    if index:  # the ids above, encoded once, are what the model reads
-        source = pad_rows(ids, max_length)
-        for i, translation in zip(index, task.generator(model, beam_size)(source, batch_size)):
-            out[i] = translation
-    return out
 
 
 def scored(hypotheses: list[str], references: list[str]) -> list[str]:

@@ -32,8 +32,8 @@ IW_SAMPLES = 10  # the k = 100 bound would take as long as the training here
 RUNS = {
     "resnet": ("residual conv VAE (GroupNorm, SiLU; 32-64-128)", "width=32", {}),
     "conv": ("plain conv VAE (strided 3x3 convolutions; 32-64-128)", "width=32",
-             {"model.arch": "conv", "model.channels": (32, 64, 128), "model.strides": (2, 2, 2),
-              "model.kernel_size": 3, "model.upsample": "transpose"}),
+             {"model.arch": "conv", "model.conv.channels": (32, 64, 128), "model.conv.strides": (2, 2, 2),
+              "model.conv.kernel_size": 3, "model.conv.upsample": "transpose"}),
 }
 FIGURES = ("reconstructions.png", "samples.png")
 METRICS = ("bits_per_dim", "nll_bits_per_dim", "neg_elbo", "nll", "psnr", "recon_sse", "kl", "active_units")

@@ -27,7 +27,7 @@ import numpy as np
 REPO = pathlib.Path(__file__).resolve().parents[2]
 HERE = pathlib.Path(__file__).resolve().parent
 DIGITS = str(REPO / "configs" / "digits_ae.py")
-QUIET = ["--config.train.progress=False", "--config.model.hidden=(32,)"]
+QUIET = ["--config.train.progress=False", "--config.model.mlp.hidden=(32,)"]
 NOISE = ("Traceback", "Exception ignored", "Event loop is closed")
 
 

@@ -104,7 +104,7 @@ def aelab_parts() -> dict[str, float]:
     update, backward, forward, head = jit(adamw), jit(grads), jit(loss), jit(head)
     backward_no_dropout = jit(lambda s: grads(s, None))
     some_grads = backward(model_state, rng)
-    y = jax.random.normal(rng, (*batch["target"].shape, config.model.embed_dim))
+    y = jax.random.normal(rng, (*batch["target"].shape, config.model.transformer.embed_dim))
     return {"step": per_call(lambda: step(state, batch, rng)),
             "adamw": per_call(lambda: update(state, some_grads)),
             "forward_backward": per_call(lambda: backward(model_state, rng)),
