@@ -61,8 +61,8 @@ class Registry:
     """The entries of one kind, by name (and, where entries belong to a family, by family and
     name: two families may each have a "transformer")."""
 
-    def __init__(self, kind: str, selector: str):
-        self.kind, self.selector = kind, selector
+    def __init__(self, kind: str, selector: str, name_families: bool = False):
+        self.kind, self.selector, self.name_families = kind, selector, name_families
         self._entries: dict[tuple[str | None, str], Entry] = {}
 
     def add(self, name: str, target: Any, *, config: Mapping[str, Any] | None = None,
@@ -90,7 +90,8 @@ class Registry:
         entry = self._entries.get((family, name))
         if entry is None:
             known = ", ".join(sorted(self.names(family))) or "none"
-            raise UsageError(f"unknown {self.selector} {name!r}{_in(family)}; known: {known}")
+            raise UsageError(f"unknown {self.selector} {name!r}{_in(family) if self.name_families else ''}; "
+                             f"known: {known}")
         return entry
 
     def find(self, name: str, family: str | None = None) -> Entry | None:
@@ -134,7 +135,7 @@ def _check_declared(config: Mapping[str, Any], where: str) -> None:
                              "(\"\" or 0 for 'unset')")
 
 
-ARCHITECTURES = Registry("architecture", "model.arch")
+ARCHITECTURES = Registry("architecture", "model.arch", name_families=True)
 TASKS = Registry("task", "task")
 READERS = Registry("reader", "data prefix")
 OBJECTIVES = Registry("objective", "vae.objective")

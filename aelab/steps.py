@@ -136,15 +136,19 @@ def make_indexed_train_steps(graphdef: nnx.GraphDef, task: Task, policy: Compile
 def make_eval_step(graphdef: nnx.GraphDef, task: Task, policy: CompilePolicy, final: bool = False) -> Callable:
     """(state, batch, rng) -> masked sums over the batch of the task's per-example metrics, plus `count`.
 
-    `final` asks the task for its expensive metrics too (e.g. a VAE's importance-sampled NLL).
+    A metric the task gives as one value for the batch (a scalar: a batch-level metric, computed
+    over the batch's real examples) counts once per real example, so that the split's figure is
+    the batches' mean weighted by their examples. `final` asks the task for its expensive
+    metrics too (e.g. a VAE's importance-sampled NLL).
     """
     @policy.jit(program="evaluate")
     def eval_step(state, batch, rng):
         model, _ = nnx.merge(graphdef, state)
-        per_example = task.eval_metrics(model, batch, rng, final)
+        metrics = task.eval_metrics(model, batch, rng, final)
         mask = batch["mask"]
-        sums = {k: jnp.tensordot(mask, v, axes=1) for k, v in per_example.items()}
-        sums["count"] = jnp.sum(mask)
+        count = jnp.sum(mask)
+        sums = {k: v * count if jnp.ndim(v) == 0 else jnp.tensordot(mask, v, axes=1) for k, v in metrics.items()}
+        sums["count"] = count
         return sums
 
     return eval_step

@@ -12,7 +12,7 @@ from aelab import baselines, corruption, data, losses, steps, train
 from aelab.evaluate import evaluate_split
 from aelab.errors import UsageError
 from aelab.models.vq import VectorQuantizer
-from aelab.tasks.autoencoder import jacobian_frobenius_sq, kl_sparsity
+from aelab.tasks.terms import jacobian_frobenius_sq, kl_sparsity
 from aelab.tasks.vae import importance_sampled_nll
 from conftest import tiny_config
 

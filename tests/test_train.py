@@ -156,7 +156,7 @@ def test_config_json_holds_only_what_the_task_reads_and_old_full_configs_still_l
     from aelab.config import base_config, common_config
 
     for task, own, foreign in (("autoencoder", {"penalty", "corruption"}, {"vae", "text", "segmentation"}),
-                               ("vae", {"vae", "corruption"}, {"penalty", "vq", "decode"})):
+                               ("vae", {"vae", "corruption", "penalty"}, {"vq", "decode"})):
         workdir = tmp_path / task
         train.train_and_evaluate(tiny_config(task=task), str(workdir), should_stop=lambda s: s == 20)
         saved = json.loads((workdir / "config.json").read_text())

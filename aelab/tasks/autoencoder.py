@@ -1,9 +1,11 @@
 """The autoencoder task: reconstruct the (clean) input, beside PCA at the same size.
 
 One task covers the plain, denoising (`config.corruption`), sparse
-(`penalty.l1`, `penalty.kl_sparsity`) and contractive (`penalty.contractive`)
-autoencoders: they differ only in the input they see and the penalty they pay.
-`ReconstructionTask` is what it shares with the VAE and the VQ-VAE.
+(`penalty.l1`, `penalty.kl_sparsity`), contractive (`penalty.contractive`) and
+Wasserstein (`penalty.mmd`) autoencoders: they differ only in the input they see
+and the penalty they pay. `ReconstructionTask` is what it shares with the VAE and
+the VQ-VAE: one forward pass a step, an objective over it, and the registered
+penalties and metrics (aelab.tasks.terms).
 """
 
 from __future__ import annotations
@@ -21,6 +23,8 @@ from aelab.baselines import fit_pca, pca_baseline, pca_reconstruction
 from aelab.data import Dataset, Split
 from aelab.configtree import positive
 from aelab.errors import UsageError, choose
+from aelab.registry import PENALTIES
+from aelab.tasks import terms
 from aelab.tasks.base import Task
 
 UNITS = {
@@ -31,7 +35,6 @@ UNITS = {
     "l1": "sum of absolute errors per example",
     "psnr": "dB",
 }
-NEAR_ZERO = 0.01  # |code unit| below this counts as inactive (sparse AE report)
 
 
 def check_8_bit(split: Split, name: str, rows: int = 64) -> None:
@@ -42,20 +45,6 @@ def check_8_bit(split: Split, name: str, rows: int = 64) -> None:
         value = float(images.flat[int(np.argmax(off))] / 255.0)
         raise UsageError(f"loss=dlogistic models 8-bit pixels (multiples of 1/255), but {name} holds {value:.6g}; "
                          "use it on image data, or loss=mse / loss=bce")
-
-
-def kl_sparsity(rho: float, rho_hat: jax.Array) -> jax.Array:
-    """sum_j KL(Bernoulli(rho) || Bernoulli(rho_hat_j)), Ng's sparse-autoencoder penalty."""
-    rho_hat = jnp.clip(rho_hat, 1e-6, 1 - 1e-6)
-    return jnp.sum(rho * jnp.log(rho / rho_hat) + (1 - rho) * jnp.log((1 - rho) / (1 - rho_hat)))
-
-
-def jacobian_frobenius_sq(encode, x: jax.Array) -> jax.Array:
-    """||d encode(x) / d x||_F^2 per example, exactly (reverse mode, one pass per code unit)."""
-    def single(xi):
-        jac = jax.jacrev(lambda v: encode(v[None])[0])(xi)
-        return jnp.sum(jnp.square(jac))
-    return jax.vmap(single)(x)
 
 
 class ReconstructionTask(Task):
@@ -73,6 +62,7 @@ class ReconstructionTask(Task):
         self.loss = losses.recon_loss(config.loss, self.policy.softplus, m.mixtures)
         self._pca_fit_on, self._fitted_pca = None, None  # PCA of one training split, fit once
         positive("model.latent_dim", m.latent_dim)
+        terms.check_penalties(config)
         corruption.check(config.corruption.kind, config.corruption.level)
         if not 0.0 < config.anomaly.target_fpr < 1.0:
             raise UsageError(f"anomaly.target_fpr={config.anomaly.target_fpr} must lie strictly between 0 and 1")
@@ -102,6 +92,11 @@ class ReconstructionTask(Task):
             # `aelab anomaly`: which per-example score flags anomalies, and the false-positive
             # rate on (normal) validation data that sets the threshold.
             "anomaly": {"score": "", "target_fpr": 0.05},  # score "" = neg_elbo (VAE) or the loss
+            # Penalties added to the loss, each weighted by penalty.<name> (0 = off), and their own
+            # keys: l1 (sum |z| per example: sparse), kl_sparsity with rho (KL of the mean activation
+            # to rho: sparse, needs model.code_activation=sigmoid), contractive (||d code / d x||_F^2),
+            # mmd (MMD of the codes to N(0, I): a Wasserstein autoencoder) and those plugins register.
+            "penalty": {key: value for entry in PENALTIES.entries("autoencoder") for key, value in entry.config.items()},
         }
 
     def _encoder_decoder(self, image_shape, code_size: int, rngs: nnx.Rngs, latent_dim: int | None = None):
@@ -131,6 +126,35 @@ class ReconstructionTask(Task):
         if not training and c.train_only:
             return x
         return corruption.corrupt(x, rng, c.kind, c.level)
+
+    # --- one forward pass, an objective over it, the registered penalties and metrics --------------
+    def context(self, model, batch, rng: jax.Array, step, mask=None) -> terms.Context:
+        """The batch as objectives, penalties and metrics see it (`step` None: evaluation)."""
+        return terms.Context(self, model, batch["image"], rng, step, mask)
+
+    def forward(self, ctx: terms.Context) -> terms.Forward:
+        """The model's forward pass over the batch: what every term reads."""
+        raise NotImplementedError
+
+    def objective(self, ctx: terms.Context) -> tuple[jax.Array, dict]:
+        """(the training objective: per example (B,), or a batch's scalar; training metrics)."""
+        raise NotImplementedError
+
+    def evaluation(self, ctx: terms.Context, final: bool, penalties: list) -> dict:
+        """The task's own per-example metrics (`penalties`: the active ones, with their values)."""
+        raise NotImplementedError
+
+    def loss_fn(self, model, batch, rng: jax.Array, step):
+        ctx = self.context(model, batch, rng, step)
+        objective, metrics = self.objective(ctx)
+        loss = terms.with_penalties(objective, terms.penalty_values(ctx))
+        return loss, {"loss": loss, **metrics}
+
+    def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
+        ctx = self.context(model, batch, rng, None, batch["mask"])
+        penalties = terms.penalty_values(ctx)
+        return {**self.evaluation(ctx, final, penalties), **terms.penalty_metrics(penalties),
+                **terms.registered_metrics(ctx, final)}
 
     def _pca(self, dataset: Dataset):
         """PCA at the latent size, fit once per training split (baselines and figures share it)."""
@@ -162,71 +186,39 @@ class ReconstructionTask(Task):
 
 
 class AutoencoderTask(ReconstructionTask):
-    """The plain, denoising, sparse and contractive autoencoders."""
+    """The plain, denoising, sparse, contractive and Wasserstein autoencoders."""
 
     def __init__(self, config: ml_collections.ConfigDict, policy=None, runs=None):
         super().__init__(config, policy, runs)
         choose("model.code_activation", config.model.code_activation, models.CODE_ACTIVATIONS)
-        p = config.penalty
-        for key in ("l1", "kl_sparsity", "contractive"):
-            if p[key] < 0:
-                raise UsageError(f"penalty.{key}={p[key]} must be >= 0")
-        if p.kl_sparsity and not 0 < p.rho < 1:
-            raise UsageError(f"penalty.rho={p.rho} must lie strictly between 0 and 1")
-        if p.kl_sparsity and config.model.code_activation != "sigmoid":
-            raise UsageError("penalty.kl_sparsity needs codes in (0, 1): set model.code_activation=sigmoid")
 
     @classmethod
     def config_defaults(cls) -> dict:
         defaults = super().config_defaults()
         defaults["model"]["code_activation"] = "none"  # none | sigmoid | relu
-        defaults["penalty"] = {  # weights; 0 = off
-            "l1": 0.0,  # sparse AE: l1 * sum|z| per example
-            "kl_sparsity": 0.0,  # sparse AE: weight of sum_j KL(rho || mean activation_j)
-            "rho": 0.05,  # target mean activation (needs model.code_activation=sigmoid)
-            "contractive": 0.0,  # contractive AE: weight of ||d code / d x||_F^2
-        }
         return defaults
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.Autoencoder:
         m = self.config.model
         encoder, decoder = self._encoder_decoder(image_shape, m.latent_dim, rngs)
-        return models.Autoencoder(encoder, decoder, self.loss.link, m.latent_dim, m.code_activation)
+        priors = [p.options["prior"] for p in terms.active_penalties(self.config) if p.options["prior"]]
+        return models.Autoencoder(encoder, decoder, self.loss.link, m.latent_dim, m.code_activation,
+                                  prior=priors[0] if priors else None)
 
-    def _penalty(self, model, x_in, z):
-        """(per-example penalty, batch-level sparsity term, the unweighted per-example terms)."""
-        p = self.config.penalty
-        terms = {}
-        if p.l1:
-            terms["code_l1"] = jnp.sum(jnp.abs(z), axis=-1)
-        if p.contractive:
-            terms["jacobian_frobenius_sq"] = jacobian_frobenius_sq(model.encode, x_in)
-        per_example = (p.l1 * terms.get("code_l1", 0.0)
-                       + p.contractive * terms.get("jacobian_frobenius_sq", 0.0))
-        batch = p.kl_sparsity * kl_sparsity(p.rho, z.mean(axis=0)) if p.kl_sparsity else 0.0
-        return per_example, batch, terms
+    def forward(self, ctx: terms.Context) -> terms.Forward:
+        x_in = self._corrupt(ctx.x, ctx.rng, training=ctx.training)
+        code = ctx.model.encode(x_in)
+        raw = ctx.model.decoder(code)
+        return terms.Forward(x_in, code, raw, self.loss.per_example(raw, ctx.x))
 
-    def loss_fn(self, model: models.Autoencoder, batch, rng: jax.Array, step):
-        x = batch["image"]
-        x_in = self._corrupt(x, rng, training=True)
-        z = model.encode(x_in)
-        raw = model.decoder(z)
-        per_example, batch_penalty, _ = self._penalty(model, x_in, z)
-        loss = (self.loss.per_example(raw, x) + per_example).mean() + batch_penalty
-        return loss, {"loss": loss, "recon_sse": losses.sse(self.loss.link(raw), x).mean()}
+    def objective(self, ctx: terms.Context):
+        f = ctx.forward
+        return f.recon, {"recon_sse": losses.sse(self.loss.link(f.raw), ctx.x).mean()}
 
-    def eval_metrics(self, model: models.Autoencoder, batch, rng: jax.Array, final: bool):
-        x = batch["image"]
-        x_in = self._corrupt(x, rng, training=False)
-        z = model.encode(x_in)
-        raw = model.decoder(z)
-        per_example, _, terms = self._penalty(model, x_in, z)
-        metrics = {"loss": self.loss.per_example(raw, x) + per_example,
-                   **losses.recon_metrics(raw, x, self.loss), **terms}
+    def evaluation(self, ctx: terms.Context, final: bool, penalties: list) -> dict:
+        f, x = ctx.forward, ctx.x
+        per_example = [weight * value for _, weight, value in penalties if jnp.ndim(value) > 0]
+        metrics = {"loss": sum(per_example, f.recon), **losses.recon_metrics(f.raw, x, self.loss)}
         if self.config.corruption.kind != "none" and not self.config.corruption.train_only:
-            metrics["psnr_noisy"] = losses.psnr(x_in, x)
-        p = self.config.penalty
-        if p.l1 or p.kl_sparsity:
-            metrics["mean_activation"] = jnp.mean(jnp.abs(z), axis=-1)
-            metrics["frac_near_zero"] = jnp.mean(jnp.abs(z) < NEAR_ZERO, axis=-1)
+            metrics["psnr_noisy"] = losses.psnr(f.x_in, x)
         return metrics

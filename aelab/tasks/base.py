@@ -16,6 +16,7 @@ from flax import nnx
 
 from aelab.compiler import CompilePolicy
 from aelab.data import Dataset
+from aelab.registry import METRICS
 
 
 class RunLoader(Protocol):
@@ -81,8 +82,12 @@ class Task:
         return {k: float(v) for k, v in means.items()}
 
     def generation_metrics(self, model: nnx.Module, split, final: bool, samples_path: str | None) -> dict:
-        """Metrics of decoded outputs (BLEU), written as samples to `samples_path` when given."""
-        return {}
+        """Split-level metrics: those of decoded outputs (BLEU, written as samples to `samples_path`
+        when given) and the registered split-level metrics of the task's family
+        (`fn(task, model, split) -> float`)."""
+        return {entry.name: float(entry.target(self, model, split))
+                for entry in METRICS.entries(self.family)
+                if entry.options["level"] == "split" and (final or not entry.options["final"])}
 
     def baselines(self, dataset: Dataset) -> dict[str, dict[str, float]]:
         """{baseline: {metric: value}} on the test split, in the task's units."""

@@ -20,6 +20,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from aelab import plots
 from aelab.data import Dataset
 from aelab.data.captions import Captions, CaptionSplit, tokenize_captions
 from aelab.data.lazy import row_chunks
@@ -147,8 +148,6 @@ class CaptioningTask(Seq2SeqTask):
                 for i, (refs, h) in enumerate(zip(split.references, outputs))]
 
     def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
-        from aelab import plots
-
         super().figures(model, dataset, records, figure_dir, baselines)
         if any("exact_match" in r for r in records):
             plots.curves(records, "exact_match", os.path.join(figure_dir, "exact_match.png"),

@@ -25,6 +25,7 @@ import ml_collections
 import numpy as np
 from flax import nnx
 
+from aelab import plots
 from aelab import workdir as wd
 from aelab.data import Dataset, eval_batches
 from aelab.errors import UsageError, choose
@@ -192,21 +193,20 @@ class Seq2SeqTask(Task):
 
     def generation_metrics(self, model, split, final: bool, samples_path: str | None):
         """Scores of decoded outputs: greedy on the first decode.eval_examples examples during
-        training, the configured beam on the whole split at the end."""
-        d = self.config.decode
+        training, the configured beam on the whole split at the end; and the registered
+        split-level metrics of the family."""
+        d, registered = self.config.decode, super().generation_metrics(model, split, final, samples_path)
         if not final:
             if not d.eval_examples:
-                return {}
+                return registered
             split = split.take(np.arange(min(d.eval_examples, len(split))))
         outputs = self.generator(model, d.beam_size if final else 1)(
             self.inputs(split), self.config.train.eval_batch_size)
         if samples_path:
             wd.atomic_write(samples_path, "\n".join(self.sample_lines(outputs, split)).encode("utf-8"))
-        return self.score(outputs, split)
+        return {**registered, **self.score(outputs, split)}
 
     def figures(self, model, dataset: Dataset, records, figure_dir: str, baselines=None) -> None:
-        from aelab import plots
-
         plots.curves(records, "nll", os.path.join(figure_dir, "nll.png"), f"nll ({UNITS['nll']})")
         if any("bleu" in r for r in records):
             reference = {f"{name.replace('_', ' ')} (test)": scores["bleu"]

@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -31,6 +30,8 @@ from aelab import losses, models, plots
 from aelab.baselines import ppca_bits_per_dim, ppca_has_density
 from aelab.data import Dataset, Split
 from aelab.errors import UsageError, choose
+from aelab.registry import OBJECTIVES, register_objective
+from aelab.tasks import terms
 from aelab.models.layers import ACTIVATIONS
 from aelab.tasks.autoencoder import ReconstructionTask
 
@@ -66,21 +67,6 @@ def importance_sampled_nll(model, x: jax.Array, rng: jax.Array, k: int, chunk: i
     return -(total - jnp.log(k))
 
 
-OBJECTIVES = ("elbo", "iwae", "tcvae", "infovae")
-
-
-class Sample(NamedTuple):
-    """One posterior sample per example and what the objectives need of it."""
-
-    recon: jax.Array  # -log p(x|z), nats per example
-    kl: jax.Array  # KL(q(z|x) || p(z)) per example: closed form, or for the VampPrior one sample's
-    kl_dims: jax.Array | None  # ...per latent dimension (B, D), where the prior is N(0, I)
-    raw: jax.Array  # the decoder's raw output
-    z: jax.Array
-    mean: jax.Array
-    logvar: jax.Array
-
-
 class VAETask(ReconstructionTask):
     label = "VAE"
     dataset_size: int | None = None  # the training split's, for tcvae (set by prepare)
@@ -102,14 +88,9 @@ class VAETask(ReconstructionTask):
             raise UsageError(f"vae.sigma={v.sigma} must be > 0")
         if v.binarize and config.loss != "bce":
             raise UsageError("vae.binarize=True needs loss=bce (a Bernoulli likelihood)")
-        choose("vae.objective", v.objective, OBJECTIVES)
-        if v.objective == "iwae" and (v.beta != 1.0 or v.free_bits or v.kl_warmup_steps):
-            raise UsageError("vae.objective=iwae trains the importance-weighted bound itself; vae.beta, "
-                             "vae.free_bits and vae.kl_warmup_steps belong to the elbo objective")
-        if v.train_samples < 1:
-            raise UsageError(f"vae.train_samples={v.train_samples} must be >= 1")
-        if v.objective == "tcvae" and v.free_bits:
-            raise UsageError("vae.free_bits belongs to the elbo objective; tcvae weights its own terms")
+        objective = OBJECTIVES.get(v.objective, "vae")
+        if objective.check is not None:
+            objective.check(v, config)
         choose("vae.prior", v.prior, ("standard", "vamp"))
         if v.prior == "vamp" and (v.objective not in ("elbo", "iwae") or v.free_bits):
             raise UsageError(f"vae.prior=vamp works with vae.objective elbo or iwae and no free bits (its KL "
@@ -123,9 +104,6 @@ class VAETask(ReconstructionTask):
         choose("vae.layer_activation", v.layer_activation, ACTIVATIONS)
         if v.temperature <= 0:
             raise UsageError(f"vae.temperature={v.temperature} must be > 0")
-        if v.objective == "infovae" and (v.info_lambda < 0 or not 0 <= v.info_alpha <= 1):
-            raise UsageError(f"vae.info_alpha={v.info_alpha} must lie in [0, 1] and vae.info_lambda="
-                             f"{v.info_lambda} be >= 0")
 
     @classmethod
     def config_defaults(cls) -> dict:
@@ -137,10 +115,7 @@ class VAETask(ReconstructionTask):
             "binarize": False,  # dynamic binarization of training inputs; eval splits fixed once
             "iw_samples": 1000,  # k of the importance-sampled NLL bound (final evaluation)
             "iw_chunk": 100,  # samples per chunk, so memory stays bounded
-            "objective": "elbo",  # elbo | iwae | tcvae | infovae (the module's docstring)
-            "train_samples": 5,  # iwae: k of the training bound
-            "info_alpha": 0.0,  # infovae: the KL weighs 1 - alpha...
-            "info_lambda": 1000.0,  # ...and MMD(q(z), p(z)) alpha + lambda - 1
+            "objective": "elbo",  # elbo | iwae | tcvae | infovae (the module's docstring) | a plugin's
             "prior": "standard",  # standard (N(0, I)) | vamp (a mixture of the posteriors of...
             "pseudo_inputs": 500,  # ...this many learned pseudo-inputs; Tomczak & Welling 2018)
             # A hierarchy of stochastic layers, sizes bottom to top (aelab/models/hierarchical.py);
@@ -149,6 +124,9 @@ class VAETask(ReconstructionTask):
             "layer_width": 256,
             "layer_activation": "relu",  # of the hierarchy's own layers (between the stochastic layers)
             "temperature": 1.0,  # hierarchical samples: each layer's prior noise scaled by this
+            # ...and the keys each registered objective declares (iwae: train_samples; infovae:
+            # info_alpha, info_lambda).
+            **{key: value for entry in OBJECTIVES.entries("vae") for key, value in entry.config.items()},
         }}
 
     def build_model(self, image_shape, rngs: nnx.Rngs) -> models.VAE:
@@ -189,67 +167,48 @@ class VAETask(ReconstructionTask):
             return -losses.gaussian_nll(raw, x, self.config.vae.sigma)
         return -self.loss.per_example(raw, x)
 
-    def _sample(self, model, x, rng, training: bool) -> Sample:
+    def context(self, model, batch, rng: jax.Array, step, mask=None) -> terms.Context:
+        """Training: the step's key splits into the sample's and the binarization's, and a
+        binarized likelihood sees the batch binarized afresh."""
+        x = batch["image"]
+        if step is None:
+            return terms.Context(self, model, x, rng, step, mask)
+        sample_rng, binarize_rng = jax.random.split(rng)
+        if self.config.vae.binarize:
+            x = jax.random.bernoulli(binarize_rng, x).astype(x.dtype)
+        return terms.Context(self, model, x, sample_rng, step, mask)
+
+    def forward(self, ctx: terms.Context) -> terms.Forward:
         """One posterior sample per example (reparameterized) and its terms."""
+        model, x = ctx.model, ctx.x
+        x_in = self._corrupt(x, ctx.key("corruption"), ctx.training)
         if isinstance(model, models.HierarchicalVAE):
-            raw, kl_dims = model.elbo_terms(self._corrupt(x, jax.random.fold_in(rng, 1), training), rng)
-            return Sample(-self.log_likelihood(raw, x), kl_dims.sum(axis=-1), kl_dims, raw, None, None, None)
-        mean, logvar = model.posterior(self._corrupt(x, jax.random.fold_in(rng, 1), training))
-        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(rng, mean.shape)
+            raw, kl_dims = model.elbo_terms(x_in, ctx.rng)
+            return terms.Forward(x_in, None, raw, -self.log_likelihood(raw, x), kl=kl_dims.sum(axis=-1),
+                                 kl_dims=kl_dims)
+        mean, logvar = model.posterior(x_in)
+        z = mean + jnp.exp(0.5 * logvar) * jax.random.normal(ctx.rng, mean.shape)
         raw = model.decoder(z)
         if self.config.vae.prior == "vamp":  # no closed form: log q(z|x) - log p(z) at the sample
             kl, kl_dims = losses.log_normal(z, mean, logvar) - model.log_prior(z), None
         else:
             kl_dims = losses.gaussian_kl(mean, logvar)
             kl = kl_dims.sum(axis=-1)
-        return Sample(-self.log_likelihood(raw, x), kl, kl_dims, raw, z, mean, logvar)
+        return terms.Forward(x_in, z, raw, -self.log_likelihood(raw, x), mean, logvar, kl, kl_dims)
 
-    def loss_fn(self, model, batch, rng: jax.Array, step):
-        x = batch["image"]
-        sample_rng, binarize_rng = jax.random.split(rng)
-        if self.config.vae.binarize:
-            x = jax.random.bernoulli(binarize_rng, x).astype(x.dtype)
-        v = self.config.vae
-        if v.objective == "iwae":
-            bound = importance_sampled_nll(model, x, sample_rng, v.train_samples, v.train_samples,
-                                           self.log_likelihood).mean()
-            return bound, {"loss": bound, "iwae_bound": bound}
-        s = self._sample(model, x, sample_rng, training=True)
-        recon, kl = s.recon, s.kl
-        beta = v.beta * (jnp.minimum(1.0, step / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0)
-        metrics = {"neg_elbo": (recon + kl).mean(), "recon": recon.mean(), "kl": kl.mean()}
-        if v.objective == "tcvae":
-            if self.dataset_size is None:
-                raise UsageError("vae.objective=tcvae needs the training split's size; prepare the data set first")
-            terms = {k: t.mean() for k, t in losses.total_correlation_terms(
-                s.z, s.mean, s.logvar, self.dataset_size).items()}
-            loss = recon.mean() + terms["mutual_information"] + beta * terms["total_correlation"] \
-                + terms["dimension_kl"]
-            metrics.update(terms, beta=beta)
-        elif v.objective == "infovae":
-            mmd = losses.mmd_imq(s.z, jax.random.normal(jax.random.fold_in(sample_rng, 2), s.z.shape))
-            loss = recon.mean() + (1.0 - v.info_alpha) * kl.mean() + (v.info_alpha + v.info_lambda - 1.0) * mmd
-            metrics["mmd"] = mmd
-        else:
-            if v.free_bits:
-                kl_penalty = jnp.sum(jnp.maximum(s.kl_dims.mean(axis=0), v.free_bits))
-            else:
-                kl_penalty = kl.mean()
-            loss = recon.mean() + beta * kl_penalty
-            metrics["beta"] = beta
-        return loss, {"loss": loss, **metrics}
+    def objective(self, ctx: terms.Context):
+        return OBJECTIVES.get(self.config.vae.objective, "vae").target(ctx)
 
-    def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
-        x = batch["image"]
-        s = self._sample(model, x, rng, training=False)
+    def evaluation(self, ctx: terms.Context, final: bool, penalties: list) -> dict:
+        f, x, model = ctx.forward, ctx.x, ctx.model
         mean_reconstruction = model.decode(model.encode(x))
-        metrics = {"neg_elbo": s.recon + s.kl, "recon": s.recon, "kl": s.kl,
+        metrics = {"neg_elbo": f.recon + f.kl, "recon": f.recon, "kl": f.kl,
                    "recon_sse": losses.sse(mean_reconstruction, x), "psnr": losses.psnr(mean_reconstruction, x)}
-        if s.kl_dims is not None:
-            metrics["active_units"] = s.kl_dims  # summarized: dimensions with mean KL > 0.01 nats
+        if f.kl_dims is not None:
+            metrics["active_units"] = f.kl_dims  # summarized: dimensions with mean KL > 0.01 nats
         if final:
             v = self.config.vae
-            metrics["nll"] = importance_sampled_nll(model, x, jax.random.fold_in(rng, 7), v.iw_samples,
+            metrics["nll"] = importance_sampled_nll(model, x, ctx.key("nll"), v.iw_samples,
                                                     min(v.iw_chunk, v.iw_samples), self.log_likelihood)
         return metrics
 
@@ -285,3 +244,71 @@ class VAETask(ReconstructionTask):
         samples = np.asarray(self.policy.jit_model(lambda m, key: m.sample(64, key), model)(
             jax.random.key(self.config.seed)))
         plots.sample_grid(samples, os.path.join(figure_dir, "samples.png"))
+
+
+# --- the objectives, registered as a plugin's are ---------------------------------------------------
+
+def warmed_up_beta(v, step) -> jax.Array:
+    """beta, annealed linearly from 0 over vae.kl_warmup_steps."""
+    return v.beta * (jnp.minimum(1.0, step / v.kl_warmup_steps) if v.kl_warmup_steps else 1.0)
+
+
+def bound_metrics(f: terms.Forward) -> dict:
+    return {"neg_elbo": (f.recon + f.kl).mean(), "recon": f.recon.mean(), "kl": f.kl.mean()}
+
+
+@register_objective("elbo")
+def elbo(ctx: terms.Context):
+    """recon + beta_t * KL, beta_t warmed up, with free bits per latent dimension (beta > 1: the beta-VAE)."""
+    f, v = ctx.forward, ctx.config.vae
+    beta = warmed_up_beta(v, ctx.step)
+    kl = jnp.sum(jnp.maximum(f.kl_dims.mean(axis=0), v.free_bits)) if v.free_bits else f.kl.mean()
+    return f.recon.mean() + beta * kl, {**bound_metrics(f), "beta": beta}
+
+
+def _check_iwae(v, config) -> None:
+    if v.beta != 1.0 or v.free_bits or v.kl_warmup_steps:
+        raise UsageError("vae.objective=iwae trains the importance-weighted bound itself; vae.beta, "
+                         "vae.free_bits and vae.kl_warmup_steps belong to the elbo objective")
+    if v.train_samples < 1:
+        raise UsageError(f"vae.train_samples={v.train_samples} must be >= 1")
+
+
+@register_objective("iwae", config={"train_samples": 5}, check=_check_iwae)
+def iwae(ctx: terms.Context):
+    """The k-sample importance-weighted bound, k = vae.train_samples (Burda et al. 2016)."""
+    k = ctx.config.vae.train_samples
+    bound = importance_sampled_nll(ctx.model, ctx.x, ctx.rng, k, k, ctx.task.log_likelihood).mean()
+    return bound, {"iwae_bound": bound}
+
+
+def _check_tcvae(v, config) -> None:
+    if v.free_bits:
+        raise UsageError("vae.free_bits belongs to the elbo objective; tcvae weights its own terms")
+
+
+@register_objective("tcvae", check=_check_tcvae)
+def tcvae(ctx: terms.Context):
+    """recon + MI + beta_t * TC + dimension-wise KL by minibatch-weighted sampling (Chen et al. 2018)."""
+    f, v, size = ctx.forward, ctx.config.vae, ctx.task.dataset_size
+    if size is None:
+        raise UsageError("vae.objective=tcvae needs the training split's size; prepare the data set first")
+    beta = warmed_up_beta(v, ctx.step)
+    parts = {k: t.mean() for k, t in losses.total_correlation_terms(f.code, f.mean, f.logvar, size).items()}
+    loss = f.recon.mean() + parts["mutual_information"] + beta * parts["total_correlation"] + parts["dimension_kl"]
+    return loss, {**bound_metrics(f), **parts, "beta": beta}
+
+
+def _check_infovae(v, config) -> None:
+    if v.info_lambda < 0 or not 0 <= v.info_alpha <= 1:
+        raise UsageError(f"vae.info_alpha={v.info_alpha} must lie in [0, 1] and vae.info_lambda="
+                         f"{v.info_lambda} be >= 0")
+
+
+@register_objective("infovae", config={"info_alpha": 0.0, "info_lambda": 1000.0}, check=_check_infovae)
+def infovae(ctx: terms.Context):
+    """recon + (1 - alpha) KL + (alpha + lambda - 1) MMD(q(z), p(z)) (Zhao et al. 2019)."""
+    f, v = ctx.forward, ctx.config.vae
+    mmd = losses.mmd_imq(f.code, jax.random.normal(ctx.key("prior"), f.code.shape))
+    loss = f.recon.mean() + (1.0 - v.info_alpha) * f.kl.mean() + (v.info_alpha + v.info_lambda - 1.0) * mmd
+    return loss, {**bound_metrics(f), "mmd": mmd}

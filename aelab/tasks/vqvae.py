@@ -18,6 +18,7 @@ from flax import nnx
 
 from aelab import losses, models
 from aelab.errors import UsageError
+from aelab.tasks import terms
 from aelab.tasks.autoencoder import ReconstructionTask
 
 
@@ -61,32 +62,31 @@ class VQVAETask(ReconstructionTask):
         quantizer = models.VectorQuantizer(q.codebook_size, q.embedding_dim, q.ema_decay, rngs=rngs)
         return models.VQVAE(encoder, decoder, self.loss.link, latent, quantizer)
 
-    def _forward(self, model, x, rng, training: bool):
-        z_e = model.encoder(self._corrupt(x, rng, training))
-        z_q, q = model.quantizer.quantize(z_e)
-        return z_e, z_q, q, model.decoder(z_q)
+    def forward(self, ctx: terms.Context) -> terms.Forward:
+        x_in = self._corrupt(ctx.x, ctx.rng, ctx.training)
+        z_e = ctx.model.encoder(x_in)
+        z_q, q = ctx.model.quantizer.quantize(z_e)
+        raw = ctx.model.decoder(z_q)
+        return terms.Forward(x_in, z_q, raw, self.loss.per_example(raw, ctx.x), extras={"z_e": z_e, "q": q})
 
-    def loss_fn(self, model, batch, rng: jax.Array, step):
-        x = batch["image"]
-        z_e, _, q, raw = self._forward(model, x, rng, training=True)
-        recon = self.loss.per_example(raw, x).mean()
+    def objective(self, ctx: terms.Context):
+        f, v = ctx.forward, self.config.vq
+        z_e, q = f.extras["z_e"], f.extras["q"]
+        recon = f.recon.mean()
         commitment = jnp.sum(jnp.square(z_e - jax.lax.stop_gradient(q)), axis=-1).mean()
-        v = self.config.vq
         if v.ema_decay:  # the codebook moves by averages, after this step's assignment
-            model.quantizer.ema_update(z_e, jax.random.fold_in(rng, 3), v.restart_below)
+            ctx.model.quantizer.ema_update(z_e, ctx.key("codebook"), v.restart_below)
             loss = recon + v.commitment * commitment
         else:
             codebook = jnp.sum(jnp.square(jax.lax.stop_gradient(z_e) - q), axis=-1).mean()
             loss = recon + codebook + v.commitment * commitment
-        return loss, {"loss": loss, "recon": recon, "commitment": commitment,
-                      "recon_sse": losses.sse(self.loss.link(raw), x).mean()}
+        return loss, {"recon": recon, "commitment": commitment,
+                      "recon_sse": losses.sse(self.loss.link(f.raw), ctx.x).mean()}
 
-    def eval_metrics(self, model, batch, rng: jax.Array, final: bool):
-        x = batch["image"]
-        z_e, _, _, raw = self._forward(model, x, rng, training=False)
-        usage = jax.nn.one_hot(model.quantizer.indices(z_e), self.config.vq.codebook_size).mean(axis=1)
-        return {"loss": self.loss.per_example(raw, x), **losses.recon_metrics(raw, x, self.loss),
-                "code_usage": usage}
+    def evaluation(self, ctx: terms.Context, final: bool, penalties: list) -> dict:
+        f = ctx.forward
+        usage = jax.nn.one_hot(ctx.model.quantizer.indices(f.extras["z_e"]), self.config.vq.codebook_size).mean(axis=1)
+        return {"loss": f.recon, **losses.recon_metrics(f.raw, ctx.x, self.loss), "code_usage": usage}
 
     def summarize(self, means: dict[str, np.ndarray]) -> dict[str, float]:
         usage = means.pop("code_usage")
