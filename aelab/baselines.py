@@ -10,6 +10,7 @@ import numpy as np
 from aelab.data.lazy import row_chunks
 from aelab.data.splits import Split
 from aelab.evaluate import segmentation_scores
+from aelab.losses import bits_per_dim, psnr_of_mse
 
 if TYPE_CHECKING:
     from sklearn.decomposition import PCA
@@ -58,8 +59,6 @@ def ppca_bits_per_dim(pca: PCA, images: np.ndarray) -> float:
     """Probabilistic PCA's (Tipping & Bishop 1999, sklearn's `score_samples`) mean negative
     log-density of `images` in bits per dimension, plus 8 as for `loss=mse`: a density on [0, 1]
     of 8-bit values, whose bins are 1/256 wide. A likelihood baseline for a VAE of the same code size."""
-    from aelab.losses import bits_per_dim
-
     if not ppca_has_density(pca):
         raise ValueError(f"probabilistic PCA with {pca.n_components_} components of {pca.n_samples_} "
                          f"training examples leaves no variance outside them: no density")
@@ -71,8 +70,6 @@ def ppca_bits_per_dim(pca: PCA, images: np.ndarray) -> float:
 def pca_baseline(pca: PCA, test: Split) -> dict[str, float]:
     """PCA's `recon_sse` (per example), `mse` (per element) and `psnr` (dB, per example) on
     `test`, in the contract's units."""
-    from aelab.losses import psnr_of_mse
-
     squared = pca_errors(pca, test.images)
     mse = squared / test.images[0].size
     return {

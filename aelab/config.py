@@ -21,6 +21,7 @@ import dataclasses
 import importlib.util
 import math
 import os
+import re
 import sys
 from typing import Any, Iterator, Sequence
 
@@ -353,7 +354,7 @@ def _literal(text: str, key: str):
         value = ast.literal_eval(text)
     except (ValueError, SyntaxError):
         raise UsageError(f"--config.{key}={text}: not a Python literal (a tuple of module names: "
-                         "'(\"myext.vit\",)')") from None
+                         "'(\"mypackage.vit\",)')") from None
     return (value,) if isinstance(value, str) else tuple(value)
 
 
@@ -454,6 +455,10 @@ def validate(config: ml_collections.ConfigDict) -> None:
         raise UsageError("data.name is empty; accepted: digits, idx:DIR, npz:FILE, csv:FILE, "
                          "images:DIR or a TFDS name")
     plugins.check_names(tuple(config.imports), "config.imports")
+    try:
+        re.compile(train.trainable)
+    except re.error as e:
+        raise UsageError(f"train.trainable={train.trainable!r} is not a regular expression ({e})") from None
 
 
 # Sizes that suit each shipped data set; experiment configs start from one.
@@ -465,11 +470,11 @@ PRESETS = {
 }
 
 
-def preset(name: str) -> ml_collections.ConfigDict:
-    """`base_config()` sized for a shipped data set ("digits" or "mnist")."""
+def preset(name: str, imports: Sequence[str] = ()) -> ml_collections.ConfigDict:
+    """`base_config("autoencoder", imports)` sized for a shipped data set ("digits" or "mnist")."""
     choose("preset", name, PRESETS)
     p = PRESETS[name]
-    config = base_config("autoencoder")
+    config = base_config("autoencoder", imports)
     config.data.name = p["name"]
     config.model.mlp.hidden = p["hidden"]
     config.model.latent_dim = p["latent_dim"]

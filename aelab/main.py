@@ -146,7 +146,9 @@ def overview() -> str:
     return "\n".join(lines) + "\n"
 
 
-def command_help(name: str) -> str:
+def command_help(name: str, argv: list[str] = ()) -> str:
+    """A command's help; for a command that takes --config, also what the registered components
+    (built in, and the plugins of a --config given beside --help) let a config choose."""
     command = COMMANDS[name]
     lines = [f"usage: aelab {name} {command.usage}", "", command.summary, "", "flags:"]
     if command.config:
@@ -156,7 +158,38 @@ def command_help(name: str) -> str:
         default = "" if flag.default in (None, []) else f" (default: {flag.default})"
         required = " (required)" if flag_name in command.required else ""
         lines.append(f"  --{flag_name}: {flag.help}{default}{required}")
+    if command.config:
+        lines += ["", *registered_components(split_config_args(list(argv))[1])]
     return "\n".join(lines) + "\n"
+
+
+def registered_components(config_path: str | None) -> list[str]:
+    """Lines naming what a config can choose, with each one's own keys and defaults."""
+    from aelab import config as config_lib  # start-up: only --help of a config command lists them
+    from aelab.registry import ARCHITECTURES, METRICS, OBJECTIVES, PENALTIES, READERS, TASKS  # start-up: as above
+
+    if config_path:
+        config_lib.load(config_path, [], strict=False)  # imports the file's plugins
+    families = sorted({e.family for e in ARCHITECTURES})
+
+    def keys(entry) -> str:
+        own = ", ".join(f"{k}={v!r}" for k, v in config_lib.flatten(dict(entry.config)) if k != entry.name)
+        return f"{entry.name} ({own})" if own else entry.name
+
+    lines = ["what a config chooses (with the keys each one adds; aelab config prints a run's):",
+             "  task: " + ", ".join(sorted(e.name for e in TASKS)),
+             "  model.arch, its keys in config.model.<arch>:"]
+    lines += [f"    {family} models: " + "; ".join(keys(e) for e in sorted(ARCHITECTURES.entries(family),
+                                                                        key=lambda e: e.name))
+              for family in families]
+    lines += ["  data.name prefixes (PREFIX:PATH; or a TFDS name): "
+              + "; ".join(keys(e) for e in sorted(READERS, key=lambda e: e.name)),
+              "  vae.objective (its keys in config.vae): "
+              + "; ".join(keys(e) for e in sorted(OBJECTIVES, key=lambda e: e.name)),
+              "  penalties, each weighted by config.penalty.<name> (0 = off): "
+              + "; ".join(keys(e) for e in sorted(PENALTIES, key=lambda e: e.name)),
+              "  metrics every evaluation adds: " + ", ".join(sorted(e.name for e in METRICS))]
+    return lines
 
 
 def _flags_of(command: Command) -> dict[str, Flag]:
@@ -250,7 +283,7 @@ def stop_on_signals() -> Iterator[Callable[[int], bool]]:
 # --- the commands: each imports only what it needs (start-up is part of every command) ----------
 
 def _train(values) -> int:
-    from aelab import parallel, train
+    from aelab import parallel, train  # start-up: only this command imports it
 
     parallel.initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
     with stop_on_signals() as should_stop:
@@ -264,7 +297,7 @@ def _train(values) -> int:
 
 
 def _config(values) -> int:
-    from aelab import train
+    from aelab import train  # start-up: only this command imports it
 
     resolved, _ = train.check_config(values.config)
     print(json.dumps(resolved.to_dict(), indent=2, sort_keys=True))
@@ -272,7 +305,7 @@ def _config(values) -> int:
 
 
 def _sweep(values) -> int:
-    from aelab import sweep
+    from aelab import sweep  # start-up: only this command imports it
 
     with stop_on_signals() as should_stop:
         record = sweep.run_sweep(values.keys, values.workdir, values.sweep, should_stop)
@@ -287,8 +320,8 @@ def _sweep(values) -> int:
 
 
 def _convert(values) -> int:
-    from aelab import config as config_lib, data
-    from aelab.data import records
+    from aelab import config as config_lib, data  # start-up: only this command imports it
+    from aelab.data import records  # start-up: only this command imports it
 
     config = config_lib.base_config()
     config.data.name, config.data.image_size = values.data, values.image_size
@@ -304,7 +337,7 @@ def _convert(values) -> int:
 
 
 def _bench(values) -> int:
-    from aelab import bench
+    from aelab import bench  # start-up: only this command imports it
 
     bench.main(values.workload, values.json, values.min_seconds, values.cpu_ynn_dots)
     return 0
@@ -313,43 +346,43 @@ def _bench(values) -> int:
 def _use(command: str, values) -> list[str]:
     """Runs a command that reads a trained workdir (or a sweep); returns the files it wrote."""
     if command == "report":
-        from aelab import sweep
+        from aelab import sweep  # start-up: only this command imports it
 
         return sweep.report(values.workdir)
     if command == "sample":
-        from aelab import generate
+        from aelab import generate  # start-up: only this command imports it
 
         return generate.sample(values.workdir, values.num_samples, values.seed, values.uses_dir)
     if command == "embed":
-        from aelab.uses import codes
+        from aelab.uses import codes  # start-up: only this command imports it
 
         return codes.embed(values.workdir, values.split, values.out, values.uses_dir)
     if command == "probe":
-        from aelab.uses import codes
+        from aelab.uses import codes  # start-up: only this command imports it
 
         return [codes.probe(values.workdir, values.probe_examples, values.uses_dir)]
     if command == "denoise":
-        from aelab.uses import denoise
+        from aelab.uses import denoise  # start-up: only this command imports it
 
         return denoise.denoise(values.workdir, values.noise, values.seed, values.uses_dir)
     if command == "disentangle":
-        from aelab.uses import disentangle
+        from aelab.uses import disentangle  # start-up: only this command imports it
 
         return disentangle.disentangle(values.workdir, values.examples, values.uses_dir)
     if command == "anomaly":
-        from aelab.uses import anomaly
+        from aelab.uses import anomaly  # start-up: only this command imports it
 
         return anomaly.anomaly(values.workdir, values.uses_dir)
     if command == "predict":
-        from aelab.uses import predict
+        from aelab.uses import predict  # start-up: only this command imports it
 
         return predict.predict(values.workdir, values.input, values.out)
     if command == "translate":
-        from aelab.uses import translate
+        from aelab.uses import translate  # start-up: only this command imports it
 
         return translate.translate(values.workdir, values.input, values.out, values.beam_size,
                                    values.reference)
-    from aelab.uses import caption
+    from aelab.uses import caption  # start-up: only this command imports it
 
     return caption.caption(values.workdir, values.input, values.out, values.beam_size)
 
@@ -361,10 +394,10 @@ def main(argv: list[str]) -> int:
     if len(argv) < 2 or argv[1] in ("-h", "--help", "help"):
         (sys.stdout if len(argv) > 1 else sys.stderr).write(overview())
         return 0 if len(argv) > 1 else 2
-    if any(a in ("-h", "--help") for a in argv[2:]) and argv[1] in COMMANDS:
-        sys.stdout.write(command_help(argv[1]))
-        return 0
     try:
+        if any(a in ("-h", "--help") for a in argv[2:]) and argv[1] in COMMANDS:
+            sys.stdout.write(command_help(argv[1], argv))
+            return 0
         command, values = parse(argv)
         if command in RUNNERS:
             return RUNNERS[command](values)

@@ -1,6 +1,10 @@
-"""The optax optimizer and learning-rate schedule of `config.optimizer`."""
+"""The optax optimizer and learning-rate schedule of `config.optimizer`, and the freezing of the
+parameters `train.trainable` leaves out."""
 
 from __future__ import annotations
+
+import re
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -62,3 +66,31 @@ def after_whole_backward(grads):
         return grads
     zero = sum(leaf[0, 0].astype(jnp.float32) for leaf in matrices) * 0.0
     return jax.tree.map(lambda leaf: leaf + zero.astype(leaf.dtype) if leaf.ndim == 2 else leaf, grads)
+
+
+def param_path(keys) -> str:
+    """A parameter's path as "encoder/mlp/layers/0/kernel": its keys in the model's state."""
+    parts = []
+    for key in keys:
+        if isinstance(key, jax.tree_util.DictKey):
+            parts.append(str(key.key))
+        elif isinstance(key, jax.tree_util.SequenceKey):
+            parts.append(str(key.idx))
+    return "/".join(parts)
+
+
+def param_paths(params) -> dict[str, Any]:
+    """{path: array} of a model's parameters (`nnx.state(model, nnx.Param)`)."""
+    return {param_path(keys): leaf for keys, leaf in jax.tree_util.tree_flatten_with_path(params)[0]}
+
+
+def trainable_only(tx: optax.GradientTransformation, pattern: str) -> optax.GradientTransformation:
+    """`tx` for the parameters whose path matches the regular expression `pattern` (re.search),
+    zero updates for the others: optax's partition, so the frozen ones keep no optimizer state."""
+    regex = re.compile(pattern)
+
+    def labels(params):
+        return jax.tree_util.tree_map_with_path(
+            lambda keys, _: "train" if regex.search(param_path(keys)) else "freeze", params)
+
+    return optax.multi_transform({"train": tx, "freeze": optax.set_to_zero()}, labels)

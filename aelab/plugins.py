@@ -28,7 +28,7 @@ def check_names(modules: Sequence[str], named_by: str) -> None:
     for name in modules:
         if not isinstance(name, str) or not MODULE.match(name):
             raise UsageError(f"{named_by} names {name!r}, which is not a module name; plugins are importable "
-                             "module names (myext.vit), never file paths")
+                             "module names (mypackage.vit), never file paths")
 
 
 def import_modules(modules: Sequence[str], named_by: str, workdir: str | None = None,

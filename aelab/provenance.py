@@ -6,12 +6,18 @@ tables are checked against those files (tests/test_results.py).
 
 from __future__ import annotations
 
+import json
 import os
 import platform
+import statistics
 import subprocess
 import sys
 import time
 from typing import Any
+
+from aelab import sweep, train
+from aelab.config import from_file
+from aelab.workdir import atomic_write, environment
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
@@ -47,8 +53,6 @@ def start() -> dict[str, Any]:
 
 def record(begun: dict[str, Any], argv: list[str] | None = None, **fields: Any) -> dict[str, Any]:
     """The provenance of results computed since `begun` (`start()`) by the command `argv`."""
-    from aelab.workdir import environment
-
     env = environment(argv)
     return {"command": " ".join(["python", *(sys.argv if argv is None else argv)]), "commit": begun["commit"],
             "versions": env["versions"], "machine": machine(), "backend": env["backend"],
@@ -60,10 +64,6 @@ def record(begun: dict[str, Any], argv: list[str] | None = None, **fields: Any) 
 def update_results(path: str, rows: dict[str, dict]) -> dict[str, dict]:
     """Writes `rows` (name -> row) into the results file at `path`, keeping the rows of earlier
     runs that this one did not redo; returns every row."""
-    import json
-
-    from aelab.workdir import atomic_write
-
     kept = {}
     if os.path.exists(path):
         with open(path, encoding="utf-8") as f:
@@ -75,8 +75,6 @@ def update_results(path: str, rows: dict[str, dict]) -> dict[str, dict]:
 
 def over_seeds(values: list[float]) -> dict[str, Any]:
     """A figure over seeds: mean, sample standard deviation (0 for one seed) and every value."""
-    import statistics
-
     values = [float(v) for v in values]
     return {"mean": statistics.fmean(values), "std": statistics.stdev(values) if len(values) > 1 else 0.0,
             "values": values}
@@ -87,9 +85,6 @@ def experiment_config(config_file: str, arg: str | None = None, *, data: str | N
     """configs/`config_file`[:arg] as an experiment runs it: `data` replaces data.name, `seed` the
     seed, `steps` (when not 0) the step count; `overrides` are command-line KEY=VALUE strings
     (type-checked) and `values` flattened keys set as they are (tuples included); no progress bar."""
-    from aelab import sweep
-    from aelab.config import from_file
-
     config = from_file(os.path.join(REPO, "configs", config_file), arg)
     config.seed = seed
     config.train.progress = False
@@ -106,8 +101,6 @@ def train_seeds(config_file: str, seeds: list[int], workdir: str, arg: str | Non
     """Trains `config_file[:arg]` once per seed in `workdir/seed{S}` (finished runs are read back,
     interrupted ones resume); `data` replaces data.name, `steps` (smoke tests) the step count.
     Returns each seed's (workdir, summary)."""
-    from aelab import train
-
     runs = []
     for seed in seeds:
         path = os.path.join(workdir, f"seed{seed}")

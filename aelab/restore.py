@@ -133,8 +133,9 @@ def capabilities(model: nnx.Module, task: tasks.Task) -> set[str]:
     return found
 
 
-def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
-    """The model of a workdir's newest checkpoint that restores, without its data.
+def load(workdir: str, task: str | None = None, use: str = "", step: int | None = None) -> Trained:
+    """The model of a workdir's newest checkpoint that restores (or of checkpoint `step`),
+    without its data.
 
     With `task`, a run of any other task is refused (naming `use`, the command) before
     anything is built. Runs of versions that wrote no model.json are rebuilt from their data.
@@ -152,7 +153,7 @@ def load(workdir: str, task: str | None = None, use: str = "") -> Trained:
         example_shape = tuple(dataset.image_shape)
     model, optimizer = steps.model_and_optimizer(config, trained_task, example_shape, jax.random.key(config.seed))
     graphdef, state = nnx.split((model, optimizer))
-    step, state = restore_state(workdir, state)
+    step, state = restore_state(workdir, state, step)
     model, _ = nnx.merge(graphdef, state)
     return Trained(workdir, config, trained_task, policy.with_model(model), model, step, example_shape, dataset)
 
@@ -187,11 +188,27 @@ class _Runs:
 RUNS = _Runs()
 
 
-def restore_state(workdir: str, state):
-    """(step, state) of the workdir's newest checkpoint that restores onto `state`, read-only."""
+def checkpoint_steps(workdir: str) -> list[int]:
+    """The steps of the workdir's checkpoints, oldest first, read-only."""
     ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), read_only=True)
     try:
-        step, state = ckpt.restore_latest(state)
+        return sorted(ckpt.manager.all_steps())
+    finally:
+        ckpt.close()
+
+
+def restore_state(workdir: str, state, step: int | None = None):
+    """(step, state) of the workdir's newest checkpoint that restores onto `state` (or of `step`'s),
+    read-only."""
+    ckpt = checkpoint.Checkpointer(os.path.join(workdir, wd.CHECKPOINTS), read_only=True)
+    try:
+        if step is None:
+            step, state = ckpt.restore_latest(state)
+        elif step in ckpt.manager.all_steps():
+            state = ckpt.restore(step, state)
+        else:
+            steps = ", ".join(map(str, sorted(ckpt.manager.all_steps()))) or "none"
+            raise UsageError(f"{workdir}: no checkpoint at step {step}; its steps: {steps}")
     finally:
         ckpt.close()
     if step == 0:

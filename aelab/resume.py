@@ -14,7 +14,7 @@ from aelab.workdir import CHECKPOINTS, CONFIG, read_json
 # changes one of them is refused. Everything else (num_steps, logging) may change.
 RESUME_LOCKED = ("seed", "task", "loss", "model", "data", "optimizer", "corruption", "penalty",
                  "vae.beta", "vae.kl_warmup_steps", "vae.free_bits", "vae.sigma", "vae.binarize",
-                 "vq", "train.batch_size", "train.skip_nonfinite", "text")
+                 "vq", "train.batch_size", "train.skip_nonfinite", "train.init_from", "train.trainable", "text")
 
 
 def config_changes(old: dict, new: dict) -> tuple[list[str], list[str]]:

@@ -38,10 +38,13 @@ def init_model_and_optimizer(task: Task, example_shape, tx: optax.GradientTransf
 def model_and_optimizer(config: ml_collections.ConfigDict, task: Task, example_shape,
                         key: jax.Array) -> tuple[nnx.Module, nnx.Optimizer]:
     """The task's model for examples of `example_shape`, parameters drawn from `key`, and the
-    optimizer of `config.optimizer` (what a checkpoint holds the state of)."""
+    optimizer of `config.optimizer` over the parameters `train.trainable` matches (what a
+    checkpoint holds the state of)."""
     tx = optim.make_optimizer(config.optimizer, config.train.num_steps)
     if config.train.skip_nonfinite:  # updates with non-finite gradients are dropped, and counted
         tx = optax.apply_if_finite(tx, config.train.max_consecutive_nonfinite)
+    if config.train.trainable:  # the others stay as they are: frozen
+        tx = optim.trainable_only(tx, config.train.trainable)
     return init_model_and_optimizer(task, example_shape, tx, key)
 
 

@@ -14,6 +14,8 @@ import dataclasses
 import functools
 import itertools
 import os
+import re
+import sys
 import time
 from typing import Any, Callable, Iterator
 
@@ -23,7 +25,8 @@ import numpy as np
 from flax import nnx
 from tqdm.auto import tqdm
 
-from aelab import checkpoint, compiler, config as config_lib, data, models, parallel, restore, resume, steps, tasks
+from aelab import (checkpoint, compiler, config as config_lib, data, finetune, models, optim, parallel, restore,
+                   resume, steps, tasks)
 from aelab import workdir as wd
 from aelab.compiler import CompilePolicy
 from aelab.data.lazy import LazyImages
@@ -49,16 +52,20 @@ class Run:
     cache_counts_at_start: dict | None = None  # compiler.cache_counts() before the run compiled
 
 
-def check_config(config: ml_collections.ConfigDict) -> tuple[ml_collections.ConfigDict, tasks.Task]:
+def check_config(config: ml_collections.ConfigDict,
+                 workdir: str | None = None) -> tuple[ml_collections.ConfigDict, tasks.Task]:
     """(the resolved config, its task): everything about a config that can be checked without
     reading its data: declared keys, values, names (task, model, loss, data prefix), the
-    architecture's own check and local data paths. Raises UsageError."""
+    architecture's own check, local data paths and the run to start from (train.init_from;
+    not `workdir`, the run's own). Raises UsageError."""
     resolved = config_lib.resolve(config)
     config_lib.validate(resolved)
     task = tasks.get_task(resolved, CompilePolicy.for_config(resolved), restore.RUNS)
     if task.family:
         models.check(task.family, resolved.model)
     data.check_name(resolved.data)
+    if resolved.train.init_from:
+        finetune.check(resolved.train.init_from, workdir)
     return resolved, task
 
 
@@ -68,7 +75,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     A task's assets already in `workdir` (a tokenizer) are read, not rebuilt.
     Raises UsageError on any bad input; writes no file.
     """
-    config, task = check_config(config)
+    config, task = check_config(config, workdir)
     compiler.enable_compile_cache(config.train.compile_cache)
     cache_counts = compiler.cache_counts()
     mesh = parallel.make_mesh(config)
@@ -78,6 +85,8 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed, task.bucket_lengths)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     model, optimizer = steps.model_and_optimizer(config, task, dataset.image_shape, init_key)
+    if config.train.trainable:
+        _check_trainable(config.train.trainable, model)
     if config.train.early_stopping_patience:
         _check_metric(task, model, dataset, config.train.early_stopping_metric)
     graphdef, state = nnx.split((model, optimizer))
@@ -85,6 +94,14 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     state, train_key, eval_key = parallel.put_replicated((state, train_key, eval_key), mesh)
     return Run(config, dataset, task, task.policy.with_model(model), graphdef, state, batches,
                train_key, eval_key, mesh, cache_counts)
+
+
+def _check_trainable(pattern: str, model: nnx.Module) -> None:
+    """Refuses (UsageError) a train.trainable that matches no parameter, listing some paths."""
+    paths = list(optim.param_paths(nnx.state(model, nnx.Param)))
+    if not any(re.search(pattern, path) for path in paths):
+        shown = ", ".join(paths[:6]) + (", ..." if len(paths) > 6 else "")
+        raise UsageError(f"train.trainable={pattern!r} matches no parameter; the parameters: {shown}")
 
 
 def _check_metric(task, model, dataset: data.Dataset, metric: str) -> None:
@@ -282,6 +299,11 @@ def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, 
     saved = ckpt.saved_config()
     changes = resume.check_resume(workdir, run.config.to_dict(), saved) if is_chief else []
     step, state = ckpt.restore_latest(run.state)
+    report = None
+    if step == 0 and run.config.train.init_from:  # a first start: the source's parameters, once
+        model, optimizer = nnx.merge(run.graphdef, state)
+        report = finetune.initialize(model, run.config.train.init_from)
+        state = parallel.put_replicated(nnx.state((model, optimizer)), run.mesh)
     summary_path = os.path.join(workdir, wd.SUMMARY)
     if os.path.exists(summary_path):  # already complete (or stopped early): nothing to redo
         done = wd.read_json(summary_path)
@@ -295,6 +317,9 @@ def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, 
         wd.record_start(workdir, run.config.to_dict(), step, changes,
                         {"example_shape": list(run.dataset.image_shape)})
         run.task.save_assets(workdir)
+        if report is not None:
+            wd.write_json(os.path.join(workdir, finetune.INIT_REPORT), report)
+            print(finetune.table(report), file=sys.stderr)
     try:
         return _loop(run, state, step, ckpt, workdir, should_stop, is_chief, started)
     except NonFiniteError as e:

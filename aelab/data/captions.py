@@ -35,6 +35,7 @@ import numpy as np
 
 from aelab.data.files import image_shape, read_image, relative_entry
 from aelab.data.lazy import LazyImages, take_rows
+from aelab.data.segmentation import resize_pair
 from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.data.text import pad_rows
 from aelab.errors import UsageError
@@ -159,8 +160,6 @@ def read_captions_dir(directory: str, image_size: int) -> tuple[dict[str, Captio
     """The splits of a Flickr8k-layout folder, and counts to report: with split lists, only the
     listed images are read (Flickr8k's token file also captions images that are in no list,
     one of which has no file), and the captioned images in no list are counted."""
-    from aelab.data.segmentation import resize_pair
-
     if not os.path.isdir(directory):
         raise UsageError(f"captions:{directory}: no such directory; pass a folder with images and "
                          "captions.txt (`image.jpg#i<TAB>caption` lines)")
@@ -212,8 +211,6 @@ def read_captions_dir(directory: str, image_size: int) -> tuple[dict[str, Captio
 def read_tfds_captions(source, name: str, split: str, image_key: str, captions_key: str,
                        image_size: int) -> Captions:
     """Images resized to image_size (default 128) and their `<captions_key>/text` references."""
-    from aelab.data.segmentation import resize_pair
-
     example = source[0]
     if image_key not in example or captions_key not in example or "text" not in example[captions_key]:
         raise UsageError(f"tfds:{name}: captioning needs features {image_key!r} and '{captions_key}/text'; "

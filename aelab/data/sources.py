@@ -13,6 +13,7 @@ import zlib
 
 import numpy as np
 
+from aelab.data.files import square_and_resize
 from aelab.data.lazy import LazyImages
 from aelab.data.splits import Split, make_split
 from aelab.errors import UsageError
@@ -177,8 +178,6 @@ def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
 
 
 def _read_source(grain, source, name, split, image_key, label_key, image_size) -> Split:
-    from aelab.data.files import square_and_resize
-
     example = source[0]
     if image_key not in example:
         raise UsageError(f"tfds:{name}: no feature {image_key!r}; features: {sorted(example)}")
