@@ -56,6 +56,8 @@ FLAGS = {
     "image_size": Flag("integer", 0, "resize images (and masks) to this square as config.data.image_size "
                                      "does; 0 = as the source reads them", 0),
     "min_seconds": Flag("float", 5.0, "seconds of timed training steps", 0.1),
+    "imports": Flag("multi_string", [], "a plugin module to import first, e.g. one that registers a reader of "
+                                        "your own format (repeat for more)"),
     "cpu_ynn_dots": Flag("boolean", None, "CPU matmuls by YNNPACK everywhere (--cpu_ynn_dots) or nowhere "
                                           "(--nocpu_ynn_dots); default: the compile policy's rule "
                                           "(aelab/compiler.py)"),
@@ -125,8 +127,8 @@ COMMANDS = {
                                                                   "(default: stdout)")},
                        required=("workdir", "input")),
     "convert": Command("write a data set once as ArrayRecord shards and a manifest, read back as records:DIR",
-                       "--data=images:DIR --out=DIR [--shard_examples=10000] [--image_size=0]",
-                       ("shard_examples", "image_size"),
+                       "--data=images:DIR --out=DIR [--shard_examples=10000] [--image_size=0] [--imports=MODULE]",
+                       ("shard_examples", "image_size", "imports"),
                        own={"data": _input("the data set to convert, a data name as config.data.name takes "
                                            "(images:DIR, segfolder:DIR, captions:DIR, idx:DIR, npz:FILE, ...)"),
                             "out": _out("the folder to create (it must not exist)")},
@@ -320,9 +322,10 @@ def _sweep(values) -> int:
 
 
 def _convert(values) -> int:
-    from aelab import config as config_lib, data  # start-up: only this command imports it
+    from aelab import config as config_lib, data, plugins  # start-up: only this command imports it
     from aelab.data import records  # start-up: only this command imports it
 
+    plugins.import_modules(tuple(values.imports), "--imports")
     config = config_lib.base_config()
     config.data.name, config.data.image_size = values.data, values.image_size
     data.check_name(config.data)

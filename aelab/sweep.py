@@ -23,7 +23,7 @@ from typing import Any, Callable
 import ml_collections
 
 from aelab import config as config_lib
-from aelab import plots, train
+from aelab import plots, plugins, train
 from aelab import workdir as wd
 from aelab.errors import UsageError, WriteError
 
@@ -155,11 +155,14 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str],
 
 
 def report(workdir: str) -> list[str]:
-    """Writes DIR/report.csv, DIR/report.md and DIR/figures/sweep_<metric>.png from finished points."""
+    """Writes DIR/report.csv, DIR/report.md and DIR/figures/sweep_<metric>.png from finished points
+    (the plugins the sweep's config names are imported first, as for every command on its runs)."""
     record_path = os.path.join(workdir, SWEEP)
     if not os.path.exists(record_path):
         raise UsageError(f"{workdir}: no {SWEEP}; pass the --workdir of an aelab sweep")
     record = wd.read_json(record_path)
+    plugins.import_modules(tuple(record.get("base_config", {}).get("imports", ())), record_path, workdir=workdir,
+                           announce=True)
     axes = [key for key, _ in record["axes"]]
     rows = []
     by_values = sorted(record["points"].items(),

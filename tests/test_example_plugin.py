@@ -51,6 +51,8 @@ def test_the_example_plugin_package_end_to_end_from_outside_the_repository(tmp_p
     run(aelab, "train", "--config=configs/npy_digits.py:steps=100", "--workdir=runs/npy", quiet)
     npy = json.loads((home / "runs" / "npy" / "summary.json").read_text())
     assert npy["data"]["name"] == "npydir:npy_digits" and npy["data"]["num_test"] == 360  # its own test folder
+    run(aelab, "embed", "--workdir=runs/npy", "--out=npy_codes.npz")  # the reader is registered again
+    assert len(np.load(home / "npy_codes.npz")["codes"]) == 360
     tuned = run(aelab, "train", "--config=configs/finetune.py:run=runs/patch,steps=100", "--workdir=runs/finetune",
                 quiet)
     assert "0 new, 0 mismatched" in tuned.stderr

@@ -87,7 +87,8 @@ def check_name(data: ml_collections.ConfigDict) -> None:
     if entry is None:
         if sep:
             raise UsageError(f"unknown data prefix {prefix!r} in {name!r}; accepted: " + ", ".join(
-                f"{p}:PATH" for p in sorted(READERS.names()) if READERS.get(p).options["path"] != "none"))
+                f"{p}:PATH" for p in sorted(READERS.names()) if READERS.get(p).options["path"] != "none")
+                + " (a plugin's reader is known once config.imports names its module)")
         return
     kind = entry.options["path"]
     if kind == "none" and sep:
