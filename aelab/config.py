@@ -249,8 +249,9 @@ def _moved_to_sections(task: str, saved: dict) -> dict:
         task_model = task_cls.config_defaults().get("model", {})
         model[arch] = {k: model[k] for k in entry.config if k in model and k not in task_model}
     vae = saved.get("vae")
-    if isinstance(vae, dict) and vae.get("latents") and "layer_activation" not in vae and "activation" in saved["model"]:
-        values["vae"] = {**vae, "layer_activation": saved["model"]["activation"]}
+    flat_activation = saved["model"].get("activation")
+    if isinstance(vae, dict) and vae.get("latents") and "layer_activation" not in vae and flat_activation:
+        values["vae"] = {**vae, "layer_activation": flat_activation}
     return values
 
 
@@ -321,8 +322,9 @@ def load(path_arg: str, overrides: Sequence[str], strict: bool = True) -> Launch
     resolved = resolve(keys, path)
     ignored = [f"--config.{key}" for key, _ in pairs if get_path(resolved, key, _MISSING) is _MISSING]
     if strict and ignored:
-        raise UsageError(f"{ignored[0]} is not read by this run (task {resolved.task}, model.arch "
-                         f"{resolved.model.arch or '-'}); set the keys of its task and config.model.{resolved.model.arch}")
+        arch = resolved.model.arch or "-"
+        raise UsageError(f"{ignored[0]} is not read by this run (task {resolved.task}, model.arch {arch}); set the "
+                         f"keys of its task and config.model.{arch}")
     return Launch(keys, resolved, path, ignored)
 
 

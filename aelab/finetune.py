@@ -37,8 +37,8 @@ def check(value: str, workdir: str | None = None) -> None:
     restore.saved_config(source, None, "train.init_from")
     steps = restore.checkpoint_steps(source)
     if not steps or (step is not None and step not in steps):
-        raise UsageError(f"train.init_from={value}: {source} has no checkpoint"
-                         + (f" at step {step}; its steps: {', '.join(map(str, steps))}" if steps else "; train it first"))
+        where = f" at step {step}; its steps: {', '.join(map(str, steps))}" if steps else "; train it first"
+        raise UsageError(f"train.init_from={value}: {source} has no checkpoint{where}")
 
 
 def initialize(model: nnx.Module, value: str) -> dict:

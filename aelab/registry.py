@@ -142,6 +142,16 @@ PENALTIES = Registry("penalty", "penalty")
 METRICS = Registry("metric", "metric")
 
 
+def _merged(table: Registry, name: str, family: str, config: Mapping[str, Any], section: str) -> Mapping[str, Any]:
+    """`config`, checked against the keys other entries of the family merge into the same section."""
+    for entry in table.entries(family):
+        shared = set(entry.config) & set(config)
+        if entry.name != name and shared:
+            raise ValueError(f"{table.kind} {name!r}: config.{section}.{sorted(shared)[0]} is declared by "
+                             f"{table.kind} {entry.name!r} (of {entry.module}) already; name your keys after it")
+    return config
+
+
 def _decorator(register: Callable[..., Entry], name: str, target, **kwargs):
     """`register(name, target, ...)` now, or, with no target, a decorator that registers what it decorates."""
     if target is not None:
@@ -200,6 +210,7 @@ def register_objective(name: str, fn: Callable | None = None, *, family: str = "
     """What a VAE minimizes, chosen by `vae.objective=name`: `fn(ctx) -> (loss, metrics)`, where
     `ctx` (aelab.tasks.terms.Context) holds the model, the batch, the step, the named random
     streams and, computed once, the forward pass. Its keys join `config.vae`."""
+    config = _merged(OBJECTIVES, name, family, config or {}, "vae")
     return _decorator(lambda n, t, **kw: OBJECTIVES.add(n, t, **kw), name, fn, family=family, config=config,
                       check=check, replace=replace)
 
@@ -216,7 +227,7 @@ def register_penalty(name: str, fn: Callable | None = None, *, family: str = "au
     draws from it (a Wasserstein autoencoder)."""
     if prior not in (None, "standard_normal"):
         raise ValueError(f"penalty {name!r}: prior={prior!r}; accepted: None, 'standard_normal'")
-    declared = {name: 0.0, **(config or {})}
+    declared = _merged(PENALTIES, name, family, {name: 0.0, **(config or {})}, "penalty")
     return _decorator(lambda n, t, **kw: PENALTIES.add(n, t, **kw), name, fn, family=family, config=declared,
                       check=check, prior=prior, metric=metric, replace=replace)
 

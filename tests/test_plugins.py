@@ -238,6 +238,8 @@ def test_registering_twice_is_refused_unless_replaced(registries):
         aelab.register_reader("no-dash", lambda path, cfg: {}, path="file")
     with pytest.raises(ValueError, match="default None"):
         aelab.register_penalty("unset", lambda ctx: 0.0, config={"scale": None})
+    with pytest.raises(ValueError, match="config.penalty.rho is declared by penalty 'kl_sparsity'"):
+        aelab.register_penalty("clash", lambda ctx: 0.0, config={"rho": 0.1})
 
 
 def test_help_lists_what_a_config_can_choose_with_each_ones_keys(tmp_path, capsys):

@@ -3,8 +3,9 @@ builds its architecture (`build`). Architectures register with aelab.register_ar
 
 | family | tasks | `build(cfg, spec)` returns |
 |---|---|---|
-| autoencoder | autoencoder, vae, vqvae | (encoder, decoder): images (B, H, W, C) -> (B, spec.code_size); (B, spec.latent_dim) -> (B, *spec.output_shape) |
-| segmentation | segmentation | a module: images (B, H, W, C) -> logits (B, H, W, spec.num_classes) |
+| autoencoder | autoencoder, vae, vqvae | (encoder, decoder): images (B, H, W, C) -> (B, code_size); |
+| | | codes (B, latent_dim) -> (B, *output_shape) |
+| segmentation | segmentation | a module: images (B, H, W, C) -> logits (B, H, W, num_classes) |
 | seq2seq | translation, captioning | a sequence model (aelab.models.seq2seq: Transformer, AttentionRNN) |
 | code_prior | vqprior | an autoregressive model over code tokens (aelab.models.prior.CodePrior) |
 """
@@ -24,7 +25,7 @@ class AutoencoderSpec:
     """An image autoencoder's encoder and decoder, as its task needs them."""
 
     example_shape: tuple[int, ...]  # (H, W, C): the images the encoder reads
-    output_shape: tuple[int, ...]  # (H, W, C'): the decoder's raw output; C' > C where a likelihood has several numbers a pixel
+    output_shape: tuple[int, ...]  # (H, W, C'): the decoder's raw output (C' > C: a likelihood's numbers a pixel)
     code_size: int  # numbers the encoder emits per image (a VAE's 2 x latent_dim: means and log-variances)
     latent_dim: int  # numbers the decoder reads per image
     rngs: nnx.Rngs

@@ -56,9 +56,9 @@ class CodePrior(nnx.Module):
 
 def check(cfg, example_shape) -> None:
     if cfg.embed_dim % cfg.num_heads or cfg.num_layers < 1 or not 0 <= cfg.dropout < 1:
-        raise UsageError(f"model.transformer.embed_dim={cfg.embed_dim} must be divisible by model.transformer.num_heads="
-                         f"{cfg.num_heads}, model.transformer.num_layers={cfg.num_layers} >= 1 and "
-                         f"model.transformer.dropout={cfg.dropout} in [0, 1)")
+        raise UsageError(f"model.transformer.embed_dim={cfg.embed_dim} must be divisible by "
+                         f"model.transformer.num_heads={cfg.num_heads}, model.transformer.num_layers="
+                         f"{cfg.num_layers} >= 1 and model.transformer.dropout={cfg.dropout} in [0, 1)")
 
 
 @register_architecture("transformer", family="code_prior", check=check, config={

@@ -96,7 +96,8 @@ class ReconstructionTask(Task):
             # keys: l1 (sum |z| per example: sparse), kl_sparsity with rho (KL of the mean activation
             # to rho: sparse, needs model.code_activation=sigmoid), contractive (||d code / d x||_F^2),
             # mmd (MMD of the codes to N(0, I): a Wasserstein autoencoder) and those plugins register.
-            "penalty": {key: value for entry in PENALTIES.entries("autoencoder") for key, value in entry.config.items()},
+            "penalty": {key: value for entry in PENALTIES.entries("autoencoder")
+                        for key, value in entry.config.items()},
         }
 
     def _encoder_decoder(self, image_shape, code_size: int, rngs: nnx.Rngs, latent_dim: int | None = None):
