@@ -126,8 +126,9 @@ class Checkpointer:
     def latest_step(self) -> int | None:
         return self.manager.latest_step()
 
-    def save(self, step: int, state: nnx.State, config: dict | None = None) -> None:
-        """Starts an asynchronous save of `state` (and the `config` it was trained with).
+    def save(self, step: int, state: nnx.State, config: dict | None = None, data: dict | None = None) -> None:
+        """Starts an asynchronous save of `state` (and the `config` it was trained with, and the
+        fingerprint of the `data` it was trained on).
 
         Arrays are copied off the device before it returns. A save that fails (a full disk)
         raises WriteError, here or at the next save or `wait`, after removing its partial files.
@@ -138,6 +139,8 @@ class Checkpointer:
                  "integrity": ocp.args.JsonSave({"crc32": checksums(pure)})}
         if config is not None:
             items["config"] = ocp.args.JsonSave(config)
+        if data is not None:
+            items["data"] = ocp.args.JsonSave(data)
         self._pending = step
         with self._writing(step):
             self.manager.save(step, args=ocp.args.Composite(**items), force=True)
@@ -238,13 +241,19 @@ class Checkpointer:
 
     def saved_config(self) -> dict | None:
         """The config stored with the newest checkpoint that has one (None for older runs)."""
-        for step in sorted(self.manager.all_steps(), reverse=True):
-            if self._has_item(step, "config"):
+        return self._saved_json("config")
+
+    def saved_data(self, step: int) -> dict | None:
+        """The data fingerprint stored with checkpoint `step` (None: a version that stored none)."""
+        return self._saved_json("data", [step])
+
+    def _saved_json(self, item: str, steps: list[int] | None = None) -> dict | None:
+        for step in sorted(self.manager.all_steps() if steps is None else steps, reverse=True):
+            if self._has_item(step, item):
                 try:
-                    return self.manager.restore(
-                        step, args=ocp.args.Composite(config=ocp.args.JsonRestore()))["config"]
+                    return self.manager.restore(step, args=ocp.args.Composite(**{item: ocp.args.JsonRestore()}))[item]
                 except Exception as e:  # a damaged checkpoint: its restore reports it
-                    log.debug("config of checkpoint step %d unreadable: %s", step, e)
+                    log.debug("%s of checkpoint step %d unreadable: %s", item, step, e)
         return None
 
     def close(self) -> None:
@@ -348,7 +357,7 @@ def _manager(directory: str, options: ocp.CheckpointManagerOptions) -> ocp.Check
     # ask for any subset of the items.
     return ocp.CheckpointManager(directory, options=options, item_handlers={
         "state": ocp.StandardCheckpointHandler(), "integrity": ocp.JsonCheckpointHandler(),
-        "config": ocp.JsonCheckpointHandler()})
+        "config": ocp.JsonCheckpointHandler(), "data": ocp.JsonCheckpointHandler()})
 
 
 def _shapes(tree) -> dict[str, tuple[int, ...]]:

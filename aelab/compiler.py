@@ -60,6 +60,11 @@ def cache_counts() -> dict[str, int]:
     return dict(_cache_counts)
 
 
+# The persistent compilation cache: the user's, never a run's folder (a use of a run compiles
+# into it whatever that run's config.json says).
+USER_CACHE = "~/.cache/aelab/jax"
+
+
 def enable_compile_cache(directory: str) -> None:
     """JAX's persistent compilation cache in `directory` ("" = off), so a resumed or repeated run
     skips compiling; a cache already chosen (JAX_COMPILATION_CACHE_DIR, or in code) wins.

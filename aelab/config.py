@@ -27,7 +27,7 @@ from typing import Any, Iterator, Sequence
 
 import ml_collections
 
-from aelab import data, models, plugins, tasks  # noqa: F401  (data, models, tasks register the built-ins)
+from aelab import compiler, data, models, plugins, tasks  # noqa: F401  (data, models, tasks register the built-ins)
 from aelab.configtree import (cast_like, closest, flatten, get_path, lookup, merge, parse_arg, positive,
                               set_value)
 from aelab.data.splits import SPLIT_BY
@@ -97,7 +97,12 @@ def common_config() -> ml_collections.ConfigDict:
     # A regular expression over parameter paths ("encoder/mlp/layers/0/kernel"): only the matching
     # parameters train, the others stay as they are (frozen). "" = every parameter trains.
     config.train.trainable = ""
-    config.train.compile_cache = "~/.cache/aelab/jax"  # persistent compilation cache; "" = off
+    # A resume checks that the data is what the checkpoint was trained on (each split's rows: files
+    # added or removed, a split carved anew); True continues on the changed data on purpose.
+    config.train.accept_changed_data = False
+    # Persistent compilation cache of this training run ("" = off); the uses of a run compile into
+    # the user's (compiler.USER_CACHE, or JAX_COMPILATION_CACHE_DIR), never where a run's config says.
+    config.train.compile_cache = compiler.USER_CACHE
     config.train.device_data_mb = 2048  # a training split up to this size stays on the device(s); 0 = never
     config.train.steps_per_dispatch = 10  # with the split on the device, steps run per call (a loop there)
     config.train.input_threads = 4  # otherwise, threads making batches ahead of the step (decoding streamed images)

@@ -11,8 +11,6 @@ model.json, env.json and one checkpoint), so that `aelab embed`, `probe`, `sampl
 from __future__ import annotations
 
 import os
-import shutil
-import tempfile
 
 import jax
 import ml_collections
@@ -56,9 +54,7 @@ def save(model: nnx.Module, config: ml_collections.ConfigDict, workdir: str, exa
     _check_same_model(model, template)
     nnx.update(template, nnx.state(model))
     parent = os.path.dirname(os.path.abspath(workdir))
-    os.makedirs(parent, exist_ok=True)
-    staging = tempfile.mkdtemp(prefix=f".{os.path.basename(os.path.abspath(workdir))}.", dir=parent)
-    try:
+    with wd.scratch(parent, ".save-") as staging:
         wd.record_start(staging, resolved.to_dict(), 0, [], {"example_shape": list(example_shape)})
         task.save_assets(staging)
         ckpt = checkpoint.Checkpointer(os.path.join(staging, wd.CHECKPOINTS), keep=1)
@@ -68,10 +64,8 @@ def save(model: nnx.Module, config: ml_collections.ConfigDict, workdir: str, exa
             ckpt.close()
         if os.path.isdir(workdir):
             os.rmdir(workdir)  # empty, checked above
+        wd.release(staging)
         os.rename(staging, workdir)
-    except BaseException:
-        shutil.rmtree(staging, ignore_errors=True)
-        raise
     return workdir
 
 

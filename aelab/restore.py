@@ -141,13 +141,13 @@ def load(workdir: str, task: str | None = None, use: str = "", step: int | None 
     anything is built. Runs of versions that wrote no model.json are rebuilt from their data.
     """
     config = saved_config(workdir, task, use)
-    compiler.enable_compile_cache(config.train.compile_cache)
+    compiler.enable_compile_cache(compiler.USER_CACHE)  # the user's cache: a run never chooses where, or what, runs
     policy = CompilePolicy.for_config(config)
     trained_task = tasks.get_task(config, policy, RUNS)
     trained_task.load_assets(workdir)
     model_path, dataset = os.path.join(workdir, wd.MODEL), None
-    if os.path.exists(model_path):
-        example_shape = tuple(wd.read_json(model_path)["example_shape"])
+    if os.path.lexists(model_path):
+        example_shape = _example_shape(wd.read_record(workdir, wd.MODEL), model_path)
     else:  # a run of an older version: its data gives the shape
         dataset = trained_task.prepare(data.load(config.data, stream_above_mb=0, verify=False))
         example_shape = tuple(dataset.image_shape)
@@ -162,17 +162,24 @@ def saved_config(workdir: str, task: str | None, use: str) -> ml_collections.Con
     """A trained workdir's resolved config, checked to hold checkpoints and (given) `task`; the
     plugin modules it names are imported first."""
     config_path = os.path.join(workdir, wd.CONFIG)
-    if not os.path.exists(config_path):
-        raise UsageError(f"{workdir}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
-    if not os.path.isdir(os.path.join(workdir, wd.CHECKPOINTS)):
-        raise UsageError(f"{workdir}: no checkpoints yet; train first")
-    saved = wd.read_json(config_path)
+    if not os.path.lexists(config_path):
+        raise UsageError(f"{wd.shown(workdir)}: no {wd.CONFIG}; pass the --workdir of an aelab training run")
+    if not os.path.isdir(wd.confined(workdir, wd.CHECKPOINTS, "the checkpoints folder")):
+        raise UsageError(f"{wd.shown(workdir)}: no checkpoints yet; train first")
+    saved = wd.read_record(workdir, wd.CONFIG)
     plugins.import_modules(tuple(saved.get("imports", ())), config_path, workdir=workdir, announce=True)
     config = config_lib.from_saved(saved, config_path)
     if task is not None and config.task != task:
         raise UsageError(f"{workdir}: {use} needs a {task} run, but this one trained task={config.task!r}")
     config.mesh.data = 1  # using a model needs one device, whatever the run trained on
     return config
+
+
+def _example_shape(model: dict, path: str) -> tuple[int, ...]:
+    shape = model.get("example_shape")
+    if not isinstance(shape, list) or not shape or any(not isinstance(d, int) or d < 1 for d in shape):
+        raise UsageError(f"{wd.shown(path)} is damaged: example_shape={shape!r}, not a list of positive sizes")
+    return tuple(shape)
 
 
 class _Runs:

@@ -8,7 +8,7 @@ import os
 
 from aelab.config import flatten, from_saved
 from aelab.errors import UsageError
-from aelab.workdir import CHECKPOINTS, CONFIG, read_json
+from aelab.workdir import CHECKPOINTS, CONFIG, read_record
 
 # Keys whose change would make a checkpoint mean something else: a resume that
 # changes one of them is refused. Everything else (num_steps, logging) may change.
@@ -41,7 +41,7 @@ def check_resume(workdir: str, config: dict, saved: dict | None = None) -> list[
     if saved is None:
         if not (os.path.exists(os.path.join(workdir, CHECKPOINTS)) and os.path.exists(path)):
             return []
-        saved = read_json(path)
+        saved = read_record(workdir, CONFIG)
     # Keys added since that run compare as their defaults.
     old = json.loads(json.dumps(from_saved(saved).to_dict()))
     locked, allowed = config_changes(old, json.loads(json.dumps(config)))

@@ -122,8 +122,13 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str],
     check_points(config, points)
     wd.check_workdir(workdir)
     os.makedirs(workdir, exist_ok=True)
+    with wd.exclusive(workdir):  # a second sweep on DIR is refused at once, as a second train is
+        return _run_points(config, workdir, axes, points, should_stop)
+
+
+def _run_points(config, workdir: str, axes, points, should_stop) -> dict:
     record_path = os.path.join(workdir, SWEEP)
-    record = wd.read_json(record_path) if os.path.exists(record_path) else {"points": {}}
+    record = read_record(workdir) if os.path.lexists(record_path) else {"points": {}}
     record.pop("stopped", None)
     record["axes"] = [[key, values] for key, values in axes]
     record["base_config"] = config.to_dict()
@@ -154,13 +159,40 @@ def run_sweep(config: ml_collections.ConfigDict, workdir: str, specs: list[str],
     return record
 
 
+def read_record(workdir: str) -> dict:
+    """DIR/sweep.json, checked: a JSON object whose points are objects with values and a status."""
+    record = wd.read_record(workdir, SWEEP)
+    points = record.get("points")
+    if not isinstance(points, dict) or any(
+            not isinstance(e, dict) or not isinstance(e.get("values"), dict) or not isinstance(e.get("status"), str)
+            for e in points.values()):
+        raise UsageError(f"{wd.shown(os.path.join(workdir, SWEEP))} is damaged: its points are not "
+                         "{NAME: {values, status}}")
+    return record
+
+
+SAFE_NAME = re.compile(r"^[A-Za-z0-9._,=+-]+$")
+
+
+def point_folder(workdir: str, name: str) -> str:
+    """DIR/points/NAME for a point name read from sweep.json: one folder inside DIR/points, never
+    a way out of the sweep (`..`, a path, a symbolic link)."""
+    if not SAFE_NAME.match(name) or name in (".", ".."):
+        raise UsageError(f"{wd.shown(os.path.join(workdir, SWEEP))} names a point {wd.shown(name)!r} that is not "
+                         "one folder inside the sweep's points/")
+    return wd.confined(os.path.join(workdir, POINTS), name, "sweep point")
+
+
 def report(workdir: str) -> list[str]:
     """Writes DIR/report.csv, DIR/report.md and DIR/figures/sweep_<metric>.png from finished points
     (the plugins the sweep's config names are imported first, as for every command on its runs)."""
     record_path = os.path.join(workdir, SWEEP)
-    if not os.path.exists(record_path):
-        raise UsageError(f"{workdir}: no {SWEEP}; pass the --workdir of an aelab sweep")
-    record = wd.read_json(record_path)
+    if not os.path.lexists(record_path):
+        raise UsageError(f"{wd.shown(workdir)}: no {SWEEP}; pass the --workdir of an aelab sweep")
+    record = read_record(workdir)
+    if not isinstance(record.get("axes"), list) or not record["axes"] or any(
+            not isinstance(a, list) or len(a) != 2 or not isinstance(a[0], str) for a in record["axes"]):
+        raise UsageError(f"{wd.shown(record_path)} is damaged: no list of axes [KEY, VALUES]")
     plugins.import_modules(tuple(record.get("base_config", {}).get("imports", ())), record_path, workdir=workdir,
                            announce=True)
     axes = [key for key, _ in record["axes"]]
@@ -168,10 +200,10 @@ def report(workdir: str) -> list[str]:
     by_values = sorted(record["points"].items(),
                        key=lambda item: [(isinstance(v, str), v) for v in item[1]["values"].values()])
     for name, entry in by_values:
-        summary_path = os.path.join(workdir, POINTS, name, wd.SUMMARY)
+        point = point_folder(workdir, name)
         row = {**entry["values"], "status": entry["status"]}
-        if os.path.exists(summary_path):
-            summary = wd.read_json(summary_path)
+        if os.path.lexists(os.path.join(point, wd.SUMMARY)):
+            summary = wd.read_record(point, wd.SUMMARY)
             row.update({f"eval_{k}": v for k, v in summary["eval"].items()})
             for baseline, metrics in summary.get("baselines", {}).items():
                 row.update({f"{baseline}_{k}": v for k, v in metrics.items() if k != "n_components"})

@@ -49,6 +49,7 @@ class Run:
     train_key: jax.Array
     eval_key: jax.Array
     mesh: jax.sharding.Mesh
+    fingerprint: dict  # of each split as read (aelab.data.fingerprint), stored with every checkpoint
     cache_counts_at_start: dict | None = None  # compiler.cache_counts() before the run compiled
 
 
@@ -66,6 +67,10 @@ def check_config(config: ml_collections.ConfigDict,
     data.check_name(resolved.data)
     if resolved.train.init_from:
         finetune.check(resolved.train.init_from, workdir)
+    cache = os.path.expanduser(resolved.train.compile_cache)
+    if workdir and cache and wd.inside(cache, workdir):
+        raise UsageError(f"train.compile_cache={wd.shown(resolved.train.compile_cache)} lies inside the workdir; "
+                         "a run's folder holds data, never programs: name a folder outside it, or \"\" (off)")
     return resolved, task
 
 
@@ -81,7 +86,9 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     mesh = parallel.make_mesh(config)
     if workdir:
         task.load_assets(workdir)
-    dataset = task.prepare(data.load(config.data, stream_above_mb=config.train.device_data_mb))
+    loaded = data.load(config.data, stream_above_mb=config.train.device_data_mb)
+    fingerprint = data.fingerprint(loaded)
+    dataset = task.prepare(loaded)
     batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed, task.bucket_lengths)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)
     model, optimizer = steps.model_and_optimizer(config, task, dataset.image_shape, init_key)
@@ -93,7 +100,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
     # Replicated on the data mesh: a restore onto this target lands the same way.
     state, train_key, eval_key = parallel.put_replicated((state, train_key, eval_key), mesh)
     return Run(config, dataset, task, task.policy.with_model(model), graphdef, state, batches,
-               train_key, eval_key, mesh, cache_counts)
+               train_key, eval_key, mesh, fingerprint, cache_counts)
 
 
 def _check_trainable(pattern: str, model: nnx.Module) -> None:
@@ -279,6 +286,9 @@ def train_and_evaluate(config: ml_collections.ConfigDict, workdir: str,
     """
     started = time.perf_counter()
     wd.check_workdir(workdir)
+    for name in (wd.CHECKPOINTS, wd.CONFIG, wd.SUMMARY):  # a workdir's files stay in it
+        if os.path.lexists(os.path.join(workdir, name)):
+            wd.confined(workdir, name, "the run's")
     run = build(config, workdir)
     is_chief = jax.process_index() == 0
     lock = wd.exclusive(workdir) if is_chief else contextlib.nullcontext()
@@ -299,19 +309,20 @@ def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, 
     saved = ckpt.saved_config()
     changes = resume.check_resume(workdir, run.config.to_dict(), saved) if is_chief else []
     step, state = ckpt.restore_latest(run.state)
+    if step and not run.config.train.accept_changed_data:
+        _check_same_data(ckpt.saved_data(step), run.fingerprint, step)
     report = None
     if step == 0 and run.config.train.init_from:  # a first start: the source's parameters, once
         model, optimizer = nnx.merge(run.graphdef, state)
         report = finetune.initialize(model, run.config.train.init_from)
         state = parallel.put_replicated(nnx.state((model, optimizer)), run.mesh)
-    summary_path = os.path.join(workdir, wd.SUMMARY)
-    if os.path.exists(summary_path):  # already complete (or stopped early): nothing to redo
-        done = wd.read_json(summary_path)
-        if step >= run.config.train.num_steps or (done.get("early_stopped") and done["step"] == step):
-            return done
-    if step > run.config.train.num_steps:
+    if step > run.config.train.num_steps:  # before anything else: a finished run's summary is no answer
         raise UsageError(f"train.num_steps={run.config.train.num_steps} is below the step this workdir's "
                          f"checkpoint has reached ({step}); raise it to at least {step}, or use a new --workdir")
+    if os.path.lexists(os.path.join(workdir, wd.SUMMARY)):  # complete (or stopped early): nothing to redo
+        done = wd.read_record(workdir, wd.SUMMARY)
+        if done.get("step") == step and (step == run.config.train.num_steps or done.get("early_stopped")):
+            return done
     if is_chief:
         wd.remove_stale_temporaries(workdir)
         wd.record_start(workdir, run.config.to_dict(), step, changes,
@@ -325,6 +336,18 @@ def _resume(run: Run, ckpt: checkpoint.Checkpointer, workdir: str, should_stop, 
     except NonFiniteError as e:
         e.last_checkpoint = ckpt.latest_step()
         raise
+
+
+def _check_same_data(saved: dict | None, now: dict, step: int) -> None:
+    """Refuses (UsageError) to resume on data other than the checkpoint's (None: a checkpoint of a
+    version that recorded none)."""
+    if saved is None or saved == now:
+        return
+    changed = [f"{name} {saved[name]['count']} -> {now[name]['count']} examples"
+               if saved[name]["count"] != now[name]["count"] else f"{name}'s examples"
+               for name in now if name in saved and saved[name] != now[name]]
+    raise UsageError(f"the data changed since checkpoint step {step} was trained on it ({'; '.join(changed)}); "
+                     "resume on the data it trained with, or set train.accept_changed_data=True to go on with this")
 
 
 def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: str,
@@ -378,7 +401,7 @@ def _loop(run: Run, state, step: int, ckpt: checkpoint.Checkpointer, workdir: st
             stopping = step < t.num_steps and stop_agreed(should_stop, step, ckpt, multihost)
             if step % t.checkpoint_every == 0 or step == t.num_steps or stopping or early_stop:
                 window.check()  # never checkpoint a diverged state
-                ckpt.save(step, state, run.config.to_dict())
+                ckpt.save(step, state, run.config.to_dict(), run.fingerprint)
             if stopping:
                 return {"step": step, "stopped": True}
         ckpt.wait()  # the final checkpoint is on disk before summary.json says the run is done

@@ -13,6 +13,7 @@ import glob
 import json
 import os
 import platform
+import shutil
 import sys
 import tempfile
 import time
@@ -68,6 +69,45 @@ def read_json(path: str) -> Any:
         return json.load(f)
 
 
+def inside(path: str, folder: str) -> bool:
+    """Whether `path`, symbolic links resolved, lies in `folder` (itself included)."""
+    path, folder = os.path.realpath(path), os.path.realpath(folder)
+    return os.path.commonpath([path, folder]) == folder
+
+
+def confined(folder: str, name: str, what: str) -> str:
+    """`folder/name`, refused (UsageError) where `name` or a symbolic link on the way leads out
+    of `folder`: every path a workdir, sweep or manifest names stays in its folder."""
+    path = os.path.join(folder, name)
+    if os.path.isabs(name) or not inside(path, folder):
+        raise UsageError(f"{what} {shown(name)} leads outside {shown(folder)}"
+                         + (f" (to {shown(os.path.realpath(path))})" if os.path.lexists(path) else "")
+                         + "; a run's files stay in its folder")
+    return path
+
+
+def read_record(folder: str, name: str, kind: type = dict) -> Any:
+    """A JSON file of a workdir or sweep (config.json, model.json, sweep.json, ...), confined to
+    `folder` and checked to hold a `kind`; damage is one UsageError naming the file."""
+    path = confined(folder, name, "the file")
+    try:
+        value = read_json(path)
+    except FileNotFoundError:
+        raise UsageError(f"{shown(path)}: no such file") from None
+    except (OSError, ValueError) as e:
+        raise UsageError(f"{shown(path)} is damaged: not JSON ({shown(str(e))})") from None
+    if not isinstance(value, kind):
+        raise UsageError(f"{shown(path)} is damaged: it holds a {type(value).__name__}, not a "
+                         f"{'JSON object' if kind is dict else kind.__name__}")
+    return value
+
+
+def shown(text: str) -> str:
+    """`text` (a path, a name read from a file) as one line: control characters escaped, so that a
+    file name cannot forge another line of aelab's output."""
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in str(text))
+
+
 def environment(argv: list[str] | None = None) -> dict[str, Any]:
     """Versions, devices and command line, so a result can be reproduced."""
     import jax
@@ -119,6 +159,57 @@ def writes_reported(workdir: str, last_checkpoint: Callable[[], int | None]) -> 
         where = e.filename or workdir
         raise WriteError(f"cannot write {where} ({describe_os_error(e)}); {kept}; "
                          "rerun to resume once the cause is fixed") from None
+
+
+@contextlib.contextmanager
+def scratch(parent: str, prefix: str) -> Iterator[str]:
+    """A new folder `parent/<prefix>XXXX` that this process holds (a lock inside it, dropped by the
+    kernel whatever ends the process): what a command builds before renaming it into place. The
+    scratch folders of the same prefix that no live process holds (a killed command's) are
+    removed first. Call `release(path)` before renaming it."""
+    os.makedirs(parent, exist_ok=True)
+    remove_stale_scratch(parent, prefix)
+    path = tempfile.mkdtemp(prefix=prefix, dir=parent)
+    fd = os.open(os.path.join(path, LOCK), os.O_RDWR | os.O_CREAT, 0o644)
+    fcntl.flock(fd, fcntl.LOCK_EX)
+    try:
+        yield path
+    except BaseException:
+        shutil.rmtree(path, ignore_errors=True)  # never half a result left beside `parent`'s files
+        raise
+    finally:
+        os.close(fd)
+
+
+def release(scratch_path: str) -> None:
+    """Drops the lock file of a `scratch` folder about to be renamed into place (its lock is held
+    until the `scratch` block ends; a folder without one is not taken for stale for a while)."""
+    os.unlink(os.path.join(scratch_path, LOCK))
+
+
+STALE_UNLOCKED_S = 600  # a scratch folder without a lock file, this old, is left over (an older version's)
+
+
+def remove_stale_scratch(parent: str, prefix: str) -> None:
+    for name in os.listdir(parent):
+        path = os.path.join(parent, name)
+        if not name.startswith(prefix) or not os.path.isdir(path) or os.path.islink(path):
+            continue
+        try:
+            fd = os.open(os.path.join(path, LOCK), os.O_RDWR)
+        except FileNotFoundError:
+            if time.time() - os.path.getmtime(path) > STALE_UNLOCKED_S:
+                shutil.rmtree(path, ignore_errors=True)
+            continue
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:  # a live process holds it
+            os.close(fd)
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        os.close(fd)
 
 
 @contextlib.contextmanager

@@ -17,7 +17,7 @@ import numpy as np
 
 from aelab.data import captions, factors, files, records, segmentation, sources, text
 from aelab.data.pipeline import TrainBatches, eval_batches, in_processes, prefetched
-from aelab.data.splits import Dataset, Split, carve, make_split
+from aelab.data.splits import Dataset, Split, carve, fingerprint, make_split
 from aelab.errors import UsageError
 from aelab.registry import READERS, register_reader
 
@@ -63,7 +63,8 @@ register_reader("textpairs", lambda path, data: text.read_textpairs(
 register_reader("scenes", _scenes_from(segmentation.read_scenes), path="name")
 register_reader("digitcaptions", _scenes_from(captions.read_digit_captions), path="name")
 
-__all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "in_processes", "load", "make_split",
+__all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "fingerprint", "in_processes", "load",
+           "make_split",
            "prefetched", "read_splits", "reader_of"]
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import csv
 import os
 
@@ -109,12 +110,19 @@ def read_images(directory: str, image_size: int = 0) -> dict[str, Split | None]:
     With `train/` and `test/` (and optionally `val/`) subfolders, each is a split.
     Greyscale images keep one channel, anything else becomes RGB; all must share one size.
     Only the first image is read here: the others are decoded when a batch needs them.
-    With `image_size`, each is cut to its central square and resized to that size.
+    With `image_size`, each is cut to its central square and resized to that size. Hidden files
+    and folders (.thumbs/, .DS_Store) are no part of the data set; a folder that holds both
+    images and subfolders is refused, naming one of each (which would be the data set?).
     """
     if not os.path.isdir(directory):
         raise UsageError(f"images:{directory}: no such directory")
     splits: dict[str, Split | None] = {"train": None, "val": None, "test": None}
     if os.path.isdir(os.path.join(directory, "train")):
+        extra = [n for n in visible(directory) if n not in ("train", "val", "test")
+                 and (os.path.isdir(os.path.join(directory, n)) or n.lower().endswith(IMAGE_EXTENSIONS))]
+        if extra:
+            raise UsageError(f"images:{directory} holds train/ and also {extra[0]!r}; keep only the train/, val/ and "
+                             "test/ folders, or no split folders at all")
         for name, folder in (("train", "train"), ("val", "val"), ("test", "test")):
             if os.path.isdir(os.path.join(directory, folder)):
                 splits[name] = _read_image_folder(os.path.join(directory, folder), image_size)
@@ -123,39 +131,69 @@ def read_images(directory: str, image_size: int = 0) -> dict[str, Split | None]:
     return splits
 
 
+def visible(directory: str) -> list[str]:
+    """The sorted names in `directory`, hidden ones (.name) left out."""
+    return sorted(name for name in os.listdir(directory) if not name.startswith("."))
+
+
+def _image_files(directory: str) -> list[str]:
+    return [name for name in visible(directory)
+            if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(directory, name))]
+
+
+# The most pixels an image may declare: a 16-megabyte PNG can declare 20000 x 20000 (a
+# decompression bomb, gigabytes decoded). aelab checks each file's header against it, naming the
+# file; PIL's own check (a warning at one size, an error at twice that) is off.
+MAX_PIXELS = 2 ** 26  # 8192 x 8192
+
+
+@contextlib.contextmanager
+def open_image(path: str, what: str = "image"):
+    """The PIL image of `path`, its header read (not decoded), refused when it declares more than
+    MAX_PIXELS pixels; an unreadable file is a UsageError naming it."""
+    from PIL import Image, UnidentifiedImageError
+
+    Image.MAX_IMAGE_PIXELS = None  # the check below replaces it
+    try:
+        with Image.open(path) as image:
+            if image.width * image.height > MAX_PIXELS:
+                raise UsageError(f"{path}: {what} of {image.width} x {image.height} pixels, above aelab's limit "
+                                 f"of {MAX_PIXELS:,} pixels a file (a decompression bomb, or an image to shrink "
+                                 "first)")
+            yield image
+    except UsageError:
+        raise
+    except (OSError, UnidentifiedImageError, ValueError) as e:  # ValueError: PIL's for a broken header
+        raise UsageError(f"{path}: cannot read {what} ({e})") from None
+
+
 def read_image(path: str, channels: int | None = None) -> np.ndarray:
     """uint8 (H, W, C). channels=None keeps greyscale as one channel and makes anything else
     RGB; channels=1 or 3 converts to that."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            grey = image.mode in GREY_MODES if channels is None else channels == 1
-            array = np.asarray(image.convert("L" if grey else "RGB"))
-    except (OSError, UnidentifiedImageError) as e:
-        raise UsageError(f"{path}: cannot read image ({e})") from None
+    with open_image(path) as image:
+        grey = image.mode in GREY_MODES if channels is None else channels == 1
+        array = np.asarray(image.convert("L" if grey else "RGB"))
     return array[..., None] if array.ndim == 2 else array
 
 
 def image_shape(path: str) -> tuple[int, int, int]:
     """(H, W, C) of an image file as `read_image` returns it, from its header (no decoding)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            return image.height, image.width, 1 if image.mode in GREY_MODES else 3
-    except (OSError, UnidentifiedImageError) as e:
-        raise UsageError(f"{path}: cannot read image ({e})") from None
+    with open_image(path) as image:
+        return image.height, image.width, 1 if image.mode in GREY_MODES else 3
 
 
 def _read_image_folder(directory: str, image_size: int = 0) -> Split:
-    classes = sorted(d for d in os.listdir(directory) if os.path.isdir(os.path.join(directory, d)))
-    entries = [(os.path.join(directory, c, f), i) for i, c in enumerate(classes)
-               for f in sorted(os.listdir(os.path.join(directory, c)))] if classes else \
-              [(os.path.join(directory, f), None) for f in sorted(os.listdir(directory))]
-    entries = [(p, label) for p, label in entries if p.lower().endswith(IMAGE_EXTENSIONS)]
+    classes = [name for name in visible(directory) if os.path.isdir(os.path.join(directory, name))]
+    here = _image_files(directory)
+    if classes and here:
+        raise UsageError(f"images:{directory} holds both images ({here[0]!r}, ...) and folders ({classes[0]!r}, ...); "
+                         "put every image in a class folder, or keep only the images")
+    entries = ([(os.path.join(directory, c, f), i) for i, c in enumerate(classes)
+                for f in _image_files(os.path.join(directory, c))] if classes else
+               [(os.path.join(directory, f), None) for f in here])
     if not entries:
         raise UsageError(f"images:{directory}: the data set is empty (no {'/'.join(IMAGE_EXTENSIONS)} files)")
+
     def read(path: str) -> np.ndarray:
         return square_and_resize(read_image(path), image_size)
 

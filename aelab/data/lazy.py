@@ -10,6 +10,7 @@ map. `take(index)` selects rows without reading any; `np.asarray(x)` reads them 
 from __future__ import annotations
 
 import concurrent.futures
+import hashlib
 import os
 from typing import Callable, Sequence
 
@@ -131,6 +132,17 @@ class LazyImages:
         with concurrent.futures.ThreadPoolExecutor(READ_THREADS) as pool:
             for _ in pool.map(self._check, self._index, chunksize=256):
                 pass
+
+    def identity(self) -> bytes:
+        """A digest of which rows this view holds: where each is read from and, for files, each
+        file's size. Reading no pixel, it tells apart another membership or another file."""
+        digest = hashlib.sha256(repr(self._shape).encode())
+        for source_row in self._index:
+            place = self._describe(int(source_row))
+            digest.update(place.encode("utf-8", "surrogateescape") + b"\0")
+            if os.path.isfile(place):
+                digest.update(str(os.path.getsize(place)).encode())
+        return digest.digest()
 
     def where(self, row: int) -> str:
         """The file (or array row) that row `row` is read from, for messages."""

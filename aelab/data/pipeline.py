@@ -14,12 +14,14 @@ compiled shapes replace one padded to the longest sentence.
 
 from __future__ import annotations
 
+import os
 import sys
 import threading
 from typing import Any, Callable, Iterator
 
 import numpy as np
 
+from aelab import lifetime
 from aelab.data.splits import Split
 from aelab.errors import UsageError
 
@@ -98,7 +100,7 @@ def prefetched(make: Callable[[int], Any], first_step: int, last_step: int, thre
     batch is still a function of its step alone, so the bits do not depend on the threads."""
     import grain
 
-    steps = grain.MapDataset.range(first_step, last_step).map(make)
+    steps = grain.MapDataset.range(first_step, last_step).map(ParentBound(make))
     options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(buffer, threads))
     return iter(steps.to_iter_dataset(options))
 
@@ -118,7 +120,7 @@ def in_processes(make: Callable[[int], Any], first_step: int, last_step: int, pr
     # blocks this process opened and the workers freed as "leaked" and says so at exit.
     if TRACKER_QUIET not in sys.warnoptions:
         sys.warnoptions.append(TRACKER_QUIET)
-    steps = grain.MapDataset.range(first_step, last_step).map(make)
+    steps = grain.MapDataset.range(first_step, last_step).map(ParentBound(make))
     options = grain.MultiprocessingOptions(num_workers=processes,
                                            per_worker_buffer_size=max(1, buffer // processes))
     return iter(steps.to_iter_dataset(grain.ReadOptions(num_threads=0, prefetch_buffer_size=0))
@@ -126,6 +128,20 @@ def in_processes(make: Callable[[int], Any], first_step: int, last_step: int, pr
 
 
 TRACKER_QUIET = "ignore:resource_tracker:UserWarning"
+
+
+class ParentBound:
+    """`make` as grain's worker processes run it: each worker ends itself once the process that
+    started it is gone, so that a SIGKILLed trainer leaves no worker (nor, with them gone, the
+    resource tracker whose pipe they hold) behind."""
+
+    def __init__(self, make: Callable[[int], Any]):
+        self.make, self.parent = make, os.getpid()
+
+    def __call__(self, step: int) -> Any:
+        if os.getpid() != self.parent:
+            lifetime.end_with(self.parent)
+        return self.make(step)
 
 
 def eval_batches(split: Split | dict[str, np.ndarray], batch_size: int) -> Iterator[dict[str, np.ndarray]]:

@@ -25,7 +25,7 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from aelab.data.files import IMAGE_EXTENSIONS, image_shape, read_image, resize_image
+from aelab.data.files import IMAGE_EXTENSIONS, image_shape, open_image, read_image, resize_image, visible
 from aelab.data.lazy import LazyImages
 from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.errors import UsageError
@@ -56,7 +56,8 @@ def _subfolder(directory: str, names: Sequence[str], what: str) -> str:
 
 
 def _by_stem(folder: str) -> dict[str, str]:
-    files = sorted(f for f in os.listdir(folder) if f.lower().endswith(IMAGE_EXTENSIONS))
+    files = [f for f in visible(folder)
+             if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f))]
     return {os.path.splitext(f)[0]: os.path.join(folder, f) for f in files}
 
 
@@ -119,14 +120,9 @@ def _binary_masks(paths: Sequence[str]) -> bool:
 
 def _mask_size(path: str) -> tuple[int, int]:
     """(H, W) of a mask file from its header, checking that it holds class ids."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            _check_mask_mode(image, path)
-            return image.height, image.width
-    except (OSError, UnidentifiedImageError) as e:
-        raise UsageError(f"{path}: cannot read mask ({e})") from None
+    with open_image(path, "mask") as image:
+        _check_mask_mode(image, path)
+        return image.height, image.width
 
 
 def _check_mask_mode(image, path: str) -> None:
@@ -138,14 +134,9 @@ def _check_mask_mode(image, path: str) -> None:
 def read_mask(path: str, binary: bool = False) -> np.ndarray:
     """int32 (H, W) class ids from a single-channel (greyscale or palette) image; with `binary`,
     a 0/255 mask read as 0/1 (any other value is an error: the folder's masks are binary)."""
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        with Image.open(path) as image:
-            _check_mask_mode(image, path)
-            mask = np.asarray(image).astype(np.int32)
-    except (OSError, UnidentifiedImageError) as e:
-        raise UsageError(f"{path}: cannot read mask ({e})") from None
+    with open_image(path, "mask") as image:
+        _check_mask_mode(image, path)
+        mask = np.asarray(image).astype(np.int32)
     if not binary:
         return mask
     if not np.isin(mask, (0, 255)).all():

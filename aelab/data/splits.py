@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
+import json
 
 import numpy as np
 
@@ -197,3 +199,30 @@ def carve(split, fraction: float, seed: int, what: str, by: str = "example") -> 
     else:
         raise UsageError(f"data.split_by={by!r} is not known; accepted: {', '.join(SPLIT_BY)}")
     return split.take(np.flatnonzero(~carved)), split.take(np.flatnonzero(carved))
+
+
+def fingerprint(dataset: "Dataset") -> dict[str, dict]:
+    """{split: {"count", "sha256"}}: what a run trained and was evaluated on, so that a resume on
+    other data (files added, a split carved anew) is noticed. In-memory arrays are hashed whole;
+    streamed ones by where each row comes from (LazyImages.identity)."""
+    return {name: {"count": len(split), "sha256": split_digest(split)}
+            for name in ("train", "val", "test") if (split := dataset.split(name)) is not None}
+
+
+def split_digest(split) -> str:
+    """The SHA-256 of a split's rows, whatever holds them (images, labels, masks, text)."""
+    digest = hashlib.sha256()
+    for field in dataclasses.fields(split):
+        value = getattr(split, field.name)
+        if value is None:
+            continue
+        digest.update(field.name.encode())
+        if isinstance(value, LazyImages):
+            digest.update(value.identity())
+        elif isinstance(value, np.ndarray) and value.dtype != object:
+            digest.update(repr((value.dtype.str, value.shape)).encode())
+            digest.update(np.ascontiguousarray(value).tobytes())
+        else:  # sentences, reference captions (object arrays)
+            digest.update(json.dumps(np.asarray(value, dtype=object).tolist(), default=list,
+                                     ensure_ascii=False).encode())
+    return digest.hexdigest()

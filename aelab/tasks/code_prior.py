@@ -79,8 +79,11 @@ class CodePriorTask(Task):
     # --- the frozen VQ-VAE -------------------------------------------------------------------------
     def load_assets(self, workdir: str) -> None:
         path = os.path.join(workdir, VQVAE_ASSET)
-        if os.path.exists(path):
-            self.vqvae_step = wd.read_json(path)["step"]
+        if os.path.lexists(path):
+            step = wd.read_record(workdir, VQVAE_ASSET).get("step")
+            if not isinstance(step, int):
+                raise UsageError(f"{wd.shown(path)} is damaged: step={step!r}, not a checkpoint step")
+            self.vqvae_step = step
 
     def save_assets(self, workdir: str) -> None:
         path = os.path.join(workdir, VQVAE_ASSET)

@@ -101,9 +101,9 @@ class Seq2SeqTask(Task):
     # Assets: the tokenizer lives in the workdir beside the checkpoints.
     def load_assets(self, workdir: str) -> None:
         path = os.path.join(workdir, TOKENIZER)
-        if os.path.exists(path):
-            with open(path, "rb") as f:
-                self.tokenizer = tok.Tokenizer(f.read())
+        if os.path.lexists(path):
+            with open(wd.confined(workdir, TOKENIZER, "the tokenizer"), "rb") as f:
+                self.tokenizer = tok.Tokenizer(f.read(), wd.shown(path))
 
     def save_assets(self, workdir: str) -> None:
         path = os.path.join(workdir, TOKENIZER)
@@ -131,6 +131,9 @@ class Seq2SeqTask(Task):
         return None
 
     def build_model(self, example_shape, rngs: nnx.Rngs):
+        if self.tokenizer is None:  # a trained run's tokenizer.model was deleted
+            raise UsageError(f"no {TOKENIZER}: a run of task={self.config.task} is rebuilt with the tokenizer it "
+                             "trained with, which its workdir keeps")
         image_shape = self.image_shape(example_shape)
         spec = Seq2SeqSpec(self.tokenizer.vocab_size, self.config.text.max_length, rngs, image_shape,
                            tuple(self.config.model.channels) if image_shape else ())

@@ -40,11 +40,20 @@ def train(sentences: Iterable[str], vocab_size: int, model_type: str = "unigram"
 class Tokenizer:
     """Encodes text to ids (with EOS, optionally BOS) and decodes ids back to text."""
 
-    def __init__(self, model_proto: bytes):
+    def __init__(self, model_proto: bytes, where: str = "the tokenizer"):
         import sentencepiece as spm
 
         self.model_proto = model_proto
-        self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        if not model_proto:
+            raise UsageError(f"{where} is damaged: it is empty")
+        try:
+            self._sp = spm.SentencePieceProcessor(model_proto=model_proto)
+        except (RuntimeError, TypeError, OSError):  # truncated or foreign bytes
+            raise UsageError(f"{where} is damaged: not a SentencePiece model") from None
+        if self._sp.get_piece_size() < 4 or [self._sp.pad_id(), self._sp.unk_id(), self._sp.bos_id(),
+                                               self._sp.eos_id()] != [PAD, UNK, BOS, EOS]:
+            raise UsageError(f"{where} is damaged: not one of aelab's tokenizers (pad, unk, bos, eos "
+                             "must be ids 0 to 3)")
 
     @property
     def vocab_size(self) -> int:

@@ -19,6 +19,7 @@ from flax import nnx
 from aelab import data
 from aelab.compiler import CompilePolicy
 from aelab.errors import UsageError
+from aelab import workdir as wd
 from aelab.workdir import atomic_write
 
 USES = "uses"
@@ -27,6 +28,15 @@ def check_beam_size(beam_size: int | None) -> None:
     """--beam_size of the decoding uses (translate, caption): None (the run's) or >= 1."""
     if beam_size is not None and beam_size < 1:
         raise UsageError(f"--beam_size={beam_size} must be >= 1 (1 = greedy)")
+
+
+def check_outputs(workdir: str, **paths: str | None) -> None:
+    """Refuses (UsageError) an output (`--out`, `--uses_dir`: flag name -> path) that lies in the
+    run's folder but not under its uses/: a use never overwrites the run it reads."""
+    for flag, path in paths.items():
+        if path and wd.inside(path, workdir) and not wd.inside(path, os.path.join(workdir, USES)):
+            raise UsageError(f"--{flag}={wd.shown(path)} is inside the run {wd.shown(workdir)}; a use writes under "
+                             f"{wd.shown(os.path.join(workdir, USES))} or outside the run, never over its files")
 
 
 def uses_dir(workdir: str, out_dir: str | None = None) -> str:
