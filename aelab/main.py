@@ -42,6 +42,8 @@ FLAGS = {
                                                 "and --process_id (default: detect SLURM or a TPU pod)"),
     "num_processes": Flag("integer", None, "multi-host: how many processes"),
     "process_id": Flag("integer", None, "multi-host: this process's index"),
+    "connect_timeout_s": Flag("integer", 300, "multi-host: how long a process waits for all to connect "
+                                              "before it ends, naming the coordinator", 1),
     "sweep": Flag("multi_string", [], "an axis of the grid, KEY=V1,V2,... (repeat for a grid)"),
     "uses_dir": Flag("string", None, "where to write numbers and pictures (default: WORKDIR/uses)"),
     "num_samples": Flag("integer", 64, "how many images to draw from the prior", 1),
@@ -87,7 +89,8 @@ class Command:
 COMMANDS = {
     "train": Command("train a model, or resume the run in WORKDIR",
                      "--config=configs/X.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]",
-                     ("workdir", "coordinator_address", "num_processes", "process_id"), config=True,
+                     ("workdir", "coordinator_address", "num_processes", "process_id", "connect_timeout_s"),
+                     config=True,
                      required=("config", "workdir")),
     "config": Command("print the resolved, validated config of a launch, without running it",
                       "--config=configs/X.py[:ARG] [--config.KEY=VALUE ...]", config=True, required=("config",)),
@@ -287,10 +290,16 @@ def stop_on_signals() -> Iterator[Callable[[int], bool]]:
 # --- the commands: each imports only what it needs (start-up is part of every command) ----------
 
 def _train(values) -> int:
-    from aelab import parallel, train  # start-up: only this command imports it
+    from aelab import lifetime, parallel, restore, supervise, train  # start-up: only this command imports them
 
-    parallel.initialize_distributed(values.coordinator_address, values.num_processes, values.process_id)
-    with stop_on_signals() as should_stop:
+    launch = parallel.distributed_launch(values.coordinator_address, values.num_processes, values.process_id)
+    if launch and not supervise.is_child():  # the runtime's aborts become one line
+        return supervise.run(*launch.describe(), values.connect_timeout_s,
+                             lambda: (restore.checkpoint_steps(values.workdir) or [None])[-1])
+    if launch:
+        lifetime.end_with(int(os.environ[supervise.PARENT]))
+    parallel.initialize_distributed(launch, values.connect_timeout_s)
+    with stop_on_signals() as should_stop, supervise.peers_watched() if launch else contextlib.nullcontext():
         summary = train.train_and_evaluate(values.config, values.workdir, should_stop=should_stop)
     if summary.get("stopped"):
         print(f"aelab: stopped at step {summary['step']}; checkpoint saved. "

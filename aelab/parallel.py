@@ -9,16 +9,20 @@ its own devices (`jax.make_array_from_process_local_data`); only process 0
 writes logs, figures and the summary (Orbax coordinates checkpoints).
 
 Multi-host starts with `jax.distributed.initialize()`: automatic on SLURM and
-Cloud TPU (see `initialize_distributed`), or from explicit settings.
+Cloud TPU (see `distributed_launch`), or from explicit settings.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import hashlib
+import json
 import os
 
 import jax
 import ml_collections
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
 
 from aelab.errors import UsageError
@@ -83,9 +87,21 @@ def put_local_batch(rows: dict[str, np.ndarray], mesh: Mesh) -> dict[str, jax.Ar
 CLUSTER_VARIABLES = ("SLURM_NTASKS", "TPU_WORKER_HOSTNAMES", "MEGASCALE_COORDINATOR_ADDRESS")
 
 
-def initialize_distributed(coordinator_address: str | None = None, num_processes: int | None = None,
-                           process_id: int | None = None) -> bool:
-    """Starts JAX's distributed runtime when this is one process of several; returns whether it did.
+@dataclasses.dataclass(frozen=True)
+class Launch:
+    """This process's place in a multi-process run (None where a cluster's detection decides)."""
+    coordinator: str | None
+    num_processes: int | None
+    process_id: int | None
+
+    def describe(self) -> tuple[int | str, int | str, str]:
+        return (self.process_id if self.process_id is not None else _int_env("SLURM_PROCID") or "?",
+                self.num_processes or _int_env("SLURM_NTASKS") or "?", self.coordinator or "detected by JAX")
+
+
+def distributed_launch(coordinator_address: str | None = None, num_processes: int | None = None,
+                       process_id: int | None = None) -> Launch | None:
+    """This process's Launch when it is one process of several; None for a single process.
 
     Explicit settings (flags or JAX_COORDINATOR_ADDRESS / JAX_NUM_PROCESSES / JAX_PROCESS_ID)
     win; otherwise a SLURM job with more than one task, or a Cloud TPU pod slice, is detected
@@ -98,19 +114,42 @@ def initialize_distributed(coordinator_address: str | None = None, num_processes
     slurm_tasks = _int_env("SLURM_NTASKS") or 1
     detected = slurm_tasks > 1 or any(os.environ.get(v) for v in CLUSTER_VARIABLES[1:])
     if not explicit and not detected:
-        return False
+        return None
     if explicit and (coordinator_address is None or num_processes is None or process_id is None):
         raise UsageError("multi-host needs all three of --coordinator_address, --num_processes and "
                          "--process_id (or none of them, to detect SLURM/TPU)")
+    return Launch(coordinator_address, num_processes, process_id)
+
+
+def initialize_distributed(launch: Launch | None, connect_timeout_s: int = 300) -> bool:
+    """Starts JAX's distributed runtime for `launch` (None: a single process, nothing to start),
+    waiting at most `connect_timeout_s` for every process to connect; returns whether it did."""
+    if launch is None:
+        return False
     # CPU devices of several processes talk through gloo (XLA's default there has no collectives);
     # accelerators ignore the setting.
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
-    if explicit:
-        jax.distributed.initialize(coordinator_address, num_processes, process_id)
-    else:
-        jax.distributed.initialize()
+    jax.distributed.initialize(launch.coordinator, launch.num_processes, launch.process_id,
+                               initialization_timeout=connect_timeout_s)
     return True
+
+
+def check_agreement(**values) -> None:
+    """Refuses (UsageError, on every process alike) to go on when the processes of one run were
+    given different `values` (the resolved config, the data's identity): each process's digest
+    of each is gathered by all and compared with process 0's."""
+    if jax.process_count() == 1:
+        return
+    digests = np.stack([np.frombuffer(hashlib.sha256(json.dumps(v, sort_keys=True, default=str).encode())
+                                      .digest()[:8], np.uint8) for v in values.values()])
+    everyone = np.asarray(multihost_utils.process_allgather(digests))  # (processes, len(values), 8)
+    for i, name in enumerate(values):
+        differ = [p for p in range(len(everyone)) if not np.array_equal(everyone[p, i], everyone[0, i])]
+        if differ:
+            raise UsageError(f"the processes of this run disagree: the {name} of process "
+                             f"{', '.join(map(str, differ))} differs from process 0's; launch every process "
+                             "with the same --config, overrides and data")
 
 
 def _int_env(name: str) -> int | None:

@@ -88,6 +88,7 @@ def build(config: ml_collections.ConfigDict, workdir: str | None = None) -> Run:
         task.load_assets(workdir)
     loaded = data.load(config.data, stream_above_mb=config.train.device_data_mb)
     fingerprint = data.fingerprint(loaded)
+    parallel.check_agreement(config=config.to_dict(), data=fingerprint)  # one run, or none
     dataset = task.prepare(loaded)
     batches = data.TrainBatches(dataset.train, config.train.batch_size, config.seed, task.bucket_lengths)
     init_key, train_key, eval_key = jax.random.split(jax.random.key(config.seed), 3)

@@ -3,6 +3,7 @@ rows this process decodes for each training step (OUT/reads{process}.json), then
 command line it was given."""
 
 import json
+import os
 import sys
 import threading
 
@@ -36,6 +37,7 @@ lazy.LazyImages._row, pipeline.TrainBatches.__call__ = recording_row, recording_
 try:
     code = main.main(argv)
 finally:
-    with open(f"{out}/reads{process}.json", "w") as f:
-        json.dump(reads, f)
+    if not os.path.exists(f"{out}/reads{process}.json"):  # a supervisor's child has written its own
+        with open(f"{out}/reads{process}.json", "w") as f:
+            json.dump(reads, f)
 sys.exit(code)

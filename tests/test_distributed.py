@@ -36,18 +36,79 @@ def overrides(folder, steps):
             "--config.train.progress=False", "--config.train.tensorboard=False"]
 
 
-def launch(out, workdir, folder, steps, processes=2):
-    """The processes of one multi-process run (a single plain process when processes=1)."""
+def launch(out, workdir, folder, steps, processes=2, extra=None, started=None):
+    """The processes of one multi-process run (a single plain process when processes=1);
+    `extra[i]`: more arguments of process i; `started`: which of them to start (default all)."""
     env = {**os.environ, "PYTHONPATH": f"{REPO}:{REPO / 'tests'}", "XLA_FLAGS": ""}
     command = [sys.executable, str(CHILD), str(out), "train", "--config=configs/digits_ae.py",
                f"--workdir={workdir}", *overrides(folder, steps)]
     if processes == 1:
         return [subprocess.Popen(command, cwd=REPO, env=env, text=True,
                                  stdout=subprocess.PIPE, stderr=subprocess.PIPE)]
-    port = free_port()
+    port, extra = free_port(), extra or [[] for _ in range(processes)]
     return [subprocess.Popen(command + [f"--coordinator_address=localhost:{port}", f"--num_processes={processes}",
-                                        f"--process_id={i}"], cwd=REPO, env=env, text=True,
-                             stdout=subprocess.PIPE, stderr=subprocess.PIPE) for i in range(processes)]
+                                        f"--process_id={i}", *extra[i]], cwd=REPO, env=env, text=True,
+                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+            for i in (range(processes) if started is None else started)]
+
+
+def one_error_line(err: str) -> str:
+    """The one line a failed process printed (JAX's own log is kept in a file it names)."""
+    lines = err.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("aelab: error: "), err
+    return lines[0]
+
+
+@pytest.mark.slow
+def test_processes_given_different_configs_refuse_to_start_on_every_process(tmp_path):
+    """A learning rate set on one process only: each process ends at once, exit 2, with the same
+    line naming the process that differs, before the workdir is written."""
+    folder = colour_folder(tmp_path / "f", count=64)
+    results = finish(launch(tmp_path, tmp_path / "w", folder, 20,
+                            extra=[[], ["--config.optimizer.learning_rate=0.01"]]), timeout=120)
+    assert [code for code, _, _ in results] == [2, 2], results
+    for _, _, err in results:
+        assert "the config of process 1 differs from process 0's" in one_error_line(err)
+    assert not (tmp_path / "w").exists()
+
+
+@pytest.mark.slow
+def test_a_missing_peer_ends_the_process_within_the_bounded_wait(tmp_path):
+    """Process 0 of 2 alone: it waits --connect_timeout_s, then one line naming it and the
+    coordinator, exit 1 (JAX's own ending is an abort with a C++ stack trace after 300 s)."""
+    folder = colour_folder(tmp_path / "f", count=64)
+    began = time.monotonic()
+    [(code, _, err)] = finish(launch(tmp_path, tmp_path / "w", folder, 20, extra=[["--connect_timeout_s=5"], []],
+                                     started=[0]), timeout=120)
+    assert code == 1, err
+    line = one_error_line(err)
+    assert "process 0 of 2 (coordinator localhost:" in line and "not every process connected within 5 s" in line
+    assert time.monotonic() - began < 60
+
+
+@pytest.mark.slow
+def test_a_lost_peer_ends_the_survivor_with_one_line_naming_the_last_checkpoint(tmp_path):
+    """SIGKILL of process 1 mid-run: process 0 ends within seconds, exit 1, naming process 1
+    and the last good checkpoint; the killed process's trainer does not outlive it."""
+    folder = colour_folder(tmp_path / "f", count=64)
+    workdir = tmp_path / "w"
+    processes = launch(tmp_path, workdir, folder, 1_000_000, extra=[["--config.train.checkpoint_every=20"]] * 2)
+    deadline = time.time() + 180
+    while not (workdir / "checkpoints" / "20").exists():
+        assert time.time() < deadline and all(p.poll() is None for p in processes), finish(processes)
+        time.sleep(0.1)
+    processes[1].kill()
+    began = time.monotonic()
+    (code, _, err), _ = finish(processes, timeout=120)
+    assert code == 1, err
+    assert time.monotonic() - began < 30
+    line = one_error_line(err)
+    assert "process 0 of 2" in line and "lost process 1 mid-run" in line, line
+    step = int(line.split("the last good checkpoint is step ")[1].split(":")[0])
+    assert step >= 20 and (workdir / "checkpoints" / str(step)).is_dir()
+    time.sleep(3)  # the killed supervisor's training child ends with it
+    alive = subprocess.run(["pgrep", "-f", f"--workdir={workdir} "], capture_output=True, text=True).stdout
+    assert not alive.strip(), alive
 
 
 def finish(processes, timeout=240):
