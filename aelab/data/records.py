@@ -144,8 +144,9 @@ def read_records(directory: str) -> dict[str, Split | Captions | None]:
         try:
             source = grain.sources.ArrayRecordDataSource(paths)
             found = len(source)
-        except Exception as e:  # not array_record data
-            raise UsageError(f"records:{directory}: split {name}'s shards cannot be read ({_reason(e)})") from None
+        except Exception as e:  # not array_record data, a damaged index: name the shard
+            raise UsageError(f"records:{directory}: {_unreadable(grain, paths, entry['shards'])} cannot be read "
+                             f"({_reason(e)}); convert the data again") from None
         if found != entry["count"]:
             raise UsageError(f"records:{directory}: split {name} holds {found} records but the "
                              f"manifest says {entry['count']}")
@@ -171,6 +172,16 @@ def read_records(directory: str) -> dict[str, Split | Captions | None]:
                                                                  dtype=np.int32))
         splits[name] = split
     return splits
+
+
+def _unreadable(grain, paths: list[str], shards: list[dict]) -> str:
+    """Which shard of a split fails to open ("a shard" where each opens alone)."""
+    for path, shard in zip(paths, shards):
+        try:
+            grain.sources.ArrayRecordDataSource([path])
+        except Exception:
+            return f"shard {shard['file']}"
+    return "a shard"
 
 
 class Shards:
