@@ -30,5 +30,5 @@ def sample(workdir: str, num_samples: int, seed: int, out_dir: str | None = None
                       title=f"{num_samples} samples from the prior, step {run.step}")
     if run.can("encode") and run.can("decode") and hasattr(run.model, "interpolate"):
         paths.append(os.path.join(figures, "interpolation.png"))
-        plots.interpolation(run.model, run.dataset.test.images, paths[1], run.policy)
+        plots.interpolation(run.model, run.split("test").images, paths[1], run.policy)
     return paths

@@ -44,6 +44,8 @@ FLAGS = {
     "process_id": Flag("integer", None, "multi-host: this process's index"),
     "connect_timeout_s": Flag("integer", 300, "multi-host: how long a process waits for all to connect "
                                               "before it ends, naming the coordinator", 1),
+    "heartbeat_timeout_s": Flag("integer", 100, "multi-host: how long a silent peer is waited for before "
+                                                "the others end, naming it and the last good checkpoint", 1),
     "sweep": Flag("multi_string", [], "an axis of the grid, KEY=V1,V2,... (repeat for a grid)"),
     "uses_dir": Flag("string", None, "where to write numbers and pictures (default: WORKDIR/uses)"),
     "num_samples": Flag("integer", 64, "how many images to draw from the prior", 1),
@@ -89,7 +91,8 @@ class Command:
 COMMANDS = {
     "train": Command("train a model, or resume the run in WORKDIR",
                      "--config=configs/X.py[:ARG] --workdir=DIR [--config.KEY=VALUE ...]",
-                     ("workdir", "coordinator_address", "num_processes", "process_id", "connect_timeout_s"),
+                     ("workdir", "coordinator_address", "num_processes", "process_id", "connect_timeout_s",
+                      "heartbeat_timeout_s"),
                      config=True,
                      required=("config", "workdir")),
     "config": Command("print the resolved, validated config of a launch, without running it",
@@ -298,7 +301,7 @@ def _train(values) -> int:
                              lambda: (restore.checkpoint_steps(values.workdir) or [None])[-1])
     if launch:
         lifetime.end_with(int(os.environ[supervise.PARENT]))
-    parallel.initialize_distributed(launch, values.connect_timeout_s)
+    parallel.initialize_distributed(launch, values.connect_timeout_s, values.heartbeat_timeout_s)
     with stop_on_signals() as should_stop, supervise.peers_watched() if launch else contextlib.nullcontext():
         summary = train.train_and_evaluate(values.config, values.workdir, should_stop=should_stop)
     if summary.get("stopped"):

@@ -121,9 +121,11 @@ def distributed_launch(coordinator_address: str | None = None, num_processes: in
     return Launch(coordinator_address, num_processes, process_id)
 
 
-def initialize_distributed(launch: Launch | None, connect_timeout_s: int = 300) -> bool:
+def initialize_distributed(launch: Launch | None, connect_timeout_s: int = 300,
+                           heartbeat_timeout_s: int = 100) -> bool:
     """Starts JAX's distributed runtime for `launch` (None: a single process, nothing to start),
-    waiting at most `connect_timeout_s` for every process to connect; returns whether it did."""
+    waiting at most `connect_timeout_s` for every process to connect, and counting a peer
+    silent for `heartbeat_timeout_s` as lost; returns whether it did."""
     if launch is None:
         return False
     # CPU devices of several processes talk through gloo (XLA's default there has no collectives);
@@ -131,7 +133,8 @@ def initialize_distributed(launch: Launch | None, connect_timeout_s: int = 300) 
     if "JAX_CPU_COLLECTIVES_IMPLEMENTATION" not in os.environ:
         jax.config.update("jax_cpu_collectives_implementation", "gloo")
     jax.distributed.initialize(launch.coordinator, launch.num_processes, launch.process_id,
-                               initialization_timeout=connect_timeout_s)
+                               initialization_timeout=connect_timeout_s,
+                               heartbeat_timeout_seconds=heartbeat_timeout_s)
     return True
 
 

@@ -44,6 +44,7 @@ class Trained:
     example_shape: tuple[int, ...]
     _dataset: data.Dataset | None = dataclasses.field(default=None, repr=False)
     _programs: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
+    _splits: dict = dataclasses.field(default_factory=dict, init=False, repr=False)
 
     @property
     def dataset(self) -> data.Dataset:
@@ -53,6 +54,17 @@ class Trained:
         if self._dataset is None:
             self._dataset = self.task.prepare(data.load(self.config.data, stream_above_mb=0, verify=False))
         return self._dataset
+
+    def split(self, name: str):
+        """One split of the run's data, prepared as its task reads it. Where the format keeps that
+        split in files of its own (idx's t10k files, a records split, a TFDS split), only those
+        are opened: `embed --split=test` works with the training files moved away."""
+        if self._dataset is not None:
+            return self._dataset.split(name)
+        if name not in self._splits:
+            self._splits[name] = self.task.prepare(data.load(self.config.data, stream_above_mb=0, verify=False,
+                                                             only=name)).split(name)
+        return self._splits[name]
 
     def can(self, capability: str) -> bool:
         """Whether the run's model (or, for generation and decoding, its task) has `capability`:

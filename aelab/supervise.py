@@ -65,12 +65,15 @@ def run(process_id: int | str, num_processes: int | str, coordinator: str, conne
                              errors="replace", env={**os.environ, CHILD: "1", PARENT: str(os.getpid())})
     forwarded = {s: signal.signal(s, lambda number, _: child.send_signal(number))
                  for s in (signal.SIGTERM, signal.SIGINT, signal.SIGHUP)}
-    runtime_said, ending = [], False
+    runtime_said, ending, continuing = [], False, False
     try:
         with log:
             for line in child.stderr:
                 log.write(line)
-                if RUNTIME_LINE.match(line) or ending:  # after a fatal line, the rest is the runtime's last words
+                # The runtime's messages run over several lines: what follows one of its lines is
+                # its own until aelab speaks again; after a fatal line, all of it is.
+                continuing = RUNTIME_LINE.match(line) is not None or (continuing and not line.startswith("aelab: "))
+                if continuing or ending:
                     runtime_said.append(line)
                     ending = ending or line.startswith(("F", "*** "))
                 else:

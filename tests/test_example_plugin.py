@@ -31,7 +31,7 @@ def test_the_example_plugin_package_end_to_end_from_outside_the_repository(tmp_p
 
     quiet = "--config.train.progress=False"
     run(sys.executable, "make_npydir.py", "npy_digits")
-    run(aelab, "train", "--config=configs/patch_digits.py:steps=600", "--workdir=runs/patch", quiet)
+    run(aelab, "train", "--config=configs/patch_digits.py:steps=300", "--workdir=runs/patch", quiet)
     summary = json.loads((home / "runs" / "patch" / "summary.json").read_text())
     assert summary["eval"]["recon_sse"] < summary["baselines"]["pca"]["recon_sse"]  # the patch encoder beats PCA
     run(aelab, "sweep", "--config=configs/patch_digits.py:steps=100", "--workdir=runs/arch",
@@ -43,7 +43,7 @@ def test_the_example_plugin_package_end_to_end_from_outside_the_repository(tmp_p
     assert json.loads((home / "runs" / "patch" / "uses" / "representation.json").read_text())["codes"]
     run(aelab, "embed", "--workdir=runs/patch", "--out=codes.npz")
     assert np.load(home / "codes.npz")["codes"].shape[1] == 8
-    run(aelab, "train", "--config=configs/wae_digits.py:steps=300", "--workdir=runs/wae", quiet)
+    run(aelab, "train", "--config=configs/wae_digits.py:steps=150", "--workdir=runs/wae", quiet)
     wae = json.loads((home / "runs" / "wae" / "summary.json").read_text())["eval"]
     assert {"mmd_multiscale", "code_moment_gap"} <= set(wae)  # the plugin's penalty and batch-level metric
     run(aelab, "sample", "--workdir=runs/wae", "--num_samples=16")

@@ -1,6 +1,7 @@
 """Translation: text data and tokenizer, masks, decoding, losses, a tiny model that learns, CLI."""
 
 import os
+import shutil
 import zipfile
 
 import jax
@@ -562,3 +563,28 @@ def test_bad_fixed_split_folders_are_one_line(tmp_path, setup, overrides, messag
     setup(parallel)
     with pytest.raises(UsageError, match=message):
         data.load(mt_config(parallel, **overrides).data)
+
+
+@pytest.mark.slow
+def test_a_damaged_tokenizer_is_one_line(tmp_path, capsys):
+    """tokenizer.model symlinked to /etc/passwd, truncated, random or deleted: `aelab translate`
+    says so in one line naming it (exit 2), and never reads a file outside the run."""
+    path = reverse_corpus(tmp_path / "r.tsv", n=300)
+    base = tmp_path / "base"
+    train.train_and_evaluate(mt_config(path, **{"train.num_steps": 5, "train.eval_every": 5,
+                                                "train.checkpoint_every": 5, "decode.eval_examples": 0,
+                                                "decode.beam_size": 1}), str(base))
+    (tmp_path / "in.txt").write_text("ab cd\n")
+    damages = {"symlinked": (lambda p: (p.unlink(), p.symlink_to("/etc/passwd")), "leads outside"),
+               "truncated": (lambda p: p.write_bytes(p.read_bytes()[:40]), "is damaged"),
+               "random": (lambda p: p.write_bytes(np.random.default_rng(0).bytes(3000)), "is damaged"),
+               "empty": (lambda p: p.write_bytes(b""), "is damaged: it is empty"),
+               "deleted": (lambda p: p.unlink(), "no tokenizer.model")}
+    for name, (damage, message) in damages.items():
+        workdir = tmp_path / name
+        shutil.copytree(base, workdir)
+        damage(workdir / "tokenizer.model")
+        capsys.readouterr()
+        assert main(["aelab", "translate", f"--workdir={workdir}", f"--input={tmp_path / 'in.txt'}"]) == 2, name
+        err = capsys.readouterr().err.strip()
+        assert len(err.splitlines()) == 1 and message in err, (name, err)

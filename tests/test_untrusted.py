@@ -18,10 +18,9 @@ import pytest
 from PIL import Image
 
 import aelab
-from aelab import compiler, sweep
+from aelab import compiler
 from aelab import workdir as wd
 from aelab.data import files
-from aelab.errors import UsageError
 from aelab.main import main
 from conftest import REPO
 from test_bad_input import snapshot
@@ -75,19 +74,19 @@ def test_a_use_compiles_into_the_users_cache_whatever_the_runs_config_says(run, 
 
 def test_a_planted_cache_folder_is_neither_used_nor_created_by_a_use(run, tmp_path):
     """A real `aelab embed` in a fresh process (no cache chosen by the environment): the
-    folder a run's config.json names is not created, and nothing is read from it."""
+    folder a run's config.json names is not created, and nothing is read from it; the user's
+    cache is."""
     planted = run / "cache"
     config = json.loads((run / "config.json").read_text())
     config["train"]["compile_cache"] = str(planted)
     (run / "config.json").write_text(json.dumps(config))
     env = {k: v for k, v in os.environ.items() if not k.startswith("JAX_COMPILATION_CACHE")}
-    env["HOME"] = str(tmp_path / "home")
     result = subprocess.run([sys.executable, "-m", "aelab.main", "embed", f"--workdir={run}",
                              f"--out={tmp_path / 'codes.npz'}"], capture_output=True, text=True, env=env,
                             cwd=REPO, timeout=300)
     assert result.returncode == 0, result.stderr
     assert not planted.exists()
-    assert (tmp_path / "home" / ".cache" / "aelab" / "jax").is_dir()
+    assert os.path.isdir(os.path.expanduser(compiler.USER_CACHE))
 
 
 def test_train_refuses_a_compile_cache_inside_its_workdir(tmp_path, capsys):
@@ -244,6 +243,7 @@ def test_a_shard_symlinked_out_of_the_folder_is_refused(rec, tmp_path, capsys):
     (lambda m: m.update(splits=[]), "splits"),
     (lambda m: m.update(image_shape="abc"), "image_shape"),
     (lambda m: m.update(image_shape=[8, -8, 3]), "image_shape"),
+    (lambda m: m.update(image_shape=[9, 9, 3]), "image_shape, dtype and mask_shape make 243"),
     (lambda m: m.update(dtype="object"), "dtype"),
     (lambda m: first_shard(m).update(count="many"), "count"),
 ])
@@ -400,5 +400,39 @@ def test_no_input_worker_outlives_a_sigkilled_trainer(tmp_path):
     assert len(workers) >= 2, workers  # the grain workers (and the resource tracker)
     trainer.send_signal(signal.SIGKILL)
     trainer.wait()
-    time.sleep(10)
+    deadline = time.time() + 10
+    while [pid for pid in workers if alive(pid)] and time.time() < deadline:
+        time.sleep(0.2)
     assert not [pid for pid in workers if alive(pid)]
+
+
+# --- uses read only the split they use --------------------------------------------------------------
+
+def test_embed_of_the_test_split_reads_no_training_file(tmp_path, capsys):
+    """idx: and records: runs whose training files were moved away: `embed --split=test` opens
+    only the test files and gives the codes it gave before; a carved split still needs them."""
+    from test_data import make_idx_dir
+
+    (tmp_path / "idx").mkdir()
+    idx = make_idx_dir(tmp_path / "idx", n_train=80, n_test=30)
+    folder = tmp_path / "imgs"
+    colour_folder(folder / "train", count=60)
+    colour_folder(folder / "test", count=20, seed=1)
+    rec = tmp_path / "rec"
+    assert main(["aelab", "convert", f"--data=images:{folder}", f"--out={rec}"]) == 0
+    for name, data, moved in (("idx", f"idx:{idx}", sorted(idx.glob("train-*"))),
+                              ("rec", f"records:{rec}", sorted(rec.glob("train-*")))):
+        workdir = tmp_path / f"w_{name}"
+        assert train(workdir, f"--config.data.name={data}", "--config.train.batch_size=8") == 0
+        before = tmp_path / f"{name}_before.npz"
+        assert main(["aelab", "embed", f"--workdir={workdir}", "--split=test", f"--out={before}"]) == 0
+        away = tmp_path / f"{name}_away"
+        away.mkdir()
+        for path in moved:
+            path.rename(away / path.name)
+        after = tmp_path / f"{name}_after.npz"
+        assert main(["aelab", "embed", f"--workdir={workdir}", "--split=test", f"--out={after}"]) == 0
+        np.testing.assert_array_equal(np.load(before)["codes"], np.load(after)["codes"])
+        capsys.readouterr()
+        assert main(["aelab", "embed", f"--workdir={workdir}", "--split=val", f"--out={after}"]) == 2  # carved
+        one_line(capsys, "train")

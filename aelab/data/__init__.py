@@ -108,16 +108,26 @@ def check_name(data: ml_collections.ConfigDict) -> None:
         entry.check(path, data)
 
 
-def read_splits(data: ml_collections.ConfigDict, stream: bool = False) -> sources.Splits:
+def read_splits(data: ml_collections.ConfigDict, stream: bool = False,
+                only: str | None = None) -> sources.Splits:
     """Dispatches `data.name` to its reader. A reader may return (splits, info): counts to report.
     Image folders and IDX files are read only when `stream` is False; with True they stay on
-    disk (aelab.data.lazy)."""
+    disk (aelab.data.lazy). A reader may return a split as a function that reads it (its own
+    files): with `only`, the other splits are not read, where that split is the reader's own."""
     splits = _read(data)
-    if stream:
-        return splits
     splits, info = splits if isinstance(splits, tuple) else (splits, None)
-    splits = {k: v.in_memory() if hasattr(v, "in_memory") else v for k, v in splits.items()}
+    wanted = _read_now(splits.get(only)) if only is not None else None
+    if wanted is not None:
+        splits = {only: wanted}
+    else:
+        splits = {name: _read_now(split) for name, split in splits.items()}
+    if not stream:
+        splits = {k: v.in_memory() if hasattr(v, "in_memory") else v for k, v in splits.items()}
     return splits if info is None else (splits, info)
+
+
+def _read_now(split):
+    return split() if callable(split) else split
 
 
 def _read(data: ml_collections.ConfigDict):
@@ -151,8 +161,13 @@ def _with_name(data: ml_collections.ConfigDict, name: str) -> ml_collections.Con
     return inner
 
 
-def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, verify: bool = True) -> Dataset:
+def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, verify: bool = True,
+         only: str | None = None) -> Dataset:
     """Reads the data set and carves validation (and test, if missing) from train.
+
+    `only="test"` (a use that reads one split): where the reader keeps that split apart (its own
+    files), only it is read and the Dataset holds None for the others; a split carved from
+    train needs the whole set, which is then read as without `only`.
 
     Carving uses `data.split_seed`, so the splits do not change with `seed`, and `data.split_by`
     (`carve`): what may not straddle two splits. Images that can stay on disk do so when the
@@ -161,9 +176,11 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, 
     files' headers are all checked first unless `verify` is False (a use reads a few rows: a bad
     one is reported when read).
     """
-    splits, info = read_splits(data, stream=stream_above_mb is not None), {}
+    splits, info = read_splits(data, stream=stream_above_mb is not None, only=only), {}
     if isinstance(splits, tuple):
         splits, info = splits
+    if only is not None and set(splits) == {only}:
+        return _one_split(data, only, splits[only], info, verify)
     train, val, test = splits["train"], splits.get("val"), splits.get("test")
     for split in (train, val, test):  # a bad file stops the run now, not at the step that reads it
         if verify and _streamed(split):
@@ -194,6 +211,17 @@ def load(data: ml_collections.ConfigDict, stream_above_mb: float | None = None, 
                 f"{data.name}: {split_name} images have shape {split.images.shape[1:]} but "
                 f"train images {train.images.shape[1:]}; all splits must share one shape")
     return Dataset(data.name, train, val, test, info)
+
+
+def _one_split(data: ml_collections.ConfigDict, name: str, split, info: dict, verify: bool) -> Dataset:
+    """A Dataset of split `name` alone, as `load` would give it (the others None)."""
+    if verify and _streamed(split):
+        split.verify()
+    if name != "test" and tuple(_get(data, "normal_classes")):
+        split = _keep_classes(split, tuple(_get(data, "normal_classes")), data.name, name)
+    parts = {"train": None, "val": None, "test": None, name: split}
+    return Dataset(data.name, parts["train"], parts["val"], parts["test"], {**info, "input": "streamed"
+                   if _streamed(split) else "in memory", "only": name})
 
 
 def _streamed(split) -> bool:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import functools
 import hashlib
 import json
 import os
@@ -116,62 +117,67 @@ def _size_and_digest(path: str) -> dict:
 
 def read_records(directory: str) -> dict[str, Split | Captions | None]:
     """The splits of a converted folder, images (and masks) read from their shards when a batch
-    needs them; labels and captions read at once.
+    needs them; labels and captions read when their split is.
 
     The manifest is checked whole first (shapes, dtypes, split names, counts, and every file it
     names a plain file of this folder); a missing shard, or one whose size or record count
-    differs from the manifest, is a UsageError naming it. Verifying the split (what training
-    does before its first step) checks every shard's SHA-256; a shard that fails to read later
-    is one UsageError naming it too."""
+    differs from the manifest, is a UsageError naming it when its split is opened (a use opens
+    only the split it reads). Verifying the split (what training does before its first step)
+    checks every shard's SHA-256; a shard that fails to read later is one UsageError naming it
+    too."""
+    manifest = _manifest(directory)
+    splits: dict[str, Split | Captions | None] = {"train": None, "val": None, "test": None}
+    for name, entry in manifest["splits"].items():
+        splits[name] = functools.partial(_read_split, directory, manifest, name, entry)
+    return splits
+
+
+def _read_split(directory: str, manifest: dict, name: str, entry: dict) -> Split | Captions:
     import grain
 
-    manifest = _manifest(directory)
     shape, dtype = tuple(manifest["image_shape"]), np.dtype(manifest["dtype"])
     image_bytes = int(np.prod(shape)) * dtype.itemsize
     mask_shape = tuple(manifest.get("mask_shape") or ())
-    splits: dict[str, Split | Captions | None] = {"train": None, "val": None, "test": None}
-    for name, entry in manifest["splits"].items():
-        paths = []
-        for shard in entry["shards"]:
-            path = _member(directory, shard["file"])
-            if not os.path.isfile(path):
-                raise UsageError(f"records:{directory}: missing shard {shard['file']} (the manifest lists "
-                                 f"{len(entry['shards'])} for split {name})")
-            if os.path.getsize(path) != shard["bytes"]:
-                raise UsageError(f"records:{directory}: shard {shard['file']} has {os.path.getsize(path)} "
-                                 f"bytes but the manifest says {shard['bytes']}; convert the data again")
-            paths.append(path)
-        try:
-            source = grain.sources.ArrayRecordDataSource(paths)
-            found = len(source)
-        except Exception as e:  # not array_record data, a damaged index: name the shard
-            raise UsageError(f"records:{directory}: {_unreadable(grain, paths, entry['shards'])} cannot be read "
-                             f"({_reason(e)}); convert the data again") from None
-        if found != entry["count"]:
-            raise UsageError(f"records:{directory}: split {name} holds {found} records but the "
-                             f"manifest says {entry['count']}")
-        shards = Shards(directory, entry["shards"], paths)
+    paths = []
+    for shard in entry["shards"]:
+        path = _member(directory, shard["file"])
+        if not os.path.isfile(path):
+            raise UsageError(f"records:{directory}: missing shard {shard['file']} (the manifest lists "
+                             f"{len(entry['shards'])} for split {name})")
+        if os.path.getsize(path) != shard["bytes"]:
+            raise UsageError(f"records:{directory}: shard {shard['file']} has {os.path.getsize(path)} "
+                             f"bytes but the manifest says {shard['bytes']}; convert the data again")
+        paths.append(path)
+    try:
+        source = grain.sources.ArrayRecordDataSource(paths)
+        found = len(source)
+    except Exception as e:  # not array_record data, a damaged index: name the shard
+        raise UsageError(f"records:{directory}: {_unreadable(grain, paths, entry['shards'])} cannot be read "
+                         f"({_reason(e)}); convert the data again") from None
+    if found != entry["count"]:
+        raise UsageError(f"records:{directory}: split {name} holds {found} records but the "
+                         f"manifest says {entry['count']}")
+    shards = Shards(directory, entry["shards"], paths, image_bytes + 4 * int(np.prod(mask_shape or (0,))))
+    if found:
+        shards.record(source, 0)  # the manifest's shapes and dtype fit the records, before any run starts
 
-        def read(i: int, source=source, shards=shards) -> np.ndarray:
-            return np.frombuffer(shards.record(source, i), dtype, count=image_bytes // dtype.itemsize).reshape(shape)
+    def read(i: int) -> np.ndarray:
+        return np.frombuffer(shards.record(source, i), dtype, count=image_bytes // dtype.itemsize).reshape(shape)
 
-        def read_mask(i: int, source=source, shards=shards) -> np.ndarray:
-            return np.frombuffer(shards.record(source, i), np.int32, offset=image_bytes).reshape(mask_shape)
+    def read_mask(i: int) -> np.ndarray:
+        return np.frombuffer(shards.record(source, i), np.int32, offset=image_bytes).reshape(mask_shape)
 
-        where = f"records:{directory}[{name}]"
-        describe = lambda i, where=where: f"{where}[{i}]"  # noqa: E731
-        images = LazyImages(read, shape, entry["count"], describe, check=shards.verify_row)
-        if entry.get("references"):
-            splits[name] = Captions(images, reference_tuples(_references(directory, entry["references"],
-                                                                          entry["count"])))
-            continue
-        labels = _labels(directory, entry["labels"]) if entry["labels"] else None
-        split = make_split(images, labels, where)
-        if mask_shape:
-            split = dataclasses.replace(split, masks=LazyImages(read_mask, mask_shape, entry["count"], describe,
-                                                                 dtype=np.int32))
-        splits[name] = split
-    return splits
+    where = f"records:{directory}[{name}]"
+    describe = lambda i: f"{where}[{i}]"  # noqa: E731
+    images = LazyImages(read, shape, entry["count"], describe, check=shards.verify_row)
+    if entry.get("references"):
+        return Captions(images, reference_tuples(_references(directory, entry["references"], entry["count"])))
+    labels = _labels(directory, entry["labels"]) if entry["labels"] else None
+    split = make_split(images, labels, where)
+    if mask_shape:
+        split = dataclasses.replace(split, masks=LazyImages(read_mask, mask_shape, entry["count"], describe,
+                                                             dtype=np.int32))
+    return split
 
 
 def _unreadable(grain, paths: list[str], shards: list[dict]) -> str:
@@ -188,8 +194,8 @@ class Shards:
     """A split's shards: which holds record i, each one's SHA-256 checked once (verify), and
     read errors as one line naming the shard."""
 
-    def __init__(self, directory: str, shards: list[dict], paths: list[str]):
-        self.directory, self.shards, self.paths = directory, shards, paths
+    def __init__(self, directory: str, shards: list[dict], paths: list[str], record_bytes: int):
+        self.directory, self.shards, self.paths, self.record_bytes = directory, shards, paths, record_bytes
         self.ends = np.cumsum([shard["count"] for shard in shards])
         self._checked: set[int] = set()
         self._lock = threading.Lock()
@@ -199,11 +205,17 @@ class Shards:
 
     def record(self, source, i: int) -> bytes:
         try:
-            return source[i]
+            record = source[i]
         except Exception as e:  # a damaged shard: array_record's chunk hash, a short read
             file = self.shards[self.shard_of(i)]["file"]
             raise UsageError(f"records:{self.directory}: shard {file} is damaged ({_reason(e)}); convert the data "
                              "again") from None
+        if len(record) != self.record_bytes:  # the manifest's shapes or dtype are not the shard's
+            file = self.shards[self.shard_of(i)]["file"]
+            raise UsageError(f"records:{self.directory}: shard {file} holds records of {len(record)} bytes, but "
+                             f"{MANIFEST}'s image_shape, dtype and mask_shape make {self.record_bytes}; convert the "
+                             "data again")
+        return record
 
     def verify_row(self, i: int) -> None:
         """Checks the SHA-256 of the shard holding source row i against the manifest, once."""

@@ -6,6 +6,7 @@ set ships; `aelab.data.load` carves the missing ones.
 
 from __future__ import annotations
 
+import functools
 import gzip
 import os
 import zipfile
@@ -92,15 +93,18 @@ def read_idx_file(path: str, rank: int) -> np.ndarray:
 
 
 def read_idx(directory: str) -> Splits:
+    """The train and t10k files, each split's pair opened only when that split is needed."""
     if not os.path.isdir(directory):
         raise UsageError(f"idx:{directory}: no such directory; pass a folder with the four IDX files")
-    splits: Splits = {"val": None}
-    for name, (image_stem, label_stem) in _IDX_FILES.items():
+
+    def read(name: str) -> Split:
+        image_stem, label_stem = _IDX_FILES[name]
         image_path = _find_idx_file(directory, image_stem)
         images = LazyImages.from_array(read_idx_file(image_path, rank=3), image_path)
         labels = np.array(read_idx_file(_find_idx_file(directory, label_stem), rank=1))
-        splits[name] = make_split(images, labels, image_path)
-    return splits
+        return make_split(images, labels, image_path)
+
+    return {"val": None, **{name: functools.partial(read, name) for name in _IDX_FILES}}
 
 
 # --- npz:FILE --------------------------------------------------------------
@@ -172,8 +176,9 @@ def read_tfds(name: str, data_dir: str | None, download: bool, image_key: str,
             raise UsageError(
                 f"tfds:{name}: not available under data_dir={data_dir or '~/tensorflow_datasets'} "
                 f"({type(e).__name__}: {str(e).splitlines()[0] if str(e) else ''})") from None
-        splits[ours] = (read_split(source, name, theirs) if read_split else
-                        _read_source(grain, source, name, theirs, image_key, label_key, image_size))
+        splits[ours] = (functools.partial(read_split, source, name, theirs) if read_split else
+                        functools.partial(_read_source, grain, source, name, theirs, image_key, label_key,
+                                          image_size))  # read (its labels: one pass) only when needed
     return splits
 
 

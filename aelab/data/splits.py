@@ -78,7 +78,8 @@ class Split:
 class Dataset:
     """The three splits every task sees; `test` is what "eval" reports. Splits are image
     `Split`s, or text splits (aelab.data.text) for sequence tasks; `info` holds counts a
-    reader wants reported (e.g. skipped lines)."""
+    reader wants reported (e.g. skipped lines). Loaded for one split only (a use's
+    `load(..., only=)`), the others are None."""
 
     name: str
     train: Split
@@ -87,9 +88,14 @@ class Dataset:
     info: dict = dataclasses.field(default_factory=dict)
 
     @property
+    def first(self) -> Split:
+        """The first split it holds: train, unless it was loaded for one split only."""
+        return next(s for s in (self.train, self.val, self.test) if s is not None)
+
+    @property
     def image_shape(self) -> tuple[int, ...]:
         """The shape of one example (an image's (H, W, C); a token row's (max_length,))."""
-        return self.train.example_shape
+        return self.first.example_shape
 
     def split(self, name: str) -> Split:
         if name not in ("train", "val", "test"):

@@ -118,7 +118,7 @@ class ReconstructionTask(Task):
     def prepare(self, dataset: Dataset) -> Dataset:
         """loss=dlogistic models 8-bit pixels: refuses data whose values are not multiples of 1/255."""
         if self.config.loss == "dlogistic":
-            check_8_bit(dataset.train, dataset.name)
+            check_8_bit(dataset.first, dataset.name)
         return dataset
 
     def _corrupt(self, x, rng, training: bool):

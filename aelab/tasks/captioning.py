@@ -98,11 +98,11 @@ class CaptioningTask(Seq2SeqTask):
 
     def prepare(self, dataset: Dataset) -> Dataset:
         """Trains the tokenizer on the training references (unless the workdir had one) and tokenizes."""
-        if not isinstance(dataset.train, Captions):
+        if not isinstance(dataset.first, Captions):
             raise UsageError(f"task=captioning needs captioned images, but {dataset.name} holds none; use "
                              "captions:DIR, digitcaptions:NAME or a TFDS set with data.captions_key")
-        references = [r for refs in dataset.train.references for r in refs]
-        return self.tokenized(dataset, references, tokenize_captions, "caption")
+        return self.tokenized(dataset, lambda: [r for refs in dataset.train.references for r in refs],
+                              tokenize_captions, "caption")
 
     def image_shape(self, example_shape) -> tuple[int, ...]:
         return tuple(example_shape)

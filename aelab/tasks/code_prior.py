@@ -106,7 +106,9 @@ class CodePriorTask(Task):
         frozen = self.vqvae()
         dataset = frozen.task.prepare(dataset)
 
-        def tokens(split: Split) -> Split:
+        def tokens(split: Split | None) -> Split | None:
+            if split is None:  # loaded for another split only
+                return None
             codes = [frozen.code_tokens(batch["image"])[batch["mask"] > 0] for batch in eval_batches(
                 {"image": split.images}, 500)]
             return Split(np.concatenate(codes).astype(np.int32), split.labels)

@@ -81,6 +81,8 @@ class SegmentationTask(Task):
         """Checks that every split has masks of the images' size with ids in [0, num_classes)."""
         for name in ("train", "val", "test"):
             split = dataset.split(name)
+            if split is None:  # loaded for another split only
+                continue
             if split.masks is None:
                 raise UsageError(f"task=segmentation needs masks, but {dataset.name} has none; use "
                                  "segfolder:DIR, scenes:NAME or a TFDS set with data.mask_key")

@@ -112,13 +112,16 @@ class Seq2SeqTask(Task):
 
     def tokenized(self, dataset: Dataset, training_text, tokenize_split, what: str) -> Dataset:
         """The dataset with every split tokenized by `tokenize_split(split, tokenizer, max_length)
-        -> (split, counts)`; the tokenizer is trained on `training_text` unless the workdir had one.
+        -> (split, counts)`; the tokenizer is trained on `training_text()` unless the workdir had one.
         The counts land in the dataset's info (summary.json), prefixed by the split's name."""
         t = self.config.text
         if self.tokenizer is None:
-            self.tokenizer = tok.Tokenizer(tok.train(training_text, t.vocab_size, t.tokenizer))
+            self.tokenizer = tok.Tokenizer(tok.train(training_text(), t.vocab_size, t.tokenizer))
         splits, info = {}, dict(dataset.info)
         for name in ("train", "val", "test"):
+            if dataset.split(name) is None:  # loaded for another split only
+                splits[name] = None
+                continue
             splits[name], counts = tokenize_split(dataset.split(name), self.tokenizer, t.max_length)
             info.update({f"{name}_{k}": v for k, v in counts.items()})
             if not len(splits[name]):

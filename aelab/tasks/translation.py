@@ -49,7 +49,7 @@ class TranslationTask(Seq2SeqTask):
 
     def prepare(self, dataset: Dataset) -> Dataset:
         """Trains the tokenizer on the training pairs (unless the workdir had one) and tokenizes."""
-        if not isinstance(dataset.train, TextPairs):
+        if not isinstance(dataset.first, TextPairs):
             raise UsageError(f"task=translation needs sentence pairs, but {dataset.name} holds images; "
                              "use textpairs:FILE or a TFDS translation set with data.source_key/target_key")
 
@@ -57,7 +57,8 @@ class TranslationTask(Seq2SeqTask):
             tokenized, skipped = tokenize(split, tokenizer, max_length)
             return tokenized, {"skipped_longer_than_max_length": skipped}
 
-        return self.tokenized(dataset, [*dataset.train.source, *dataset.train.target], tokenize_split, "pair")
+        return self.tokenized(dataset, lambda: [*dataset.train.source, *dataset.train.target], tokenize_split,
+                              "pair")
 
     def loss_fn(self, model, batch, rng: jax.Array, step):
         return self.teacher_forced_loss(model, batch["source"], batch["target"], rng)

@@ -25,7 +25,7 @@ def embed(workdir: str, split_name: str, out: str, out_dir: str | None = None) -
     """Writes the codes and labels of a split to `out` (.npz) and latent maps to DIR/uses/."""
     run = load(workdir)
     model, step = run.model, run.step
-    split = run.dataset.split(split_name)
+    split = run.split(split_name)
     codes = encode(model, split, run.policy)
     arrays = {"codes": codes, "step": np.array(step), "split": np.array(split_name)}
     if split.labels is not None:

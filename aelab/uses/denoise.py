@@ -43,7 +43,7 @@ def denoise(workdir: str, specs: list[str], seed: int = 0, out_dir: str | None =
     settings = [(kind, level) for spec in specs for kind, levels in [parse_spec(spec)] for level in levels]
     run = load(workdir)
     model, step = run.model, run.step
-    clean = run.dataset.test.in_memory()
+    clean = run.split("test").in_memory()
     shown = clean.figure_rows(10, seed)
     results, rows, names = [], [clean.images[shown]], ["clean"]
     for kind, level in settings:
