@@ -470,11 +470,17 @@ def manifest_escapes(root: pathlib.Path) -> list[dict]:
              ("a shard by absolute path", lambda m: first(m).update(file=str(outside / "x.array_record"))),
              ("labels by absolute path", lambda m: m["splits"]["train"].update(labels=str(outside / "lab.npy"))),
              ("references `/etc/hostname`", lambda m: m["splits"]["train"].update(references="/etc/hostname"))]
+    return train_on_edited_records(root, "escape", "records manifest names", cases)
+
+
+def train_on_edited_records(root: pathlib.Path, tag: str, title: str, cases) -> list[dict]:
+    """For each (name, change): a copy of the records with its manifest changed, trained on: exit 2,
+    nothing written."""
     out = []
     for i, (name, change) in enumerate(cases):
-        rec, workdir = edited_records(root, f"rec_escape{i}", change), root / f"w_escape{i}"
+        rec, workdir = edited_records(root, f"rec_{tag}{i}", change), root / f"w_{tag}{i}"
         done = run("train", f"--config={DIGITS}", f"--workdir={workdir}", *QUIET, f"--config.data.name=records:{rec}")
-        out.append(outcome(f"records manifest names {name}", "aelab train --config.data.name=records:REC", done, 2,
+        out.append(outcome(f"{title} {name}", "aelab train --config.data.name=records:REC", done, 2,
                            not workdir.exists()))
     return out
 
@@ -488,12 +494,7 @@ def damaged_manifests(root: pathlib.Path) -> list[dict]:
              ("a wrong `image_shape`", lambda m: m.update(image_shape=[9, 9, 1])),
              ("`dtype` is \"object\"", lambda m: m.update(dtype="object")),
              ("a shard's count changed", lambda m: first(m).update(count=first(m)["count"] + 1))]
-    out = []
-    for i, (name, change) in enumerate(cases):
-        rec, workdir = edited_records(root, f"rec_damaged{i}", change), root / f"w_damaged{i}"
-        done = run("train", f"--config={DIGITS}", f"--workdir={workdir}", *QUIET, f"--config.data.name=records:{rec}")
-        out.append(outcome(f"manifest.json: {name}", "aelab train --config.data.name=records:REC", done, 2,
-                           not workdir.exists()))
+    out = train_on_edited_records(root, "damaged", "manifest.json:", cases)
     rec, workdir = edited_records(root, "rec_flipped", lambda m: None), root / "w_flipped"
     shard = rec / json.loads((rec / "manifest.json").read_text())["splits"]["train"]["shards"][0]["file"]
     data = bytearray(shard.read_bytes())
