@@ -299,7 +299,7 @@ def _train(values) -> int:
     if launch and not supervise.is_child():  # the runtime's aborts become one line
         return supervise.run(*launch.describe(), values.connect_timeout_s,
                              lambda: (restore.checkpoint_steps(values.workdir) or [None])[-1])
-    if launch:
+    if launch and os.environ.get(supervise.PARENT, "").isdigit():
         lifetime.end_with(int(os.environ[supervise.PARENT]))
     parallel.initialize_distributed(launch, values.connect_timeout_s, values.heartbeat_timeout_s)
     with stop_on_signals() as should_stop, supervise.peers_watched() if launch else contextlib.nullcontext():
