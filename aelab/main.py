@@ -24,7 +24,6 @@ from absl import flags
 
 from aelab.errors import NonFiniteError, UsageError, WriteError, describe_os_error
 from aelab import workdir as wd
-from aelab.workdir import shown
 
 
 @dataclasses.dataclass(frozen=True)
@@ -342,8 +341,8 @@ def _convert(values) -> int:
     plugins.import_modules(tuple(values.imports), "--imports")
     _, source = data.reader_of(values.data)
     if source and os.path.isdir(source) and wd.inside(values.out, source):
-        raise UsageError(f"--out={shown(values.out)} lies inside the data folder {shown(source)}; the records would "
-                         "become part of the data set they come from")
+        raise UsageError(f"--out={wd.shown(values.out)} lies inside the data folder {wd.shown(source)}; the "
+                         "records would become part of the data set they come from")
     config = config_lib.base_config()
     config.data.name, config.data.image_size = values.data, values.image_size
     data.check_name(config.data)
@@ -429,13 +428,13 @@ def main(argv: list[str]) -> int:
             print(f"aelab: wrote {path}")
         return 0
     except UsageError as e:
-        print(f"aelab: error: {shown(str(e))}", file=sys.stderr)
+        print(f"aelab: error: {wd.shown(str(e))}", file=sys.stderr)
         return 2
     except (NonFiniteError, WriteError) as e:
-        print(f"aelab: error: {shown(str(e))}", file=sys.stderr)
+        print(f"aelab: error: {wd.shown(str(e))}", file=sys.stderr)
         return 1
     except OSError as e:  # a use command's output (a full disk, a read-only folder)
-        print(f"aelab: error: cannot write {shown(e.filename or 'its output')} ({describe_os_error(e)}); "
+        print(f"aelab: error: cannot write {wd.shown(e.filename or 'its output')} ({describe_os_error(e)}); "
               "--uses_dir=DIR and --out=PATH choose where a use writes", file=sys.stderr)
         return 1
 

@@ -195,10 +195,11 @@ def register_reader(prefix: str, read: Callable | None = None, *, path: str,
     """A data reader for `data.name="prefix:PATH"`: `read(path, data_cfg) -> {"train": Split, "val":
     Split | None, "test": Split | None}` (aelab.data.Split; a missing split is carved from train),
     or `(splits, info)` with counts to report. A split kept in files of its own may be given as
-    a function that reads it: a use that needs that split alone then opens no other split's files. `path` says what follows the prefix, and the
-    registry checks it before anything runs: "file", "folder", "file_or_folder" (must exist),
-    "name" (a data set name, e.g. scenes:mnist), "variant" (`prefix` alone or `prefix:VARIANT`),
-    "none" (`prefix` alone, e.g. digits). Its keys live in `config.data.<prefix>`."""
+    a function that reads it: a use that needs that split alone then opens no other split's files.
+    `path` says what follows the prefix, and the registry checks it before anything runs: "file",
+    "folder", "file_or_folder" (must exist), "name" (a data set name, e.g. scenes:mnist), "variant"
+    (`prefix` alone or `prefix:VARIANT`), "none" (`prefix` alone, e.g. digits). Its keys live in
+    `config.data.<prefix>`."""
     if path not in PATH_KINDS:
         raise ValueError(f"reader {prefix!r}: path={path!r}; accepted: {', '.join(PATH_KINDS)}")
     return _decorator(lambda n, t, **kw: READERS.add(n, t, **kw), prefix, read, path=path, config=config,

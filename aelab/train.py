@@ -344,9 +344,12 @@ def _check_same_data(saved: dict | None, now: dict, step: int) -> None:
     version that recorded none)."""
     if saved is None or saved == now:
         return
-    changed = [f"{name} {saved[name]['count']} -> {now[name]['count']} examples"
-               if saved[name]["count"] != now[name]["count"] else f"{name}'s examples"
-               for name in now if name in saved and saved[name] != now[name]]
+    def count(fingerprint: dict, name: str) -> int:
+        return fingerprint.get(name, {}).get("count", 0)
+
+    changed = [f"{name} {count(saved, name)} -> {count(now, name)} examples"
+               if count(saved, name) != count(now, name) else f"{name}'s examples"
+               for name in ("train", "val", "test") if saved.get(name) != now.get(name)]
     raise UsageError(f"the data changed since checkpoint step {step} was trained on it ({'; '.join(changed)}); "
                      "resume on the data it trained with, or set train.accept_changed_data=True to go on with this")
 

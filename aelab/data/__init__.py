@@ -64,8 +64,7 @@ register_reader("scenes", _scenes_from(segmentation.read_scenes), path="name")
 register_reader("digitcaptions", _scenes_from(captions.read_digit_captions), path="name")
 
 __all__ = ["Dataset", "Split", "TrainBatches", "check_name", "eval_batches", "fingerprint", "in_processes", "load",
-           "make_split",
-           "prefetched", "read_splits", "reader_of"]
+           "make_split", "prefetched", "read_splits", "reader_of"]
 
 
 def reader_of(name: str):

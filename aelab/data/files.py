@@ -136,7 +136,8 @@ def visible(directory: str) -> list[str]:
     return sorted(name for name in os.listdir(directory) if not name.startswith("."))
 
 
-def _image_files(directory: str) -> list[str]:
+def image_files(directory: str) -> list[str]:
+    """The sorted names of the visible image files in `directory` (not folders named like one)."""
     return [name for name in visible(directory)
             if name.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(directory, name))]
 
@@ -184,12 +185,12 @@ def image_shape(path: str) -> tuple[int, int, int]:
 
 def _read_image_folder(directory: str, image_size: int = 0) -> Split:
     classes = [name for name in visible(directory) if os.path.isdir(os.path.join(directory, name))]
-    here = _image_files(directory)
+    here = image_files(directory)
     if classes and here:
         raise UsageError(f"images:{directory} holds both images ({here[0]!r}, ...) and folders ({classes[0]!r}, ...); "
                          "put every image in a class folder, or keep only the images")
     entries = ([(os.path.join(directory, c, f), i) for i, c in enumerate(classes)
-                for f in _image_files(os.path.join(directory, c))] if classes else
+                for f in image_files(os.path.join(directory, c))] if classes else
                [(os.path.join(directory, f), None) for f in here])
     if not entries:
         raise UsageError(f"images:{directory}: the data set is empty (no {'/'.join(IMAGE_EXTENSIONS)} files)")

@@ -100,7 +100,7 @@ def prefetched(make: Callable[[int], Any], first_step: int, last_step: int, thre
     batch is still a function of its step alone, so the bits do not depend on the threads."""
     import grain
 
-    steps = grain.MapDataset.range(first_step, last_step).map(ParentBound(make))
+    steps = grain.MapDataset.range(first_step, last_step).map(make)
     options = grain.ReadOptions(num_threads=threads, prefetch_buffer_size=max(buffer, threads))
     return iter(steps.to_iter_dataset(options))
 

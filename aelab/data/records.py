@@ -306,7 +306,7 @@ def _manifest_problem(manifest: dict) -> str | None:
             if (not isinstance(shard, dict) or not isinstance(shard.get("file"), str) or not _count(shard.get("count"))
                     or not _count(shard.get("bytes")) or not isinstance(shard.get("sha256"), str)):
                 return f"split {name} has a shard without file, count, bytes and sha256"
-        if sum(shard["count"] for shard in entry["shards"]) != entry["count"]:
-            held = sum(shard["count"] for shard in entry["shards"])
+        held = sum(shard["count"] for shard in entry["shards"])
+        if held != entry["count"]:
             return f"split {name}'s shards hold {held} records, not {entry['count']}"
     return None

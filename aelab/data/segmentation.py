@@ -25,7 +25,7 @@ from typing import Sequence
 import ml_collections
 import numpy as np
 
-from aelab.data.files import IMAGE_EXTENSIONS, image_shape, open_image, read_image, resize_image, visible
+from aelab.data.files import image_files, image_shape, open_image, read_image, resize_image
 from aelab.data.lazy import LazyImages
 from aelab.data.splits import Split, digit_pools, to_unit_float
 from aelab.errors import UsageError
@@ -56,9 +56,7 @@ def _subfolder(directory: str, names: Sequence[str], what: str) -> str:
 
 
 def _by_stem(folder: str) -> dict[str, str]:
-    files = [f for f in visible(folder)
-             if f.lower().endswith(IMAGE_EXTENSIONS) and os.path.isfile(os.path.join(folder, f))]
-    return {os.path.splitext(f)[0]: os.path.join(folder, f) for f in files}
+    return {os.path.splitext(f)[0]: os.path.join(folder, f) for f in image_files(folder)}
 
 
 def _read_pairs(directory: str, image_size: int) -> Split:
